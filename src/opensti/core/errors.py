@@ -1,0 +1,262 @@
+"""The one exception hierarchy of opensti, and where each class maps to a code.
+
+    OpenSTIError
+     +-- InvalidInput                  bad input from a user or a config (CLI exit 2, HTTP 400)
+     |    +-- InvalidTN                  not a telephone number
+     |    +-- InvalidKey                 not a usable EC P-256 private key
+     |    +-- InvalidTNAuthList          TNAuthList DER or ACME value that does not parse
+     |    +-- InvalidCertificate         PEM/DER that is not a certificate, chain or CRL
+     +-- NotFound                      a named object does not exist (CLI exit 3, HTTP 404)
+     +-- Conflict                      the object exists or is in the wrong state (HTTP 409)
+     +-- UpstreamError                 a remote service failed or refused (HTTP 502)
+     +-- PassportError                 one STI-VS verification failure; carries the SIP code
+          +-- IdentityMissing            no Identity header at all                    428
+          +-- UnsupportedPassportType    only ppt values we do not verify             428
+          +-- StaleDate                  iat outside the freshness window             403
+          +-- InvalidIdentityHeader      malformed header or PASSporT                 438
+          |    +-- InvalidInfo             info missing, not a URI, or not equal to x5u
+          |    +-- InvalidOrig             orig claim that is not a TN
+          |    +-- CallingNumberMismatch   orig != the signalling's calling TN
+          |    +-- CalledNumberMismatch    the called TN is not in dest
+          |    +-- SignatureInvalid        ES256 signature does not verify
+          +-- BadIdentityInfo            x5u could not be fetched or parsed           436
+          +-- UnsupportedCredential      the certificate is not acceptable            437
+               +-- ChainUntrusted          no path to an STI-PA trust anchor
+               +-- CertificateProfileError not a SHAKEN certificate (ATIS-1000080)
+               +-- CertificateRevoked      listed on the STI-PA CRL
+
+The tables at the end of this module are the only place that turns a class into a
+SIP response, a CLI exit code or an HTTP status: front doors look codes up here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypeVar
+
+__all__ = [
+    "BadIdentityInfo",
+    "CalledNumberMismatch",
+    "CallingNumberMismatch",
+    "CertificateProfileError",
+    "CertificateRevoked",
+    "ChainUntrusted",
+    "Conflict",
+    "IdentityMissing",
+    "InvalidCertificate",
+    "InvalidIdentityHeader",
+    "InvalidInfo",
+    "InvalidInput",
+    "InvalidKey",
+    "InvalidOrig",
+    "InvalidTN",
+    "InvalidTNAuthList",
+    "NotFound",
+    "OpenSTIError",
+    "PassportError",
+    "ResultClass",
+    "SignatureInvalid",
+    "StaleDate",
+    "UnsupportedCredential",
+    "UnsupportedPassportType",
+    "UpstreamError",
+    "cli_exit_code",
+    "http_status",
+    "result_class",
+    "sip_response",
+]
+
+
+class OpenSTIError(Exception):
+    """Root of every error opensti raises on purpose."""
+
+    def __init__(self, message: str, *, value: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: The offending input, kept for logs and tests (never a secret).
+        self.value = value
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(OpenSTIError):
+    """Input that cannot be used, whatever the network does."""
+
+
+class InvalidTN(InvalidInput):
+    pass
+
+
+class InvalidKey(InvalidInput):
+    pass
+
+
+class InvalidTNAuthList(InvalidInput):
+    pass
+
+
+class InvalidCertificate(InvalidInput):
+    pass
+
+
+class NotFound(OpenSTIError):
+    pass
+
+
+class Conflict(OpenSTIError):
+    pass
+
+
+class UpstreamError(OpenSTIError):
+    """A remote party (CA, STI-PA, repository) failed or refused."""
+
+
+class PassportError(OpenSTIError):
+    """A verification failure: the call's Identity is not valid."""
+
+
+class IdentityMissing(PassportError):
+    pass
+
+
+class UnsupportedPassportType(PassportError):
+    pass
+
+
+class StaleDate(PassportError):
+    pass
+
+
+class InvalidIdentityHeader(PassportError):
+    pass
+
+
+class InvalidInfo(InvalidIdentityHeader):
+    pass
+
+
+class InvalidOrig(InvalidIdentityHeader):
+    pass
+
+
+class CallingNumberMismatch(InvalidIdentityHeader):
+    pass
+
+
+class CalledNumberMismatch(InvalidIdentityHeader):
+    pass
+
+
+class SignatureInvalid(InvalidIdentityHeader):
+    pass
+
+
+class BadIdentityInfo(PassportError):
+    pass
+
+
+class UnsupportedCredential(PassportError):
+    pass
+
+
+class ChainUntrusted(UnsupportedCredential):
+    pass
+
+
+class CertificateProfileError(UnsupportedCredential):
+    pass
+
+
+class CertificateRevoked(UnsupportedCredential):
+    pass
+
+
+class ResultClass(StrEnum):
+    """Verification outcomes as operators count them in statistics."""
+
+    SUCCESS = "success"
+    NO_PASSPORT = "no-passport"
+    CERT_CHAIN_ERROR = "cert-chain-error"
+    CALLED_NUMBER_MISMATCH = "called-number-mismatch"
+    CALLING_NUMBER_MISMATCH = "calling-number-mismatch"
+    INVALID_INFO = "invalid-info-parameter"
+    REPOSITORY_ERROR = "repository-error"
+    INVALID_IAT = "invalid-iat"
+    INVALID_ORIG = "invalid-orig"
+    SIGNATURE_FAILURE = "signature-failure"
+    REVOKED = "revoked"
+    INVALID_PASSPORT = "invalid-passport"
+
+
+# The three tables below are looked up along the class's MRO, most specific first.
+
+_SIP_RESPONSES: dict[type[PassportError], tuple[int, str]] = {
+    IdentityMissing: (428, "Use Identity Header"),
+    UnsupportedPassportType: (428, "Use Supported PASSporT Format"),
+    StaleDate: (403, "Stale Date"),
+    InvalidIdentityHeader: (438, "Invalid Identity Header"),
+    BadIdentityInfo: (436, "Bad Identity Info"),
+    UnsupportedCredential: (437, "Unsupported Credential"),
+}
+
+_RESULT_CLASSES: dict[type[PassportError], ResultClass] = {
+    IdentityMissing: ResultClass.NO_PASSPORT,
+    UnsupportedPassportType: ResultClass.NO_PASSPORT,
+    StaleDate: ResultClass.INVALID_IAT,
+    InvalidIdentityHeader: ResultClass.INVALID_PASSPORT,
+    InvalidInfo: ResultClass.INVALID_INFO,
+    InvalidOrig: ResultClass.INVALID_ORIG,
+    CallingNumberMismatch: ResultClass.CALLING_NUMBER_MISMATCH,
+    CalledNumberMismatch: ResultClass.CALLED_NUMBER_MISMATCH,
+    SignatureInvalid: ResultClass.SIGNATURE_FAILURE,
+    BadIdentityInfo: ResultClass.REPOSITORY_ERROR,
+    UnsupportedCredential: ResultClass.CERT_CHAIN_ERROR,
+    CertificateRevoked: ResultClass.REVOKED,
+}
+
+#: CLI exit codes: 0 success, 1 a verification that failed, 2 unusable input.
+_CLI_EXIT_CODES: dict[type[OpenSTIError], int] = {
+    OpenSTIError: 1,
+    PassportError: 1,
+    InvalidInput: 2,
+    NotFound: 3,
+    Conflict: 4,
+    UpstreamError: 5,
+}
+
+_HTTP_STATUSES: dict[type[OpenSTIError], int] = {
+    OpenSTIError: 500,
+    InvalidInput: 400,
+    PassportError: 400,
+    NotFound: 404,
+    Conflict: 409,
+    UpstreamError: 502,
+}
+
+
+_V = TypeVar("_V")
+
+
+def _lookup(table: dict[type, _V], exc: BaseException, default: _V) -> _V:
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return default
+
+
+def sip_response(exc: PassportError) -> tuple[int, str]:
+    """The SIP status code and reason phrase RFC 8224 section 6.2.2 gives this failure."""
+    return _lookup(_SIP_RESPONSES, exc, (438, "Invalid Identity Header"))
+
+
+def result_class(exc: PassportError) -> ResultClass:
+    return _lookup(_RESULT_CLASSES, exc, ResultClass.INVALID_PASSPORT)
+
+
+def cli_exit_code(exc: BaseException) -> int:
+    return _lookup(_CLI_EXIT_CODES, exc, 1)
+
+
+def http_status(exc: BaseException) -> int:
+    return _lookup(_HTTP_STATUSES, exc, 500)

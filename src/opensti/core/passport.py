@@ -1,0 +1,296 @@
+"""PASSporT (RFC 8225) with the SHAKEN extension (RFC 8588), signed with ES256.
+
+A PASSporT is a JWS in compact serialization. We write the JWS by hand rather than
+through a JOSE library because the canonical JSON of RFC 8225 section 9 and the
+compact form of section 7 are not something general JOSE libraries produce, and the
+signing path is hot: the header segment is encoded once per x5u and reused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from opensti.core.errors import (
+    InvalidIdentityHeader,
+    InvalidKey,
+    InvalidOrig,
+    SignatureInvalid,
+)
+from opensti.core.tn import MAX_TN_DIGITS
+
+__all__ = [
+    "ATTESTATION_LEVELS",
+    "MAX_PASSPORT_LENGTH",
+    "Passport",
+    "PassportSigner",
+    "ShakenClaims",
+    "b64url_decode",
+    "b64url_encode",
+    "canonical_json",
+    "decode_passport",
+    "load_private_key",
+    "passport_header",
+    "reconstruct_compact",
+    "require_p256",
+    "shaken_claims",
+    "sign_passport",
+    "verify_signature",
+]
+
+ATTESTATION_LEVELS = ("A", "B", "C")
+#: Bound on what we parse from the network; real SHAKEN PASSporTs are ~500 bytes.
+MAX_PASSPORT_LENGTH = 8192
+_ES256 = ec.ECDSA(hashes.SHA256())
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict base64url without padding, as JWS requires (RFC 7515 section 2)."""
+    if "=" in text or "+" in text or "/" in text:
+        raise ValueError("not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """RFC 8225 section 9: keys sorted, no whitespace, UTF-8, "/" left unescaped."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def require_p256(key: object) -> None:
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey
+    ) or not isinstance(key.curve, ec.SECP256R1):
+        raise InvalidKey("the key is not an EC P-256 (prime256v1) key, which ES256 requires")
+
+
+def load_private_key(pem: bytes, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
+    """Load a PEM (PKCS#8 or SEC1) P-256 private key, or raise :class:`InvalidKey`."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=password)
+    except (ValueError, TypeError) as exc:
+        raise InvalidKey(f"not a PEM private key: {exc}") from None
+    require_p256(key)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def passport_header(x5u: str, ppt: str | None = "shaken") -> dict[str, str]:
+    header = {"alg": "ES256", "typ": "passport", "x5u": x5u}
+    if ppt is not None:
+        header["ppt"] = ppt
+    return header
+
+
+@dataclass(frozen=True, slots=True)
+class ShakenClaims:
+    """The payload of a SHAKEN PASSporT, with TNs already canonical."""
+
+    orig: str
+    dest: tuple[str, ...]
+    iat: int
+    attest: str
+    origid: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "attest": self.attest,
+            "dest": {"tn": list(self.dest)},
+            "iat": self.iat,
+            "orig": {"tn": self.orig},
+            "origid": self.origid,
+        }
+
+
+def _es256_sign(key: ec.EllipticCurvePrivateKey, signing_input: bytes) -> bytes:
+    r, s = decode_dss_signature(key.sign(signing_input, _ES256))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+class PassportSigner:
+    """Signs PASSporTs for one key and x5u; the header segment is encoded once."""
+
+    __slots__ = ("_header_segment", "_key", "ppt", "x5u")
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, x5u: str, ppt: str | None = "shaken"):
+        require_p256(key)
+        self._key = key
+        self.x5u = x5u
+        self.ppt = ppt
+        self._header_segment = b64url_encode(canonical_json(passport_header(x5u, ppt)))
+
+    def sign_payload(self, payload: Mapping[str, Any]) -> str:
+        """Return the full form ``header.payload.signature``."""
+        signing_input = self._header_segment + "." + b64url_encode(canonical_json(payload))
+        signature = _es256_sign(self._key, signing_input.encode("ascii"))
+        return signing_input + "." + b64url_encode(signature)
+
+    def sign(self, claims: ShakenClaims) -> str:
+        return self.sign_payload(claims.to_payload())
+
+
+def sign_passport(
+    claims: ShakenClaims, *, key: ec.EllipticCurvePrivateKey, x5u: str, compact: bool = False
+) -> str:
+    """Sign a SHAKEN PASSporT; ``compact`` drops header and payload (RFC 8225 section 7)."""
+    token = PassportSigner(key, x5u).sign(claims)
+    if compact:
+        return ".." + token.rsplit(".", 1)[1]
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class Passport:
+    """A decoded PASSporT whose signature has not been checked yet."""
+
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def x5u(self) -> str | None:
+        value = self.header.get("x5u")
+        return value if isinstance(value, str) else None
+
+    @property
+    def ppt(self) -> str | None:
+        value = self.header.get("ppt")
+        return value if isinstance(value, str) else None
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers that disagree on which duplicate wins is a classic JWS attack.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate JSON key {key!r}")
+        result[key] = value
+    return result
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(b64url_decode(segment), object_pairs_hook=_reject_duplicate_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidIdentityHeader(f"PASSporT {what} is not base64url JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidIdentityHeader(f"PASSporT {what} is not a JSON object")
+    return value
+
+
+def decode_passport(token: str) -> Passport:
+    """Split and decode a full-form PASSporT, or raise :class:`InvalidIdentityHeader`."""
+    if len(token) > MAX_PASSPORT_LENGTH:
+        raise InvalidIdentityHeader("PASSporT is too long")
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[2]:
+        raise InvalidIdentityHeader("PASSporT is not a JWS (header.payload.signature)")
+    if not parts[0] or not parts[1]:
+        raise InvalidIdentityHeader("PASSporT is in compact form; the full form is needed here")
+    header = _json_object(parts[0], "header")
+    payload = _json_object(parts[1], "payload")
+    try:
+        signature = b64url_decode(parts[2])
+    except ValueError:
+        raise InvalidIdentityHeader("PASSporT signature is not base64url") from None
+    signing_input = (parts[0] + "." + parts[1]).encode("ascii")
+    return Passport(header, payload, signing_input, signature)
+
+
+def verify_signature(passport: Passport, public_key: ec.EllipticCurvePublicKey) -> None:
+    """Check the ES256 signature (raw r||s, RFC 7518 section 3.4) or raise."""
+    if passport.header.get("alg") != "ES256":
+        raise InvalidIdentityHeader(f"unsupported PASSporT alg {passport.header.get('alg')!r}")
+    if len(passport.signature) != 64:
+        raise SignatureInvalid("ES256 signature is not 64 bytes (r||s)")
+    der = encode_dss_signature(
+        int.from_bytes(passport.signature[:32], "big"),
+        int.from_bytes(passport.signature[32:], "big"),
+    )
+    try:
+        public_key.verify(der, passport.signing_input, _ES256)
+    except InvalidSignature:
+        raise SignatureInvalid(
+            "PASSporT signature does not verify with the x5u certificate"
+        ) from None
+
+
+def _tn_claim(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_TN_DIGITS:
+        raise InvalidIdentityHeader(f"{what} must be a telephone number string")
+    if not all(ch.isdigit() or ch in "#*" for ch in value):
+        raise InvalidIdentityHeader(f"{what} is not a canonical TN: {value!r}")
+    return value
+
+
+def shaken_claims(passport: Passport) -> ShakenClaims:
+    """Check the SHAKEN header and claims (RFC 8225, RFC 8588) and return them typed."""
+    header, payload = passport.header, passport.payload
+    if header.get("typ") != "passport":
+        raise InvalidIdentityHeader(f"PASSporT typ must be 'passport', not {header.get('typ')!r}")
+    if header.get("alg") != "ES256":
+        raise InvalidIdentityHeader(f"unsupported PASSporT alg {header.get('alg')!r}")
+    if header.get("ppt") != "shaken":
+        raise InvalidIdentityHeader(f"PASSporT ppt must be 'shaken', not {header.get('ppt')!r}")
+    if not isinstance(header.get("x5u"), str):
+        raise InvalidIdentityHeader("PASSporT header has no x5u")
+    attest = payload.get("attest")
+    if attest not in ATTESTATION_LEVELS:
+        raise InvalidIdentityHeader(f"attest must be A, B or C, not {attest!r}")
+    iat = payload.get("iat")
+    if not isinstance(iat, int) or isinstance(iat, bool) or iat < 0:
+        raise InvalidIdentityHeader(f"iat must be a JSON number of seconds, not {iat!r}")
+    orig = payload.get("orig")
+    if not isinstance(orig, dict) or "tn" not in orig:
+        raise InvalidOrig("orig must be an object with a tn")
+    try:
+        orig_tn = _tn_claim(orig["tn"], "orig.tn")
+    except InvalidIdentityHeader as exc:
+        raise InvalidOrig(exc.message) from None
+    dest = payload.get("dest")
+    if not isinstance(dest, dict) or not isinstance(dest.get("tn"), list) or not dest["tn"]:
+        raise InvalidIdentityHeader("dest must be an object with a non-empty tn array")
+    dest_tns = tuple(_tn_claim(tn, "dest.tn") for tn in dest["tn"])
+    origid = payload.get("origid")
+    if not isinstance(origid, str) or not origid:
+        raise InvalidIdentityHeader("origid is missing (RFC 8588 requires it)")
+    return ShakenClaims(orig=orig_tn, dest=dest_tns, iat=iat, attest=attest, origid=origid)
+
+
+def reconstruct_compact(
+    signature_segment: str, *, x5u: str, ppt: str | None, orig: str, dest: Sequence[str], iat: int
+) -> Passport:
+    """Rebuild a compact-form PASSporT from the SIP request (RFC 8224 section 5.2).
+
+    Only the base claims (orig, dest, iat) live in SIP, so this serves PASSporTs with
+    no extension claims; SHAKEN's attest and origid cannot be rebuilt.
+    """
+    header = passport_header(x5u, ppt)
+    payload = {"dest": {"tn": list(dest)}, "iat": iat, "orig": {"tn": orig}}
+    signing_input = (
+        b64url_encode(canonical_json(header)) + "." + b64url_encode(canonical_json(payload))
+    )
+    try:
+        signature = b64url_decode(signature_segment)
+    except ValueError:
+        raise InvalidIdentityHeader("PASSporT signature is not base64url") from None
+    return Passport(header, payload, signing_input.encode("ascii"), signature)

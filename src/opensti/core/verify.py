@@ -1,0 +1,216 @@
+"""The STI-VS decision (RFC 8224 section 6.2, ATIS-1000074) as a pure function.
+
+Inputs are the Identity header values, the TNs from the signalling, the clock and a
+``resolve`` callable that turns an x5u into a validated certificate. The caller does
+the fetching beforehand (and may cache validated chains), so nothing here blocks;
+``resolve`` raises :class:`BadIdentityInfo` (436) or an :class:`UnsupportedCredential`
+(437) when the credential is missing or not acceptable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from opensti.core.certs import ValidatedCertificate
+from opensti.core.errors import (
+    BadIdentityInfo,
+    CalledNumberMismatch,
+    CallingNumberMismatch,
+    CertificateProfileError,
+    IdentityMissing,
+    InvalidIdentityHeader,
+    InvalidInfo,
+    PassportError,
+    ResultClass,
+    StaleDate,
+    UnsupportedPassportType,
+    result_class,
+    sip_response,
+)
+from opensti.core.identity import IdentityHeader, parse_identity
+from opensti.core.passport import ShakenClaims, decode_passport, shaken_claims, verify_signature
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "CredentialResolver",
+    "VerificationResult",
+    "Verstat",
+    "verify_identities",
+]
+
+#: ATIS-1000074 and RFC 8224: a PASSporT is fresh for 60 seconds.
+DEFAULT_MAX_AGE = 60
+
+CredentialResolver = Callable[[str], ValidatedCertificate]
+
+
+class Verstat(StrEnum):
+    PASSED = "TN-Validation-Passed"
+    FAILED = "TN-Validation-Failed"
+    NO_VALIDATION = "No-TN-Validation"
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    verstat: Verstat
+    #: The SIP code to reject with (None when the call passes).
+    sip_code: int | None
+    reason: str
+    result_class: ResultClass
+    claims: ShakenClaims | None = None
+    x5u: str | None = None
+    certificate: ValidatedCertificate | None = None
+    error: PassportError | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verstat is Verstat.PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        claims = self.claims
+        return {
+            "verstat": self.verstat.value,
+            "sip_code": self.sip_code,
+            "reason": self.reason,
+            "attest": claims.attest if claims else None,
+            "orig": claims.orig if claims else None,
+            "dest": list(claims.dest) if claims else None,
+            "origid": claims.origid if claims else None,
+            "iat": claims.iat if claims else None,
+            "x5u": self.x5u,
+        }
+
+
+class _Failure(Exception):
+    """Carries the claims decoded so far along with the failure."""
+
+    def __init__(self, error: PassportError, claims: ShakenClaims | None, x5u: str | None):
+        self.error, self.claims, self.x5u = error, claims, x5u
+
+
+def _failed(
+    error: PassportError, claims: ShakenClaims | None, x5u: str | None
+) -> VerificationResult:
+    code, phrase = sip_response(error)
+    verstat = Verstat.NO_VALIDATION if code == 428 else Verstat.FAILED
+    return VerificationResult(
+        verstat=verstat,
+        sip_code=code,
+        reason=f"{phrase}: {error.message}",
+        result_class=result_class(error),
+        claims=claims,
+        x5u=x5u,
+        error=error,
+    )
+
+
+def _is_shaken(header: IdentityHeader) -> bool:
+    return header.ppt is None or header.ppt == "shaken"
+
+
+def _verify_one(
+    header: IdentityHeader,
+    *,
+    orig_tn: str | None,
+    dest_tns: Sequence[str] | None,
+    now: int,
+    max_age: int,
+    resolve: CredentialResolver,
+    allow_http_x5u: bool,
+) -> VerificationResult:
+    if header.is_compact:
+        raise _Failure(
+            InvalidIdentityHeader(
+                "compact form cannot carry SHAKEN claims; the full form is required"
+            ),
+            None,
+            header.info,
+        )
+    passport = decode_passport(header.token)
+    if passport.ppt != "shaken":
+        raise UnsupportedPassportType(f"PASSporT type {passport.ppt!r} is not verified here")
+    claims = shaken_claims(passport)
+    x5u = passport.x5u
+    try:
+        if x5u != header.info:
+            raise InvalidInfo("Identity info does not equal the PASSporT x5u")
+        if not allow_http_x5u and not header.info.lower().startswith("https://"):
+            raise BadIdentityInfo("x5u is not an https URL")
+        age = now - claims.iat
+        if abs(age) > max_age:
+            raise StaleDate(f"iat is {age} s from now (at most {max_age} s allowed)")
+        if orig_tn is not None and claims.orig != orig_tn:
+            raise CallingNumberMismatch(
+                f"orig {claims.orig} does not match the calling number {orig_tn}"
+            )
+        if dest_tns is not None and not set(dest_tns) & set(claims.dest):
+            raise CalledNumberMismatch(
+                f"dest {list(claims.dest)} does not include the called number {list(dest_tns)}"
+            )
+        certificate = resolve(header.info)
+        when = dt.datetime.fromtimestamp(now, dt.UTC)
+        if not certificate.not_before <= when <= certificate.not_after:
+            raise CertificateProfileError("certificate is not valid at this time")
+        verify_signature(passport, certificate.public_key)
+    except PassportError as error:
+        raise _Failure(error, claims, x5u) from None
+    return VerificationResult(
+        verstat=Verstat.PASSED,
+        sip_code=None,
+        reason="verified",
+        result_class=ResultClass.SUCCESS,
+        claims=claims,
+        x5u=x5u,
+        certificate=certificate,
+    )
+
+
+def verify_identities(
+    identities: Sequence[str],
+    *,
+    orig_tn: str | None,
+    dest_tns: Sequence[str] | None,
+    now: int,
+    resolve: CredentialResolver,
+    max_age: int = DEFAULT_MAX_AGE,
+    allow_http_x5u: bool = False,
+) -> VerificationResult:
+    """Verify every Identity header; the first valid SHAKEN PASSporT decides.
+
+    ``orig_tn``/``dest_tns`` are the canonical TNs from the signalling (None skips the
+    comparison). When none passes, RFC 8224 section 6.2.2 picks the answer: 436 only if
+    no credential at all could be obtained, otherwise the first other failure.
+    """
+    failures: list[_Failure] = []
+    unsupported: list[PassportError] = []
+    for value in identities:
+        try:
+            header = parse_identity(value)
+            if not _is_shaken(header):
+                unsupported.append(UnsupportedPassportType(f"ppt={header.ppt} is not verified"))
+                continue
+            return _verify_one(
+                header,
+                orig_tn=orig_tn,
+                dest_tns=dest_tns,
+                now=now,
+                max_age=max_age,
+                resolve=resolve,
+                allow_http_x5u=allow_http_x5u,
+            )
+        except _Failure as failure:
+            failures.append(failure)
+        except UnsupportedPassportType as error:
+            unsupported.append(error)
+        except PassportError as error:
+            failures.append(_Failure(error, None, None))
+    if not failures:
+        if unsupported:
+            return _failed(unsupported[0], None, None)
+        return _failed(IdentityMissing("the request carries no Identity header"), None, None)
+    decisive = next((f for f in failures if not isinstance(f.error, BadIdentityInfo)), failures[0])
+    return _failed(decisive.error, decisive.claims, decisive.x5u)
