@@ -1,0 +1,40 @@
+"""The ``opensti`` command line.
+
+Every command module registers itself on :data:`app`; :func:`main` is the one place
+where an exception becomes a one-line message and an exit code
+(:func:`opensti.core.errors.cli_exit_code`): no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from opensti.cli._app import app, err_console
+from opensti.core.errors import OpenSTIError, cli_exit_code
+
+# Command modules attach their commands to ``app`` on import.
+from opensti.cli import passport as _passport  # noqa: F401  isort: skip
+from opensti.cli import demo as _demo  # noqa: F401  isort: skip
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="opensti", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except OpenSTIError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(cli_exit_code(exc))
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,146 @@
+"""Fetching x5u certificate chains: every byte from the network is hostile.
+
+HTTPS only unless allowed, a connect and read timeout, a cap on the body size, few
+redirects, and no connections to loopback, private or link-local addresses unless
+allowed (an x5u is chosen by whoever signed the call, so it must not reach into our
+own network). The address is checked after resolution and the connection is pinned
+to the checked address, so DNS cannot swap it between the check and the connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from opensti.core.errors import BadIdentityInfo
+
+__all__ = ["FetchPolicy", "X5UFetcher"]
+
+_ACCEPTED_TYPES = (
+    "application/pem-certificate-chain",
+    "application/x-pem-file",
+    "application/x-x509-ca-cert",
+    "application/pkix-cert",
+    "application/octet-stream",
+    "text/plain",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    allow_http: bool = False
+    allow_private: bool = False
+    connect_timeout: float = 2.0
+    read_timeout: float = 2.0
+    max_bytes: int = 64 * 1024
+    max_redirects: int = 2
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_global and not ip.is_multicast
+
+
+class X5UFetcher:
+    """Fetches one x5u URL with the policy's limits; raises :class:`BadIdentityInfo`."""
+
+    def __init__(self, policy: FetchPolicy | None = None, *, verify: object = True) -> None:
+        self.policy = policy or FetchPolicy()
+        timeout = httpx.Timeout(
+            self.policy.read_timeout, connect=self.policy.connect_timeout, pool=1.0
+        )
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            verify=verify,  # type: ignore[arg-type]
+            headers={"Accept": "application/pem-certificate-chain, */*;q=0.1"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> X5UFetcher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _resolve(self, host: str, port: int) -> str:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except (socket.gaierror, UnicodeError) as exc:
+            raise BadIdentityInfo(f"x5u host {host!r} does not resolve: {exc}") from None
+        addresses = [str(info[4][0]) for info in infos]
+        if not self.policy.allow_private:
+            refused = [a for a in addresses if not _is_public(a)]
+            if refused:
+                raise BadIdentityInfo(f"x5u host {host!r} resolves to a non-public address")
+        return addresses[0]
+
+    def _check_url(self, url: str) -> tuple[str, int]:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme != "https" and not (scheme == "http" and self.policy.allow_http):
+            raise BadIdentityInfo(f"x5u must be an https URL: {url[:120]!r}")
+        if not parts.hostname or parts.username or parts.password:
+            raise BadIdentityInfo(f"x5u is not a plain host URL: {url[:120]!r}")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise BadIdentityInfo(f"x5u has an invalid port: {url[:120]!r}") from None
+        return parts.hostname, port
+
+    async def fetch(self, url: str) -> bytes:
+        """GET ``url`` and return the body (a PEM chain, as yet unparsed)."""
+        for _ in range(self.policy.max_redirects + 1):
+            host, port = self._check_url(url)
+            address = await self._resolve(host, port)
+            response = await self._get_pinned(url, host, address)
+            if response is None:
+                raise BadIdentityInfo(f"x5u response from {host} is larger than allowed")
+            if response.is_redirect and "location" in response.headers:
+                url = str(httpx.URL(url).join(response.headers["location"]))
+                continue
+            if response.status_code != 200:
+                raise BadIdentityInfo(f"x5u fetch answered HTTP {response.status_code}")
+            ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype and ctype not in _ACCEPTED_TYPES:
+                raise BadIdentityInfo(f"x5u content type {ctype!r} is not a certificate")
+            return response.content
+        raise BadIdentityInfo("x5u redirected too many times")
+
+    async def _get_pinned(self, url: str, host: str, address: str) -> httpx.Response | None:
+        target = httpx.URL(url)
+        ip = ipaddress.ip_address(address)
+        pinned = target.copy_with(host=f"[{address}]" if ip.version == 6 else address)
+        request = self._client.build_request(
+            "GET", pinned, headers={"Host": target.netloc.decode("ascii")}
+        )
+        # TLS is checked against the name in the URL, not the address we connect to.
+        request.extensions["sni_hostname"] = host
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise BadIdentityInfo(f"x5u fetch from {host} timed out") from None
+        except httpx.HTTPError as exc:
+            raise BadIdentityInfo(f"x5u fetch from {host} failed: {exc}") from None
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self.policy.max_bytes:
+                    return None
+        except httpx.HTTPError as exc:
+            raise BadIdentityInfo(f"x5u fetch from {host} failed: {exc}") from None
+        finally:
+            await response.aclose()
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=bytes(body), request=request
+        )
