@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, from this repository's own files, then run
+# the linters and the whole suite. Safe to run again: installed parts are kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use for real: secsipidx (the third-party STIR/SHAKEN peer),
+# sip-tester (SIPp, a SIP load generator and UAC), openssl (the benchmark baseline).
+DEBIAN_PACKAGES=(secsipidx sip-tester openssl)
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "==> apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "warning: not root; missing Debian packages ${missing[*]}: their tests will be skipped" >&2
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+echo "==> pip install -e .[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "==> ruff"
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+echo "==> mypy"
+.venv/bin/mypy
+
+echo "==> pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  # This suite always has tests: collecting none means something is broken.
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$status"
