@@ -6,9 +6,13 @@
      |    +-- InvalidKey                 not a usable EC P-256 private key
      |    +-- InvalidTNAuthList          TNAuthList DER or ACME value that does not parse
      |    +-- InvalidCertificate         PEM/DER that is not a certificate, chain or CRL
+     |    +-- InvalidSPCToken            an SPC token that is malformed, untrusted or not ours
      +-- NotFound                      a named object does not exist (CLI exit 3, HTTP 404)
      +-- Conflict                      the object exists or is in the wrong state (HTTP 409)
      +-- UpstreamError                 a remote service failed or refused (HTTP 502)
+     |    +-- ServiceUnreachable         no answer at all (connection, TLS, timeout)
+     |    +-- AcmeProblem                the CA answered with an RFC 7807 problem document
+     |    +-- StiPaRefused               the STI-PA answered with an error
      +-- PassportError                 one STI-VS verification failure; carries the SIP code
           +-- IdentityMissing            no Identity header at all                    428
           +-- UnsupportedPassportType    only ppt values we do not verify             428
@@ -35,6 +39,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 __all__ = [
+    "AcmeProblem",
     "BadIdentityInfo",
     "CalledNumberMismatch",
     "CallingNumberMismatch",
@@ -49,14 +54,17 @@ __all__ = [
     "InvalidInput",
     "InvalidKey",
     "InvalidOrig",
+    "InvalidSPCToken",
     "InvalidTN",
     "InvalidTNAuthList",
     "NotFound",
     "OpenSTIError",
     "PassportError",
     "ResultClass",
+    "ServiceUnreachable",
     "SignatureInvalid",
     "StaleDate",
+    "StiPaRefused",
     "UnsupportedCredential",
     "UnsupportedPassportType",
     "UpstreamError",
@@ -100,6 +108,10 @@ class InvalidCertificate(InvalidInput):
     pass
 
 
+class InvalidSPCToken(InvalidInput):
+    """An SPC token (RFC 9448) that cannot be used for this SPC and account."""
+
+
 class NotFound(OpenSTIError):
     pass
 
@@ -110,6 +122,28 @@ class Conflict(OpenSTIError):
 
 class UpstreamError(OpenSTIError):
     """A remote party (CA, STI-PA, repository) failed or refused."""
+
+
+class ServiceUnreachable(UpstreamError):
+    """The remote service could not be reached (DNS, connection, TLS or timeout)."""
+
+
+class AcmeProblem(UpstreamError):
+    """An ACME server refused a request with a problem document (RFC 8555 section 6.7)."""
+
+    def __init__(self, problem_type: str, detail: str, *, status: int | None = None) -> None:
+        super().__init__(f"CA refused: {problem_type}: {detail}", value=problem_type)
+        self.problem_type = problem_type
+        self.detail = detail
+        self.status = status
+
+
+class StiPaRefused(UpstreamError):
+    """The STI-PA answered a request with an error status or ``status != "success"``."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, value=status)
+        self.status = status
 
 
 class PassportError(OpenSTIError):
