@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -19,7 +21,10 @@ import httpx
 
 from opensti.core.errors import BadIdentityInfo
 
-__all__ = ["FetchPolicy", "X5UFetcher"]
+__all__ = ["FetchPolicy", "TLSVerify", "X5UFetcher"]
+
+#: True (the certifi roots), an SSL context, or the path of a CA file or directory.
+TLSVerify = bool | ssl.SSLContext | str | os.PathLike[str]
 
 _ACCEPTED_TYPES = (
     "application/pem-certificate-chain",
@@ -41,6 +46,17 @@ class FetchPolicy:
     max_redirects: int = 2
 
 
+def _ssl_context(verify: TLSVerify) -> ssl.SSLContext | bool:
+    # httpx deprecates a CA path as ``verify`` and fails late on a Path object, so
+    # paths become a context here, where a bad one is a clear error at construction.
+    if isinstance(verify, bool | ssl.SSLContext):
+        return verify
+    path = os.fspath(verify)
+    if os.path.isdir(path):
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     return ip.is_global and not ip.is_multicast
@@ -49,7 +65,7 @@ def _is_public(address: str) -> bool:
 class X5UFetcher:
     """Fetches one x5u URL with the policy's limits; raises :class:`BadIdentityInfo`."""
 
-    def __init__(self, policy: FetchPolicy | None = None, *, verify: object = True) -> None:
+    def __init__(self, policy: FetchPolicy | None = None, *, verify: TLSVerify = True) -> None:
         self.policy = policy or FetchPolicy()
         timeout = httpx.Timeout(
             self.policy.read_timeout, connect=self.policy.connect_timeout, pool=1.0
@@ -57,7 +73,7 @@ class X5UFetcher:
         self._client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
-            verify=verify,  # type: ignore[arg-type]
+            verify=_ssl_context(verify),
             headers={"Accept": "application/pem-certificate-chain, */*;q=0.1"},
         )
 
