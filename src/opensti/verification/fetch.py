@@ -1,6 +1,8 @@
 """Fetching x5u certificate chains: every byte from the network is hostile.
 
-HTTPS only unless allowed, a connect and read timeout, a cap on the body size, few
+HTTPS only unless allowed, a connect and read timeout and a deadline on the whole
+fetch (redirects included, so a peer that trickles bytes cannot hold a call), a cap
+on the body size, few
 redirects, and no connections to loopback, private or link-local addresses unless
 allowed (an x5u is chosen by whoever signed the call, so it must not reach into our
 own network). The address is checked after resolution and the connection is pinned
@@ -42,6 +44,8 @@ class FetchPolicy:
     allow_private: bool = False
     connect_timeout: float = 2.0
     read_timeout: float = 2.0
+    #: Bounds the whole fetch; the read timeout alone only bounds the gap between reads.
+    total_timeout: float = 5.0
     max_bytes: int = 64 * 1024
     max_redirects: int = 2
 
@@ -115,6 +119,14 @@ class X5UFetcher:
 
     async def fetch(self, url: str) -> bytes:
         """GET ``url`` and return the body (a PEM chain, as yet unparsed)."""
+        try:
+            async with asyncio.timeout(self.policy.total_timeout):
+                return await self._fetch(url)
+        except TimeoutError:
+            host = urlsplit(url).hostname
+            raise BadIdentityInfo(f"x5u fetch from {host} timed out") from None
+
+    async def _fetch(self, url: str) -> bytes:
         for _ in range(self.policy.max_redirects + 1):
             host, port = self._check_url(url)
             address = await self._resolve(host, port)
