@@ -1,0 +1,241 @@
+"""Real local servers for tests: an HTTP(S) server on 127.0.0.1 whose answers the test sets.
+
+Each path maps to a :class:`Route` (status, body, headers, and optional pauses), so one
+server can play a good x5u host, a broken one and a hostile one at once. TLS uses a
+server certificate for ``127.0.0.1`` and ``localhost`` signed by a throwaway test root;
+clients trust it by loading :attr:`TLSFiles.root_pem`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["LocalHTTPServer", "Route", "TLSFiles", "make_tls_files", "serve"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the server answers on one path.
+
+    ``chunks`` are written one after the other with ``pause`` seconds before each (a
+    slow or trickling peer); ``pause`` before headers is ``header_delay``.
+    """
+
+    status: int = 200
+    chunks: tuple[bytes, ...] = ()
+    content_type: str | None = "application/pem-certificate-chain"
+    headers: tuple[tuple[str, str], ...] = ()
+    header_delay: float = 0.0
+    pause: float = 0.0
+
+    @classmethod
+    def body(cls, data: bytes, **options: Any) -> Route:
+        return cls(chunks=(data,), **options)
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> Route:
+        return cls(status=status, content_type=None, headers=(("Location", location),))
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A test root and a server certificate it signed, as files."""
+
+    root_pem: Path
+    cert_pem: Path
+    key_pem: Path
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
+    now: dt.datetime,
+) -> x509.Certificate:
+    issuer_name, issuer_key = issuer or (subject, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    if issuer is None:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=0), critical=True
+        ).add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    else:
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                False,
+            )
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_tls_files(directory: Path, *, label: str = "test") -> TLSFiles:
+    """Write a fresh root and a 127.0.0.1/localhost server certificate into ``directory``."""
+    now = dt.datetime.now(dt.UTC)
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = f"opensti {label} TLS root"
+    root = _certificate(root_name, root_key, None, now)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _certificate("127.0.0.1", server_key, (root_name, root_key), now)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = TLSFiles(
+        root_pem=directory / f"{label}-root.pem",
+        cert_pem=directory / f"{label}-server.pem",
+        key_pem=directory / f"{label}-server-key.pem",
+    )
+    files.root_pem.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    files.cert_pem.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.key_pem.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        route = self.server.routes.get(self.path.split("?")[0])
+        self.server.requests.append(self.path)
+        if route is None:
+            route = Route.body(b"not found\n", status=404, content_type="text/plain")
+        if self.server.stopping.wait(route.header_delay):
+            return
+        self.send_response(route.status)
+        if route.content_type:
+            self.send_header("Content-Type", route.content_type)
+        for name, value in route.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(sum(len(c) for c in route.chunks)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for chunk in route.chunks:
+            if self.server.stopping.wait(route.pause):
+                return
+            self.wfile.write(chunk)
+            self.wfile.flush()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests look at :attr:`LocalHTTPServer.requests` instead."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, tls: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.tls = tls
+        self.routes: dict[str, Route] = {}
+        self.requests: list[str] = []
+        self.stopping = threading.Event()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs in the connection's thread, so a client that stalls
+        # or rejects our certificate cannot hold up the accept loop.
+        if self.tls is not None:
+            request = self.tls.wrap_socket(request, server_side=True)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: clients that drop the connection or refuse our TLS are what tests do."""
+
+
+@dataclass
+class LocalHTTPServer:
+    """A running server: set :attr:`routes`, read :attr:`requests`, build URLs with :meth:`url`."""
+
+    _server: _Server = field(repr=False)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._server.tls else "http"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return self._server.routes
+
+    @property
+    def requests(self) -> list[str]:
+        return self._server.requests
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+
+@contextmanager
+def serve(tls: TLSFiles | None = None) -> Iterator[LocalHTTPServer]:
+    """Run a server on 127.0.0.1 (HTTPS when ``tls`` is given) for the ``with`` block."""
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert_pem, tls.key_pem)
+    server = _Server(context)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield LocalHTTPServer(server)
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
