@@ -8,7 +8,9 @@
      |    +-- InvalidCertificate         PEM/DER that is not a certificate, chain or CRL
      |    +-- InvalidSPCToken            an SPC token that is malformed, untrusted or not ours
      +-- NotFound                      a named object does not exist (CLI exit 3, HTTP 404)
+     |    +-- NoSigningEntry             no signing entry covers this call            SIP 500
      +-- Conflict                      the object exists or is in the wrong state (HTTP 409)
+     |    +-- NoActiveCertificate        the signing entry has no active certificate  SIP 500
      +-- UpstreamError                 a remote service failed or refused (HTTP 502)
      |    +-- ServiceUnreachable         no answer at all (connection, TLS, timeout)
      |    +-- AcmeProblem                the CA answered with an RFC 7807 problem document
@@ -31,6 +33,10 @@
 
 The tables at the end of this module are the only place that turns a class into a
 SIP response, a CLI exit code or an HTTP status: front doors look codes up here.
+Verification failures map with :func:`sip_response` (RFC 8224 codes); everything else
+a SIP front door must answer with (the STI-AS cannot sign, bad input) maps with
+:func:`sip_service_response`: a 500-class code for a service that cannot do its job,
+so the SBC fails over or sends the call on unsigned, never a 4xx blaming the caller.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ __all__ = [
     "InvalidSPCToken",
     "InvalidTN",
     "InvalidTNAuthList",
+    "NoActiveCertificate",
+    "NoSigningEntry",
     "NotFound",
     "OpenSTIError",
     "PassportError",
@@ -72,6 +80,7 @@ __all__ = [
     "http_status",
     "result_class",
     "sip_response",
+    "sip_service_response",
 ]
 
 
@@ -116,8 +125,16 @@ class NotFound(OpenSTIError):
     pass
 
 
+class NoSigningEntry(NotFound):
+    """No signing entry was named or matches the calling number, and none is the default."""
+
+
 class Conflict(OpenSTIError):
     pass
+
+
+class NoActiveCertificate(Conflict):
+    """The chosen signing entry exists but has no active certificate to sign with."""
 
 
 class UpstreamError(OpenSTIError):
@@ -234,6 +251,15 @@ _SIP_RESPONSES: dict[type[PassportError], tuple[int, str]] = {
     UnsupportedCredential: (437, "Unsupported Credential"),
 }
 
+#: SIP answers for errors that are not verification failures (the service cannot act).
+_SIP_SERVICE_RESPONSES: dict[type[OpenSTIError], tuple[int, str]] = {
+    OpenSTIError: (500, "Server Internal Error"),
+    InvalidInput: (400, "Bad Request"),
+    NoSigningEntry: (500, "No Signing Entry"),
+    NoActiveCertificate: (500, "No Active Certificate"),
+    UpstreamError: (503, "Service Unavailable"),
+}
+
 _RESULT_CLASSES: dict[type[PassportError], ResultClass] = {
     IdentityMissing: ResultClass.NO_PASSPORT,
     UnsupportedPassportType: ResultClass.NO_PASSPORT,
@@ -282,6 +308,11 @@ def _lookup(table: dict[type, _V], exc: BaseException, default: _V) -> _V:
 def sip_response(exc: PassportError) -> tuple[int, str]:
     """The SIP status code and reason phrase RFC 8224 section 6.2.2 gives this failure."""
     return _lookup(_SIP_RESPONSES, exc, (438, "Invalid Identity Header"))
+
+
+def sip_service_response(exc: BaseException) -> tuple[int, str]:
+    """The SIP status and phrase for an error that is not a verification failure."""
+    return _lookup(_SIP_SERVICE_RESPONSES, exc, (500, "Server Internal Error"))
 
 
 def result_class(exc: PassportError) -> ResultClass:
