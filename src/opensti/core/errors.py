@@ -7,6 +7,7 @@
      |    +-- InvalidTNAuthList          TNAuthList DER or ACME value that does not parse
      |    +-- InvalidCertificate         PEM/DER that is not a certificate, chain or CRL
      |    +-- InvalidSPCToken            an SPC token that is malformed, untrusted or not ours
+     |    +-- SIPParseError              bytes that are not a well-formed SIP message (SIP 400)
      +-- NotFound                      a named object does not exist (CLI exit 3, HTTP 404)
      |    +-- NoSigningEntry             no signing entry covers this call            SIP 500
      +-- Conflict                      the object exists or is in the wrong state (HTTP 409)
@@ -69,6 +70,7 @@ __all__ = [
     "OpenSTIError",
     "PassportError",
     "ResultClass",
+    "SIPParseError",
     "ServiceUnreachable",
     "SignatureInvalid",
     "StaleDate",
@@ -119,6 +121,10 @@ class InvalidCertificate(InvalidInput):
 
 class InvalidSPCToken(InvalidInput):
     """An SPC token (RFC 9448) that cannot be used for this SPC and account."""
+
+
+class SIPParseError(InvalidInput):
+    """A SIP message that breaks RFC 3261 framing or syntax, or our size bounds."""
 
 
 class NotFound(OpenSTIError):
