@@ -8,12 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
 from opensti.core.certs import (
     CertificateChain,
     TrustContext,
     ValidatedCertificate,
     validate_shaken_certificate,
 )
+from opensti.sandbox.pki import IssuedCertificate
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
@@ -42,3 +47,40 @@ def chain_resolver(
         return validate_shaken_certificate(chain, trust, now)
 
     return resolve
+
+
+def reissue(
+    cert: x509.Certificate,
+    issuer: IssuedCertificate,
+    *,
+    drop: tuple[type[x509.ExtensionType] | x509.ObjectIdentifier, ...] = (),
+    add: tuple[tuple[x509.ExtensionType, bool], ...] = (),
+    public_key: CertificatePublicKeyTypes | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A copy of ``cert`` with extensions dropped or replaced, re-signed by ``issuer``.
+
+    This makes certificates that break exactly one rule of the SHAKEN profile.
+    """
+    assert issuer.key is not None
+    replaced = {ext.oid for ext, _ in add}
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key or cert.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or cert.not_valid_before_utc)
+        .not_valid_after(not_after or cert.not_valid_after_utc)
+    )
+    for ext in cert.extensions:
+        dropped = any(
+            ext.oid == kind if isinstance(kind, x509.ObjectIdentifier) else ext.oid == kind.oid
+            for kind in drop
+        )
+        if not dropped and ext.oid not in replaced:
+            builder = builder.add_extension(ext.value, ext.critical)
+    for value, critical in add:
+        builder = builder.add_extension(value, critical)
+    return builder.sign(issuer.key, hashes.SHA256())
