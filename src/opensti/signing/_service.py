@@ -1,0 +1,121 @@
+"""The STI-AS: turn a call's numbers into a signed Identity header.
+
+Per call this canonicalizes the TNs, picks the entry from the keyring snapshot and
+signs; nothing touches a database or the disk (the keyring is kept current by whoever
+activates certificates), so the cost is one ES256 signature and some JSON.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from opensti.core.errors import InvalidInput
+from opensti.core.identity import format_identity
+from opensti.core.passport import ATTESTATION_LEVELS, ShakenClaims
+from opensti.core.tn import canonicalize_tn
+from opensti.signing._keyring import Keyring
+
+__all__ = ["CallSignerAdapter", "SignedCall", "SigningService"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCall:
+    """What signing one call produced, with what the call log records about it."""
+
+    identity: str
+    entry: str
+    x5u: str
+    claims: ShakenClaims
+    certificate_id: str | None = None
+
+    @property
+    def token(self) -> str:
+        return self.identity.split(";", 1)[0]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "identity": self.identity,
+            "entry": self.entry,
+            "x5u": self.x5u,
+            "attest": self.claims.attest,
+            "orig": self.claims.orig,
+            "dest": list(self.claims.dest),
+            "iat": self.claims.iat,
+            "origid": self.claims.origid,
+        }
+
+
+def _dest_tns(dest: str | Sequence[str]) -> tuple[str, ...]:
+    values = (dest,) if isinstance(dest, str) else tuple(dest)
+    if not values:
+        raise InvalidInput("at least one called number is needed")
+    return tuple(canonicalize_tn(value) for value in values)
+
+
+class SigningService:
+    """Signs calls with the keyring's entries; see :meth:`sign`."""
+
+    def __init__(self, keyring: Keyring, *, clock: Clock = time.time) -> None:
+        self.keyring = keyring
+        self._clock = clock
+
+    def sign(
+        self,
+        orig: str,
+        dest: str | Sequence[str],
+        attest: str | None = None,
+        origid: str | None = None,
+        entry: str | None = None,
+        now: int | None = None,
+    ) -> SignedCall:
+        """Sign a call from ``orig`` to ``dest`` (numbers or tel/sip URIs).
+
+        The entry is ``entry`` by name, else the one with the longest prefix of the
+        calling number, else the default; ``attest`` defaults to the entry's. ``now``
+        becomes ``iat`` (the request's own time when it gives one). Raises
+        :class:`~opensti.core.errors.InvalidInput` for bad numbers or attestation,
+        :class:`~opensti.core.errors.NoSigningEntry` and
+        :class:`~opensti.core.errors.NoActiveCertificate` when it cannot sign.
+        """
+        orig_tn = canonicalize_tn(orig)
+        dest_tns = _dest_tns(dest)
+        chosen, signer = self.keyring.snapshot.select(orig_tn, entry)
+        level = attest or chosen.attest
+        if level not in ATTESTATION_LEVELS:
+            raise InvalidInput(f"attest must be A, B or C, not {level!r}", value=level)
+        iat = int(self._clock()) if now is None else now
+        if isinstance(iat, bool) or not isinstance(iat, int) or iat < 0:
+            raise InvalidInput(f"iat must be a whole number of seconds, not {iat!r}", value=iat)
+        claims = ShakenClaims(
+            orig=orig_tn,
+            dest=dest_tns,
+            iat=iat,
+            attest=level,
+            origid=origid or str(uuid.uuid4()),
+        )
+        token = signer.sign(claims)
+        return SignedCall(
+            identity=format_identity(token, signer.x5u),
+            entry=chosen.name,
+            x5u=signer.x5u,
+            claims=claims,
+            certificate_id=chosen.certificate_id,
+        )
+
+
+class CallSignerAdapter:
+    """The SIP redirect server's view of the STI-AS: numbers in, Identity value out."""
+
+    def __init__(self, service: SigningService) -> None:
+        self.service = service
+
+    def sign(
+        self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str | None
+    ) -> str:
+        """``call_id`` is accepted for the caller's log; it does not enter the PASSporT."""
+        return self.service.sign(orig_tn, dest_tns, attest=attest).identity
