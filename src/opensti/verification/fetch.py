@@ -119,6 +119,10 @@ class X5UFetcher:
 
     async def fetch(self, url: str) -> bytes:
         """GET ``url`` and return the body (a PEM chain, as yet unparsed)."""
+        return (await self.fetch_response(url)).content
+
+    async def fetch_response(self, url: str) -> httpx.Response:
+        """Like :meth:`fetch`, keeping the headers (a cache reads Cache-Control/Expires)."""
         try:
             async with asyncio.timeout(self.policy.total_timeout):
                 return await self._fetch(url)
@@ -126,7 +130,7 @@ class X5UFetcher:
             host = urlsplit(url).hostname
             raise BadIdentityInfo(f"x5u fetch from {host} timed out") from None
 
-    async def _fetch(self, url: str) -> bytes:
+    async def _fetch(self, url: str) -> httpx.Response:
         for _ in range(self.policy.max_redirects + 1):
             host, port = self._check_url(url)
             address = await self._resolve(host, port)
@@ -141,7 +145,7 @@ class X5UFetcher:
             ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype and ctype not in _ACCEPTED_TYPES:
                 raise BadIdentityInfo(f"x5u content type {ctype!r} is not a certificate")
-            return response.content
+            return response
         raise BadIdentityInfo("x5u redirected too many times")
 
     async def _get_pinned(self, url: str, host: str, address: str) -> httpx.Response | None:
