@@ -131,6 +131,12 @@ def _verify_one(
             header.info,
         )
     passport = decode_passport(header.token)
+    # The Identity parameters mirror the signed header; a contradiction is malformed
+    # (a header claiming ppt=shaken over a div PASSporT is not "unsupported").
+    if header.ppt is not None and header.ppt != passport.ppt:
+        raise InvalidIdentityHeader("Identity ppt parameter does not match the PASSporT ppt")
+    if header.alg is not None and header.alg != passport.header.get("alg"):
+        raise InvalidIdentityHeader("Identity alg parameter does not match the PASSporT alg")
     if passport.ppt != "shaken":
         raise UnsupportedPassportType(f"PASSporT type {passport.ppt!r} is not verified here")
     claims = shaken_claims(passport)
