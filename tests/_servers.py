@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,29 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["LocalHTTPServer", "Route", "TLSFiles", "make_tls_files", "serve"]
+__all__ = [
+    "PROXY_VARIABLES",
+    "LocalHTTPServer",
+    "Route",
+    "TLSFiles",
+    "client_env",
+    "make_tls_files",
+    "serve",
+]
+
+#: Proxy settings that would send a client's request for 127.0.0.1 elsewhere.
+PROXY_VARIABLES = tuple(
+    name
+    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for name in (base, base.upper())
+)
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    """The environment for a client subprocess: ours without proxies, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env.update(extra)
+    return env
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,19 @@ from opensti.core.certs import load_certificate_chain
 from opensti.core.errors import BadIdentityInfo
 from opensti.sandbox.pki import DemoPKI
 from opensti.verification.fetch import FetchPolicy, TLSVerify, X5UFetcher
-from tests._servers import LocalHTTPServer, Route, TLSFiles, make_tls_files, serve
+from tests._servers import PROXY_VARIABLES, LocalHTTPServer, Route, TLSFiles, make_tls_files, serve
 
 pytestmark = pytest.mark.integration
 
 #: Loopback is refused by default, so every test that wants an answer allows it.
 LOCAL = FetchPolicy(allow_private=True, connect_timeout=2.0, read_timeout=2.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx honours proxy variables; a proxy would take our 127.0.0.1 requests elsewhere.
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
