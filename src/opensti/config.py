@@ -1,0 +1,164 @@
+"""Settings, read once at the edge (CLI, server) and passed down.
+
+Sources, highest priority first: keyword arguments, ``OPENSTI_*`` environment
+variables, the TOML file named by ``--config`` or ``OPENSTI_CONFIG``, the defaults.
+TOML keys are the field names without the prefix (``data_dir = "/srv/opensti"``).
+There is deliberately no module-level settings object: call :func:`load_settings`
+in an entry point and hand the result to whatever needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from opensti.core.errors import InvalidInput
+
+__all__ = ["CONFIG_ENV", "Settings", "load_settings"]
+
+#: The environment variable naming the TOML file when ``--config`` is not given.
+CONFIG_ENV = "OPENSTI_CONFIG"
+
+# The TOML file of the load_settings() call in progress; a context variable rather
+# than a class attribute so concurrent loads (tests) cannot see each other's file.
+_toml_file: ContextVar[Path | None] = ContextVar("opensti_toml_file", default=None)
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "opensti"
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Other packages add their fields here, typed and defaulted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OPENSTI_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    #: Where the embedded database, the secret key file and generated files live.
+    data_dir: Path = _default_data_dir()
+    #: Any SQLAlchemy URL; empty means SQLite at ``<data_dir>/opensti.db``.
+    database_url: str = ""
+    #: Base64url of 32 random bytes; when unset a 0600 ``secret.key`` in data_dir is used.
+    secret_key: SecretStr | None = None
+    #: Public base URL of the STI-CR repository (the x5u prefix), e.g. behind a CDN.
+    public_base_url: str | None = None
+    log_level: LogLevel = "INFO"
+    #: Regular expression an SPC must match in full; unset means the US OCN form.
+    spc_pattern: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml_file),)
+        return sources
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("public_base_url", mode="after")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("spc_pattern", mode="after")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> Settings:
+        if not self.database_url:
+            # The model is frozen: this is the one place a value is derived after parsing.
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'opensti.db'}")
+        return self
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> Settings:
+    """Build the settings once; raise :class:`InvalidInput` with the offending field.
+
+    ``config_file`` (the ``--config`` option) wins over ``OPENSTI_CONFIG``. ``environ``
+    is only consulted for ``OPENSTI_CONFIG``; field values always come from the real
+    process environment, as pydantic-settings reads it.
+    """
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = Path(env[CONFIG_ENV])
+    if config_file is not None:
+        _check_toml(config_file)
+    token = _toml_file.set(config_file)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidInput(f"invalid configuration: {_first_error(exc)}") from None
+    finally:
+        _toml_file.reset(token)
+
+
+def _check_toml(path: Path) -> None:
+    """Fail clearly on a missing or malformed file (the TOML source would ignore it)."""
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "settings"
+        return f"{where}: {first.get('msg', exc)}"
+    return str(exc)

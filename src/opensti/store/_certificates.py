@@ -1,0 +1,210 @@
+"""Certificates of an entry and their states.
+
+A certificate row is made ``pending`` with its private key before the ACME order, so
+an interrupted run resumes with the same key and order; it gets its chain when issued
+and becomes ``active`` through :func:`activate_certificate`, which supersedes the
+previous one in the same transaction. Partial unique indexes keep at most one active
+and one pending certificate per entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Collection, Sequence
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from opensti.core.certs import load_certificate_chain
+from opensti.core.errors import Conflict, InvalidInput
+from opensti.core.passport import load_private_key
+from opensti.store._common import add, get_by_id
+from opensti.store._entries import get_entry_by_id
+from opensti.store._models import Certificate, CertificateState
+from opensti.store._secrets import Secret, SecretBox
+
+__all__ = [
+    "CERTIFICATE_KEY",
+    "activate_certificate",
+    "active_certificate",
+    "add_certificate",
+    "certificate_key",
+    "create_pending_certificate",
+    "get_certificate",
+    "list_certificates",
+    "pending_certificate",
+    "published_certificates",
+    "record_issued_chain",
+    "set_certificate_state",
+]
+
+CERTIFICATE_KEY = "certificate.key"
+_PUBLISHED = (CertificateState.ACTIVE, CertificateState.SUPERSEDED)
+
+
+def create_pending_certificate(
+    session: Session,
+    box: SecretBox,
+    entry_id: int,
+    *,
+    key_pem: Secret,
+    now: dt.datetime,
+    order_url: str | None = None,
+) -> Certificate:
+    """The key (and order) of the next certificate, stored before asking the CA."""
+    load_private_key(key_pem.reveal())
+    get_entry_by_id(session, entry_id)
+    if pending_certificate(session, entry_id) is not None:
+        raise Conflict(f"entry {entry_id} already has a pending certificate")
+    cert = Certificate(
+        entry_id=entry_id,
+        state=CertificateState.PENDING,
+        key_ciphertext=box.seal(key_pem, CERTIFICATE_KEY),
+        order_url=order_url,
+        created_at=now,
+        state_changed_at=now,
+    )
+    return add(session, cert, "certificate")
+
+
+def record_issued_chain(
+    session: Session, box: SecretBox, certificate: Certificate, chain_pem: bytes
+) -> Certificate:
+    """Attach the issued chain to a pending certificate, checking it fits the stored key."""
+    if certificate.state is not CertificateState.PENDING:
+        raise Conflict(f"certificate {certificate.id} is {certificate.state}, not pending")
+    _fill_from_chain(certificate, chain_pem, certificate_key(box, certificate))
+    session.flush()
+    return certificate
+
+
+def add_certificate(
+    session: Session,
+    box: SecretBox,
+    entry_id: int,
+    *,
+    chain_pem: bytes,
+    key_pem: Secret,
+    now: dt.datetime,
+    x5u_url: str | None = None,
+    activate: bool = False,
+) -> Certificate:
+    """Store an already issued certificate (imported, or obtained in one go)."""
+    get_entry_by_id(session, entry_id)
+    cert = Certificate(
+        entry_id=entry_id,
+        state=CertificateState.PENDING,
+        key_ciphertext=box.seal(key_pem, CERTIFICATE_KEY),
+        x5u_url=x5u_url,
+        created_at=now,
+        state_changed_at=now,
+    )
+    _fill_from_chain(cert, chain_pem, key_pem)
+    if activate:
+        _supersede_active(session, entry_id, now)
+        cert.state, cert.activated_at = CertificateState.ACTIVE, now
+    elif pending_certificate(session, entry_id) is not None:
+        raise Conflict(f"entry {entry_id} already has a pending certificate")
+    return add(session, cert, "certificate")
+
+
+def _fill_from_chain(cert: Certificate, chain_pem: bytes, key_pem: Secret) -> None:
+    chain = load_certificate_chain(chain_pem)
+    leaf_public = chain.leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key_public = (
+        load_private_key(key_pem.reveal())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    if leaf_public != key_public:
+        raise InvalidInput("the certificate does not match its private key")
+    cert.serial = format(chain.leaf.serial_number, "x")
+    cert.fingerprint = hashlib.sha256(
+        chain.leaf.public_bytes(serialization.Encoding.DER)
+    ).hexdigest()
+    cert.not_before = chain.leaf.not_valid_before_utc
+    cert.not_after = chain.leaf.not_valid_after_utc
+    cert.chain_pem = chain_pem.decode("ascii")
+
+
+def activate_certificate(session: Session, certificate_id: int, *, now: dt.datetime) -> Certificate:
+    """Make an issued certificate the entry's active one; the previous becomes superseded."""
+    cert = get_certificate(session, certificate_id)
+    if cert.chain_pem is None:
+        raise Conflict(f"certificate {certificate_id} has not been issued yet")
+    if cert.state is CertificateState.ACTIVE:
+        return cert
+    if cert.state is not CertificateState.PENDING:
+        raise Conflict(f"certificate {certificate_id} is {cert.state}: it cannot become active")
+    _supersede_active(session, cert.entry_id, now)
+    cert.state, cert.activated_at, cert.state_changed_at = CertificateState.ACTIVE, now, now
+    session.flush()
+    return cert
+
+
+def _supersede_active(session: Session, entry_id: int, now: dt.datetime) -> None:
+    # An explicit UPDATE first, so the one-active index never sees two active rows.
+    session.execute(
+        update(Certificate)
+        .where(Certificate.entry_id == entry_id, Certificate.state == CertificateState.ACTIVE)
+        .values(state=CertificateState.SUPERSEDED, state_changed_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def set_certificate_state(
+    session: Session, certificate_id: int, state: CertificateState, *, now: dt.datetime
+) -> Certificate:
+    """Mark a certificate revoked, expired or failed (activation has its own function)."""
+    if state in (CertificateState.ACTIVE, CertificateState.PENDING):
+        raise InvalidInput(f"use activate_certificate or a new certificate, not state {state}")
+    cert = get_certificate(session, certificate_id)
+    cert.state, cert.state_changed_at = state, now
+    session.flush()
+    return cert
+
+
+def get_certificate(session: Session, certificate_id: int) -> Certificate:
+    return get_by_id(session, Certificate, certificate_id, "certificate")
+
+
+def list_certificates(
+    session: Session, entry_id: int, *, states: Collection[CertificateState] | None = None
+) -> Sequence[Certificate]:
+    """Newest first."""
+    query = select(Certificate).where(Certificate.entry_id == entry_id)
+    if states is not None:
+        query = query.where(Certificate.state.in_(list(states)))
+    return session.scalars(query.order_by(Certificate.id.desc())).all()
+
+
+def _one_in_state(session: Session, entry_id: int, state: CertificateState) -> Certificate | None:
+    return session.scalars(
+        select(Certificate).where(Certificate.entry_id == entry_id, Certificate.state == state)
+    ).one_or_none()
+
+
+def active_certificate(session: Session, entry_id: int) -> Certificate | None:
+    return _one_in_state(session, entry_id, CertificateState.ACTIVE)
+
+
+def pending_certificate(session: Session, entry_id: int) -> Certificate | None:
+    return _one_in_state(session, entry_id, CertificateState.PENDING)
+
+
+def published_certificates(session: Session, *, now: dt.datetime) -> Sequence[Certificate]:
+    """What the STI-CR serves: active and superseded certificates not yet expired."""
+    return session.scalars(
+        select(Certificate)
+        .where(Certificate.state.in_(_PUBLISHED), Certificate.not_after > now)
+        .order_by(Certificate.id)
+    ).all()
+
+
+def certificate_key(box: SecretBox, certificate: Certificate) -> Secret:
+    """The certificate's private key PEM."""
+    return box.open(certificate.key_ciphertext, CERTIFICATE_KEY)

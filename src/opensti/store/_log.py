@@ -1,0 +1,144 @@
+"""The two append-mostly logs: lifecycle events (audit trail) and SIP messages (calls)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select
+from sqlalchemy.orm import Session
+
+from opensti.core.errors import InvalidInput
+from opensti.store._common import add
+from opensti.store._models import (
+    EventOutcome,
+    LifecycleEvent,
+    SipAction,
+    SipDirection,
+    SipMessage,
+)
+
+__all__ = [
+    "SipRecord",
+    "append_sip_messages",
+    "delete_sip_messages_before",
+    "list_events",
+    "list_sip_messages",
+    "record_event",
+]
+
+MAX_PAGE = 10_000
+
+
+def record_event(
+    session: Session,
+    entry_id: int,
+    step: str,
+    outcome: EventOutcome,
+    *,
+    at: dt.datetime,
+    error: str | None = None,
+    certificate_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> LifecycleEvent:
+    """One step attempted on an entry. ``error`` is shown to operators: no secrets in it."""
+    if not 1 <= len(step) <= 32:
+        raise InvalidInput(f"lifecycle step {step!r} must have 1 to 32 characters", value=step)
+    event = LifecycleEvent(
+        entry_id=entry_id,
+        at=at,
+        step=step,
+        outcome=outcome,
+        error=error,
+        certificate_id=certificate_id,
+        detail=detail,
+    )
+    return add(session, event, "lifecycle event")
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", value=limit)
+    return limit
+
+
+def list_events(
+    session: Session,
+    entry_id: int | None = None,
+    *,
+    since: dt.datetime | None = None,
+    limit: int = 100,
+) -> Sequence[LifecycleEvent]:
+    """Newest first."""
+    query = select(LifecycleEvent)
+    if entry_id is not None:
+        query = query.where(LifecycleEvent.entry_id == entry_id)
+    if since is not None:
+        query = query.where(LifecycleEvent.at >= since)
+    order = (LifecycleEvent.at.desc(), LifecycleEvent.id.desc())
+    return session.scalars(query.order_by(*order).limit(_check_limit(limit))).all()
+
+
+@dataclass(frozen=True, slots=True)
+class SipRecord:
+    """One call as the signing or verification path hands it to the log writer."""
+
+    at: dt.datetime
+    direction: SipDirection
+    action: SipAction
+    call_id: str
+    from_tn: str | None = None
+    to_tn: str | None = None
+    attest: str | None = None
+    verstat: str | None = None
+    sip_code: int | None = None
+    reason: str | None = None
+    certificate_id: int | None = None
+    x5u: str | None = None
+
+
+_SIP_FIELDS = tuple(field.name for field in dataclasses.fields(SipRecord))
+
+
+def append_sip_messages(session: Session, records: Iterable[SipRecord]) -> int:
+    """Insert a batch in one executemany; returns how many rows were written."""
+    rows = [{name: getattr(record, name) for name in _SIP_FIELDS} for record in records]
+    if rows:
+        session.execute(insert(SipMessage), rows)
+    return len(rows)
+
+
+def list_sip_messages(
+    session: Session,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    call_id: str | None = None,
+    tn: str | None = None,
+    limit: int = 100,
+) -> Sequence[SipMessage]:
+    """Newest first; ``tn`` matches the calling or the called number."""
+    query = select(SipMessage)
+    if since is not None:
+        query = query.where(SipMessage.at >= since)
+    if until is not None:
+        query = query.where(SipMessage.at < until)
+    if call_id is not None:
+        query = query.where(SipMessage.call_id == call_id)
+    if tn is not None:
+        query = query.where(or_(SipMessage.from_tn == tn, SipMessage.to_tn == tn))
+    order = (SipMessage.at.desc(), SipMessage.id.desc())
+    return session.scalars(query.order_by(*order).limit(_check_limit(limit))).all()
+
+
+def delete_sip_messages_before(session: Session, cutoff: dt.datetime) -> int:
+    """Retention: drop calls logged before ``cutoff``; returns how many."""
+    result = session.execute(
+        delete(SipMessage)
+        .where(SipMessage.at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
