@@ -10,7 +10,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from opensti.core.certs import (
     CertificateChain,
@@ -18,6 +20,7 @@ from opensti.core.certs import (
     ValidatedCertificate,
     validate_shaken_certificate,
 )
+from opensti.core.passport import b64url_encode, canonical_json
 from opensti.sandbox.pki import IssuedCertificate
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -84,3 +87,13 @@ def reissue(
     for value, critical in add:
         builder = builder.add_extension(value, critical)
     return builder.sign(issuer.key, hashes.SHA256())
+
+
+def sign_jws(key: ec.EllipticCurvePrivateKey, header: Any, payload: Any) -> str:
+    """A full-form token over any header and payload, with a valid ES256 signature.
+
+    PassportSigner only writes well-formed SHAKEN headers; tests need broken ones too.
+    """
+    signing_input = ".".join(b64url_encode(canonical_json(part)) for part in (header, payload))
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return signing_input + "." + b64url_encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))

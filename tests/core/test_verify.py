@@ -12,11 +12,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from core_support import NOW, NOW_EPOCH, Resolver, chain_resolver, reissue, vector_text
+from core_support import (
+    NOW,
+    NOW_EPOCH,
+    Resolver,
+    chain_resolver,
+    reissue,
+    sign_jws,
+    vector_text,
+)
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from opensti.core.certs import CertificateChain, TrustContext, ValidatedCertificate
@@ -60,9 +66,7 @@ def _sign(
     """A full-form token over any header and payload (valid ES256 signature)."""
     if header is None:
         return PassportSigner(key, x5u).sign_payload(payload)
-    signing_input = ".".join(b64url_encode(canonical_json(part)) for part in (header, payload))
-    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    return signing_input + "." + b64url_encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return sign_jws(key, header, payload)
 
 
 def _identity(
