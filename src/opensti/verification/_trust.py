@@ -1,0 +1,184 @@
+"""The STI-PA trust list and CRLs, loaded from files or URLs and refreshed.
+
+The current :class:`~opensti.core.certs.TrustContext` is one immutable object swapped
+on change, with a :attr:`TrustStore.version` that validated-chain caches compare to,
+so a new CRL or trust list applies to chains validated before it arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from opensti.core.certs import TrustContext, load_certificates, load_crl
+from opensti.core.errors import InvalidCertificate, OpenSTIError, UpstreamError
+
+__all__ = ["Fetch", "HTTPGet", "TrustStore"]
+
+#: Reads one URL and returns the body; raises an :class:`OpenSTIError` on failure.
+Fetch = Callable[[str], Awaitable[bytes]]
+
+_PEM_SUFFIXES = (".pem", ".crt", ".cer")
+
+
+class HTTPGet:
+    """GET for the operator's own configured URLs (STI-PA trust list and CRL).
+
+    These URLs come from configuration, not from calls, so they do not go through the
+    x5u fetcher's address checks; they still get timeouts and a size cap.
+    """
+
+    def __init__(
+        self, *, verify: bool | str | os.PathLike[str] = True, timeout: float = 10.0
+    ) -> None:
+        context: ssl.SSLContext | bool = (
+            verify
+            if isinstance(verify, bool)
+            else (ssl.create_default_context(cafile=os.fspath(verify)))
+        )
+        self._client = httpx.AsyncClient(timeout=timeout, verify=context)
+        self.max_bytes = 16 * 1024 * 1024
+
+    async def __call__(self, url: str) -> bytes:
+        try:
+            response = await self._client.get(url)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"cannot fetch {url}: {exc}", value=url) from None
+        if response.status_code != 200:
+            raise UpstreamError(f"{url} answered HTTP {response.status_code}", value=url)
+        if len(response.content) > self.max_bytes:
+            raise UpstreamError(f"{url} sent more than {self.max_bytes} bytes", value=url)
+        return response.content
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _is_url(source: str | Path) -> bool:
+    return isinstance(source, str) and source.lower().startswith(("https://", "http://"))
+
+
+def _read_pem_source(source: Path) -> bytes:
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in _PEM_SUFFIXES)
+        return b"\n".join(p.read_bytes() for p in files)
+    return source.read_bytes()
+
+
+def _signed_by(crl: x509.CertificateRevocationList, signers: Sequence[x509.Certificate]) -> bool:
+    for cert in signers:
+        key = cert.public_key()
+        if cert.subject != crl.issuer or not isinstance(key, ec.EllipticCurvePublicKey):
+            continue
+        try:
+            if crl.is_signature_valid(key):
+                return True
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+    return False
+
+
+class TrustStore:
+    """Trust anchors (STI-CA roots), CRLs by URL, and the certs allowed to sign CRLs."""
+
+    def __init__(
+        self,
+        anchors: Sequence[x509.Certificate] = (),
+        *,
+        source: str | Path | None = None,
+        crl_urls: Sequence[str] = (),
+        crl_signers: Sequence[x509.Certificate] = (),
+        policy_oids: frozenset[str] | None = None,
+        fetch: Fetch | None = None,
+        crl_retry: float = 300.0,
+    ) -> None:
+        self.source = source
+        self.crl_urls = tuple(crl_urls)
+        self._anchors = tuple(anchors)
+        self._signers = tuple(crl_signers)
+        self._policy_oids = policy_oids
+        self._fetch = fetch
+        self._crls: dict[str, x509.CertificateRevocationList] = {}
+        #: When each CRL URL is due again (its nextUpdate, or a retry after a failure).
+        self._crl_due: dict[str, float] = dict.fromkeys(self.crl_urls, 0.0)
+        self._crl_retry = crl_retry
+        self.version = 0
+        self.last_error: OpenSTIError | None = None
+        self.context = TrustContext(anchors=(), crl_signers=self._signers)
+        self._publish()
+        if source is not None and not _is_url(source):
+            self._set_anchors(load_certificates(_read_pem_source(Path(source))))
+
+    def _publish(self) -> None:
+        self.context = TrustContext(
+            anchors=self._anchors,
+            crls=tuple(self._crls.values()),
+            crl_signers=self._signers,
+            policy_oids=self._policy_oids,
+        )
+        self.version += 1
+
+    def _set_anchors(self, anchors: Sequence[x509.Certificate]) -> None:
+        self._anchors = tuple(anchors)
+        self._publish()
+
+    async def _read(self, url: str) -> bytes:
+        if self._fetch is None:
+            raise UpstreamError(f"no fetcher configured for {url}", value=url)
+        return await self._fetch(url)
+
+    async def refresh(self) -> None:
+        """Reload the trust list from its source (file, directory or URL).
+
+        A source that fails or holds no certificate leaves the current anchors in place
+        and raises: an empty trust list would fail every call.
+        """
+        if self.source is None:
+            return
+        if _is_url(self.source):
+            data = await self._read(str(self.source))
+        else:
+            data = _read_pem_source(Path(self.source))
+        anchors = load_certificates(data)
+        if set(anchors) != set(self._anchors):
+            self._set_anchors(anchors)
+
+    def add_crl(self, url: str, crl: x509.CertificateRevocationList) -> None:
+        """Install a CRL (refused unless a known signer signed it)."""
+        if not _signed_by(crl, (*self._signers, *self._anchors)):
+            raise InvalidCertificate(f"the CRL from {url} is not signed by a known CRL signer")
+        self._crls[url] = crl
+        next_update = crl.next_update_utc
+        self._crl_due[url] = next_update.timestamp() if next_update else float("inf")
+        self._publish()
+
+    def crl_due(self, now: float) -> bool:
+        return any(now >= due for due in self._crl_due.values())
+
+    async def refresh_crls(self, now: float, *, force: bool = False) -> bool:
+        """Fetch every CRL that is due (past nextUpdate); True if all are current.
+
+        A failed fetch keeps the previous CRL (a stale list beats none) and is retried
+        after ``crl_retry`` seconds; the error is kept in :attr:`last_error`.
+        """
+        current = True
+        for url in self.crl_urls:
+            if not force and now < self._crl_due.get(url, 0.0):
+                continue
+            try:
+                self.add_crl(url, load_crl(await self._read(url)))
+            except OpenSTIError as error:
+                self.last_error = error
+                self._crl_due[url] = now + self._crl_retry
+                current = False
+        return current
+
+    def crl(self, url: str) -> x509.CertificateRevocationList | None:
+        return self._crls.get(url)
