@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from core_support import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from opensti.core.certs import TrustContext
 from opensti.sandbox.pki import DemoPKI
+from tests.core.core_support import NOW
 
 
 @pytest.fixture(scope="session")

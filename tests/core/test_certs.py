@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from core_support import NOW, reissue, vector_json
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -35,6 +34,7 @@ from opensti.sandbox.pki import (
     issue_stipa_certificate,
     to_pem,
 )
+from tests.core.core_support import NOW, reissue, vector_json
 
 TNAUTHLIST = x509.ObjectIdentifier(TNAUTHLIST_OID)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_support import vector_text
 
 from opensti.core.errors import InvalidIdentityHeader, InvalidInfo
 from opensti.core.identity import (
@@ -12,6 +11,7 @@ from opensti.core.identity import (
     format_identity,
     parse_identity,
 )
+from tests.core.core_support import vector_text
 
 DIGEST = vector_text("identity/digest-signed-identity.txt")
 TOKEN = DIGEST.split(";", 1)[0]

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from core_support import NOW_EPOCH, vector_text
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -30,6 +29,7 @@ from opensti.core.passport import (
     verify_signature,
 )
 from opensti.sandbox.pki import new_key, private_key_pem
+from tests.core.core_support import NOW_EPOCH, vector_text
 
 X5U = "https://cert.example.org/passport.cer"
 RFC_CLAIMS = ShakenClaims(
@@ -298,6 +298,13 @@ _DROP = object()
         (HEADER, _with(PAYLOAD, orig="12155550121"), InvalidOrig, "orig"),
         (HEADER, _with(PAYLOAD, orig={"tn": "1215-555"}), InvalidOrig, "orig"),
         (HEADER, _with(PAYLOAD, orig={"tn": "1" * 16}), InvalidOrig, "orig"),
+        (HEADER, _with(PAYLOAD, orig={"tn": "1215555012١"}), InvalidOrig, "orig"),
+        (
+            HEADER,
+            _with(PAYLOAD, dest={"tn": ["１２１５５５５０１３１"]}),
+            InvalidIdentityHeader,
+            "dest",
+        ),
         (HEADER, _with(PAYLOAD, origid=_DROP), InvalidIdentityHeader, "origid"),
         (HEADER, _with(PAYLOAD, origid=""), InvalidIdentityHeader, "origid"),
         (HEADER, _with(PAYLOAD, origid=42), InvalidIdentityHeader, "origid"),

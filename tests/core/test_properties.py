@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from core_support import NOW, NOW_EPOCH, sign_jws
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
@@ -32,6 +31,7 @@ from opensti.core.tn import MAX_TN_DIGITS, canonicalize_tn
 from opensti.core.tnauthlist import TNAuthList
 from opensti.core.verify import VerificationResult, Verstat, verify_identities
 from opensti.sandbox.pki import DemoPKI, issue_shaken_certificate
+from tests.core.core_support import NOW, NOW_EPOCH, sign_jws
 
 FAST = settings(
     max_examples=200,

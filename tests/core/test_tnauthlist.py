@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_support import vector_json
 
 from opensti.core.errors import InvalidTNAuthList
 from opensti.core.tnauthlist import (
@@ -15,6 +14,7 @@ from opensti.core.tnauthlist import (
     TNAuthList,
     TNEntry,
 )
+from tests.core.core_support import vector_json
 
 VECTORS: list[dict[str, Any]] = vector_json("tnauthlist/vectors.json")
 

@@ -12,15 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from core_support import (
-    NOW,
-    NOW_EPOCH,
-    Resolver,
-    chain_resolver,
-    reissue,
-    sign_jws,
-    vector_text,
-)
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -39,6 +30,15 @@ from opensti.core.passport import (
 from opensti.core.tnauthlist import TNAUTHLIST_OID
 from opensti.core.verify import VerificationResult, Verstat, verify_identities
 from opensti.sandbox.pki import DemoPKI, IssuedCertificate, issue_shaken_certificate
+from tests.core.core_support import (
+    NOW,
+    NOW_EPOCH,
+    Resolver,
+    chain_resolver,
+    reissue,
+    sign_jws,
+    vector_text,
+)
 
 X5U = "https://sti-cr.example.net/1234.pem"
 ORIG = "12155550121"
