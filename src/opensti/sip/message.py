@@ -1,0 +1,423 @@
+"""SIP messages (RFC 3261 section 7): bounded parsing, stream framing, responses.
+
+Parsing has two stages so that the server can tell garbage from a bad request:
+
+- :func:`frame_message` finds the start line, the header fields and the body. What it
+  rejects is not SIP at all and is dropped (UDP) or ends the connection (TCP).
+- :meth:`SIPMessage.validate` checks what a redirect server relies on (Content-Length,
+  the mandatory header fields, CSeq, From/To syntax). A request that fails here is
+  still SIP and gets a 400 when :func:`can_answer` says a response can be routed.
+
+:func:`parse_message` runs both. Every failure is a :class:`SIPParseError`; sizes are
+bounded before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+
+from opensti.core.errors import SIPParseError
+from opensti.sip.address import TCHARS, NameAddr, parse_name_addr, split_list
+
+__all__ = [
+    "COMPACT_FORMS",
+    "MAX_HEADERS",
+    "MAX_MESSAGE_SIZE",
+    "REASON_PHRASES",
+    "SIPMessage",
+    "SIPRequest",
+    "SIPResponse",
+    "StreamFramer",
+    "build_response",
+    "can_answer",
+    "canonical_name",
+    "frame_message",
+    "parse_message",
+]
+
+#: Bound on one message (UDP datagram or TCP frame); SIP over UDP rarely exceeds 1500.
+MAX_MESSAGE_SIZE = 65536
+#: Bound on header fields (after unfolding) in one message.
+MAX_HEADERS = 200
+
+#: RFC 3261 section 7.3.3 and later RFCs (RFC 8224 gives Identity the letter "y").
+COMPACT_FORMS = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+#: Header fields whose grammar is a comma-separated list (RFC 3261 section 7.3.1), plus
+#: Identity, which several deployments send comma-joined although RFC 8224 repeats it.
+_LIST_HEADERS = frozenset(
+    {
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "p-asserted-identity",
+        "identity",
+        "reason",
+    }
+)
+
+_SPECIAL_NAMES = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "mime-version": "MIME-Version",
+    "www-authenticate": "WWW-Authenticate",
+}
+
+REASON_PHRASES = {
+    100: "Trying",
+    200: "OK",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    403: "Forbidden",
+    405: "Method Not Allowed",
+    428: "Use Identity Header",
+    436: "Bad Identity Info",
+    437: "Unsupported Credential",
+    438: "Invalid Identity Header",
+    481: "Call/Transaction Does Not Exist",
+    487: "Request Terminated",
+    500: "Server Internal Error",
+    503: "Service Unavailable",
+}
+
+_REQUEST_LINE = re.compile(rf"({TCHARS}) ([^\s]+) (SIP/2\.0)", re.IGNORECASE)
+_STATUS_LINE = re.compile(r"(SIP/2\.0) ([1-6][0-9][0-9])(?: ([^\r\n]*))?", re.IGNORECASE)
+_HEADER_LINE = re.compile(rf"({TCHARS})[ \t]*:[ \t]*(.*)")
+_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,8}")
+_CSEQ = re.compile(rf"([0-9]{{1,10}})[ \t]+({TCHARS})")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+")
+_MAX_CSEQ = 2**31 - 1
+_ANSWER_NEEDS = ("via", "from", "to", "call-id", "cseq")
+_VIA_HOST = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+(\[[^\]]*\]|[^:\s]+)")
+_TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
+
+
+def canonical_name(name: str) -> str:
+    """How a (lower-case, full-form) header name is written on the wire."""
+    special = _SPECIAL_NAMES.get(name)
+    if special:
+        return special
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+class SIPMessage:
+    """Header fields keyed by lower-case full name, in order, plus the body."""
+
+    def __init__(self, headers: dict[str, list[str]], body: bytes = b"") -> None:
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        """The first field value of ``name`` (full or compact form), or None."""
+        values = self.headers.get(_full_name(name))
+        return values[0] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of ``name``: repeated fields, and list headers split at commas."""
+        full = _full_name(name)
+        values = self.headers.get(full, [])
+        if full in _LIST_HEADERS:
+            return [item for value in values for item in split_list(value)]
+        return list(values)
+
+    def single(self, name: str) -> str:
+        values = self.headers.get(_full_name(name), [])
+        if len(values) != 1:
+            problem = "missing" if not values else "repeated"
+            raise SIPParseError(f"{canonical_name(_full_name(name))} header is {problem}")
+        return values[0]
+
+    @cached_property
+    def content_length(self) -> int | None:
+        """Content-Length, parsed defensively: digits only, bounded, consistent."""
+        values = {value.strip() for value in self.headers.get("content-length", [])}
+        if not values:
+            return None
+        if len(values) > 1:
+            raise SIPParseError("conflicting Content-Length headers")
+        text = values.pop()
+        if not _CONTENT_LENGTH.fullmatch(text):
+            raise SIPParseError("Content-Length is not a small decimal number", value=text[:20])
+        length = int(text)
+        if length > MAX_MESSAGE_SIZE:
+            raise SIPParseError("Content-Length exceeds the message size limit", value=length)
+        return length
+
+    @cached_property
+    def call_id(self) -> str:
+        return self.single("call-id").strip()
+
+    @cached_property
+    def cseq(self) -> tuple[int, str]:
+        text = self.single("cseq").strip()
+        match = _CSEQ.fullmatch(text)
+        if match is None or int(match.group(1)) > _MAX_CSEQ:
+            raise SIPParseError("malformed CSeq", value=text[:40])
+        return int(match.group(1)), match.group(2)
+
+    @cached_property
+    def from_addr(self) -> NameAddr:
+        return parse_name_addr(self.single("from"), "From")
+
+    @cached_property
+    def to_addr(self) -> NameAddr:
+        return parse_name_addr(self.single("to"), "To")
+
+    def validate(self) -> None:
+        """Check what responding relies on; raise :class:`SIPParseError` if it is unusable."""
+        length = self.content_length
+        if length is not None:
+            if length > len(self.body):
+                raise SIPParseError("body is shorter than Content-Length", value=length)
+            # RFC 3261 section 18.3: bytes beyond Content-Length are discarded.
+            self.body = self.body[:length]
+        if not self.headers.get("via"):
+            raise SIPParseError("Via header is missing")
+        self.call_id  # noqa: B018 - each property validates its header on first access.
+        self.cseq  # noqa: B018
+        self.from_addr  # noqa: B018
+        self.to_addr  # noqa: B018
+
+
+class SIPRequest(SIPMessage):
+    def __init__(
+        self, method: str, uri: str, headers: dict[str, list[str]], body: bytes = b""
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+
+    def validate(self) -> None:
+        if not _URI.fullmatch(self.uri):
+            raise SIPParseError("Request-URI is not an absolute URI", value=self.uri[:80])
+        super().validate()
+        if self.cseq[1] != self.method:
+            raise SIPParseError("CSeq method does not match the request method")
+
+    def __repr__(self) -> str:
+        return f"<SIPRequest {self.method} {self.uri}>"
+
+
+class SIPResponse(SIPMessage):
+    def __init__(
+        self, status: int, reason: str, headers: dict[str, list[str]], body: bytes = b""
+    ) -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<SIPResponse {self.status} {self.reason}>"
+
+
+def _full_name(name: str) -> str:
+    lower = name.lower()
+    return COMPACT_FORMS.get(lower, lower)
+
+
+def _split_datagram(data: bytes) -> tuple[bytes, bytes]:
+    match = _HEAD_END.search(data)
+    if match is None:
+        # A datagram is the whole message; tolerate a missing final blank line.
+        return data.rstrip(b"\r\n"), b""
+    return data[: match.start()], data[match.end() :]
+
+
+def _decode_head(head: bytes) -> list[str]:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SIPParseError("message head is not UTF-8") from None
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    for line in lines:
+        if _FORBIDDEN_CHARS.search(line):
+            raise SIPParseError("control character in the message head")
+    return lines
+
+
+def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
+    fields: list[list[str]] = []
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
+            if not fields:
+                raise SIPParseError("continuation line before any header")
+            fields[-1][1] = (fields[-1][1] + " " + line.strip(" \t")).strip(" ")
+            continue
+        match = _HEADER_LINE.fullmatch(line)
+        if match is None:
+            raise SIPParseError("malformed header line", value=line[:80])
+        if len(fields) >= MAX_HEADERS:
+            raise SIPParseError(f"more than {MAX_HEADERS} header fields")
+        fields.append([_full_name(match.group(1)), match.group(2).rstrip(" \t")])
+    headers: dict[str, list[str]] = {}
+    for name, value in fields:
+        headers.setdefault(name, []).append(value)
+    return headers
+
+
+def _parse_head(head: bytes, body: bytes) -> SIPRequest | SIPResponse:
+    lines = _decode_head(head)
+    start = lines[0]
+    headers = _parse_headers(lines[1:])
+    request = _REQUEST_LINE.fullmatch(start)
+    if request:
+        return SIPRequest(request.group(1), request.group(2), headers, body)
+    status = _STATUS_LINE.fullmatch(start)
+    if status:
+        return SIPResponse(int(status.group(2)), status.group(3) or "", headers, body)
+    raise SIPParseError("not a SIP request or status line", value=start[:80])
+
+
+def frame_message(data: bytes) -> SIPRequest | SIPResponse:
+    """Split one datagram into start line, header fields and body (no semantic checks)."""
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise SIPParseError(f"message exceeds {MAX_MESSAGE_SIZE} bytes", value=len(data))
+    # RFC 3261 section 7.5: CRLFs before the start line are ignored (keep-alives).
+    data = data.lstrip(b"\r\n")
+    if not data:
+        raise SIPParseError("empty message")
+    head, body = _split_datagram(data)
+    return _parse_head(head, body)
+
+
+def parse_message(data: bytes) -> SIPRequest | SIPResponse:
+    """Any bytes -> a validated message, or :class:`SIPParseError`."""
+    message = frame_message(data)
+    message.validate()
+    return message
+
+
+class StreamFramer:
+    """Cuts a TCP byte stream into messages by Content-Length, with a bounded buffer.
+
+    A message without Content-Length is taken to have no body (RFC 3261 makes the header
+    mandatory on streams, but every body-less request we answer is then unambiguous).
+    """
+
+    def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self._buffer = bytearray()
+        self._max_size = max_size
+        self._pending: tuple[SIPRequest | SIPResponse, int] | None = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[SIPRequest | SIPResponse]:
+        """Add bytes; return every message now complete. Raises :class:`SIPParseError`
+        when the stream cannot be framed any more (the connection must be closed)."""
+        self._buffer += data
+        messages: list[SIPRequest | SIPResponse] = []
+        while True:
+            message = self._next()
+            if message is None:
+                break
+            messages.append(message)
+        if len(self._buffer) > self._max_size:
+            raise SIPParseError("stream buffer limit exceeded", value=len(self._buffer))
+        return messages
+
+    def _next(self) -> SIPRequest | SIPResponse | None:
+        if self._pending is None:
+            stripped = len(self._buffer) - len(self._buffer.lstrip(b"\r\n"))
+            del self._buffer[:stripped]
+            match = _HEAD_END.search(self._buffer)
+            if match is None:
+                return None
+            message = _parse_head(bytes(self._buffer[: match.start()]), b"")
+            total = match.end() + (message.content_length or 0)
+            if total > self._max_size:
+                raise SIPParseError("message exceeds the size limit", value=total)
+            self._pending = (message, match.end())
+        message, body_start = self._pending
+        total = body_start + (message.content_length or 0)
+        if len(self._buffer) < total:
+            return None
+        message.body = bytes(self._buffer[body_start:total])
+        del self._buffer[:total]
+        self._pending = None
+        return message
+
+
+def can_answer(message: SIPMessage) -> bool:
+    """True when a response can be built and routed (RFC 3261 section 8.2.6)."""
+    return isinstance(message, SIPRequest) and all(message.headers.get(n) for n in _ANSWER_NEEDS)
+
+
+def _stamp_via(via: str, peer: tuple[str, int] | None) -> str:
+    """Add ``received`` and fill ``rport`` on the top Via (RFC 3261 18.2.1, RFC 3581)."""
+    if peer is None:
+        return via
+    host, port = peer
+    sent_by, *params = via.split(";")
+    match = _VIA_HOST.match(sent_by)
+    names = {p.split("=", 1)[0].strip().lower() for p in params}
+    if (match is None or match.group(1).strip("[]") != host) and "received" not in names:
+        params.append(f"received={host}")
+    params = [f"rport={port}" if p.strip().lower() == "rport" else p for p in params]
+    return ";".join([sent_by, *params])
+
+
+def build_response(
+    request: SIPRequest,
+    status: int,
+    reason: str | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    *,
+    to_tag: str | None = None,
+    from_value: str | None = None,
+    peer: tuple[str, int] | None = None,
+    server: str = "opensti",
+) -> bytes:
+    """A response to ``request`` (RFC 3261 section 8.2.6): Via, From, To, Call-ID and
+    CSeq copied, a To-tag added to a final response, then ``headers``, Server and
+    ``Content-Length: 0``. ``peer`` stamps the top Via with where the request came from;
+    ``from_value`` replaces the From value (the verify mode puts verstat there).
+    """
+    phrase = reason if reason is not None else REASON_PHRASES.get(status, "")
+    vias = request.header_values("via")
+    lines = [f"SIP/2.0 {status} {phrase}"]
+    lines += [f"Via: {_stamp_via(via, peer) if i == 0 else via}" for i, via in enumerate(vias)]
+    lines.append(f"From: {from_value or request.header('from')}")
+    to = request.header("to") or ""
+    if status != 100 and not _TAG.search(to):
+        to = f"{to};tag={to_tag or secrets.token_hex(6)}"
+    lines.append(f"To: {to}")
+    lines.append(f"Call-ID: {request.header('call-id')}")
+    lines.append(f"CSeq: {request.header('cseq')}")
+    lines += [f"{name}: {value}" for name, value in headers]
+    lines.append(f"Server: {server}")
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")

@@ -1,0 +1,416 @@
+"""The redirect server's behaviour: what each request gets, independent of transport.
+
+Sign mode (STI-AS): an INVITE gets ``302 Moved Temporarily`` whose Contact is the
+Request-URI and which carries the ``Identity`` header to copy into the onward INVITE.
+The calling TN comes from P-Asserted-Identity (else From), the called TN from To (or
+the Request-URI by policy), and the attestation from the ``X-Attest`` header (A, B or C)
+or, without it, the signer's default.
+
+Verify mode (STI-VS): an INVITE's Identity headers go to the verifier; the 302 carries
+the P-Asserted-Identity values (or, with no PAI, the From) with ``verstat`` in the URI,
+and under ``continue-with-reason`` a ``Reason: STIR`` header (RFC 9410). Under
+``reject`` a failed call gets the RFC 8224 code instead (403/428/436/437/438).
+
+Signing and verification are injected (:class:`CallSigner`, :class:`CallVerifier`), as
+is the call log (:data:`CallLog`), which is called after the response has been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from opensti.core.errors import (
+    InvalidInput,
+    InvalidTN,
+    OpenSTIError,
+    ResultClass,
+    SIPParseError,
+    sip_response,
+    sip_service_response,
+)
+from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
+from opensti.core.verify import VerificationResult, Verstat
+from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
+from opensti.sip.message import REASON_PHRASES, SIPRequest, build_response
+
+__all__ = [
+    "ALLOWED_METHODS",
+    "CallLog",
+    "CallRecord",
+    "CallSigner",
+    "CallVerifier",
+    "FailurePolicy",
+    "Mode",
+    "RedirectHandler",
+    "RedirectPolicy",
+    "Send",
+]
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_METHODS = "INVITE, ACK, CANCEL, OPTIONS"
+ATTEST_HEADER = "x-attest"
+
+
+class Mode(StrEnum):
+    SIGN = "sign"
+    VERIFY = "verify"
+
+
+class FailurePolicy(StrEnum):
+    """What a verify listener does with a call that fails verification."""
+
+    REJECT = "reject"
+    CONTINUE = "continue"
+    CONTINUE_WITH_REASON = "continue-with-reason"
+
+
+class CallSigner(Protocol):
+    """The STI-AS seam: sign one call, return the Identity header value.
+
+    ``orig_tn``/``dest_tns`` are canonical TNs; ``attest`` is None for "the signer's
+    default". Raises an :class:`OpenSTIError` (e.g. NoActiveCertificate) when it cannot.
+    """
+
+    def sign(
+        self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str
+    ) -> str: ...
+
+
+class CallVerifier(Protocol):
+    """The STI-VS seam: verify a call's Identity header values (possibly none).
+
+    Failures are reported in the result (verstat, sip_code, error), not raised.
+    """
+
+    async def verify(
+        self, identities: Sequence[str], orig_tn: str, dest_tns: Sequence[str]
+    ) -> VerificationResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One signed or verified call, for the SIP message log."""
+
+    time: float
+    call_id: str
+    #: "outbound" for a call we signed, "inbound" for one we verified.
+    direction: str
+    orig: str | None
+    dest: tuple[str, ...]
+    attest: str | None
+    verstat: str | None
+    sip_code: int
+    x5u: str | None
+
+
+#: Must return at once (e.g. put the record on a bounded queue).
+CallLog = Callable[[CallRecord], None]
+#: Sends one response on the transport the request came in on.
+Send = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectPolicy:
+    mode: Mode = Mode.SIGN
+    failure_policy: FailurePolicy = FailurePolicy.CONTINUE
+    #: Take the called TN from the Request-URI instead of To.
+    dest_from_request_uri: bool = False
+    nanp: bool = True
+    #: A verification slower than this is answered with No-TN-Validation.
+    verify_timeout: float = 5.0
+    #: Concurrent verifications; beyond it INVITEs get 503 (overload, not a crash).
+    max_in_flight: int = 10000
+    server_name: str = "opensti"
+
+
+def _no_validation(reason: str) -> VerificationResult:
+    return VerificationResult(
+        verstat=Verstat.NO_VALIDATION,
+        sip_code=None,
+        reason=reason,
+        result_class=ResultClass.NO_PASSPORT,
+    )
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _failure_phrase(result: VerificationResult, code: int) -> str:
+    if result.error is not None:
+        return sip_response(result.error)[1]
+    return REASON_PHRASES.get(code, "Verification Failed")
+
+
+class RedirectHandler:
+    """Answers requests for one listener (its mode and failure policy)."""
+
+    def __init__(
+        self,
+        policy: RedirectPolicy,
+        *,
+        signer: CallSigner | None = None,
+        verifier: CallVerifier | None = None,
+        log: CallLog | None = None,
+    ) -> None:
+        if policy.mode is Mode.SIGN and signer is None:
+            raise InvalidInput("a sign listener needs a signer")
+        if policy.mode is Mode.VERIFY and verifier is None:
+            raise InvalidInput("a verify listener needs a verifier")
+        self.policy = policy
+        self._signer = signer
+        self._verifier = verifier
+        self._log = log
+        #: INVITEs being verified, keyed by (Call-ID, CSeq), and whether CANCELled.
+        self._in_flight: dict[tuple[str, int], bool] = {}
+
+    def handle(
+        self, request: SIPRequest, peer: tuple[str, int] | None, send: Send
+    ) -> Coroutine[Any, Any, None] | None:
+        """Answer a validated request; return a coroutine when the answer must wait."""
+        method = request.method
+        if method == "INVITE":
+            if self.policy.mode is Mode.SIGN:
+                self._sign(request, peer, send)
+                return None
+            return self._start_verify(request, peer, send)
+        if method == "ACK":
+            return None  # absorbs the ACK of our 3xx/4xx (RFC 3261 section 17.2.1)
+        if method == "OPTIONS":
+            send(self._response(request, 200, peer, [("Allow", ALLOWED_METHODS)]))
+        elif method == "CANCEL":
+            self._cancel(request, peer, send)
+        else:
+            send(self._response(request, 405, peer, [("Allow", ALLOWED_METHODS)]))
+        return None
+
+    def reject_malformed(
+        self, request: SIPRequest, peer: tuple[str, int] | None, send: Send, error: SIPParseError
+    ) -> None:
+        """400 for a request that is SIP but unusable; an ACK is never answered."""
+        if request.method != "ACK":
+            warning = ("Warning", f"399 {self.policy.server_name} {_quoted(error.message)}")
+            send(self._response(request, 400, peer, [warning]))
+
+    def _response(
+        self,
+        request: SIPRequest,
+        status: int,
+        peer: tuple[str, int] | None,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        reason: str | None = None,
+        from_value: str | None = None,
+    ) -> bytes:
+        return build_response(
+            request,
+            status,
+            reason,
+            headers,
+            from_value=from_value,
+            peer=peer,
+            server=self.policy.server_name,
+        )
+
+    def _record(self, record: CallRecord) -> None:
+        if self._log is None:
+            return
+        try:
+            self._log(record)
+        except Exception:
+            logger.debug("call log hook failed", exc_info=True)
+
+    # --- TNs from the signalling -------------------------------------------------
+
+    def _calling(self, request: SIPRequest) -> tuple[str | None, list[NameAddr] | None]:
+        """The calling TN (PAI first, else From) and the parsed PAI values, if any."""
+        values = request.header_values("p-asserted-identity")
+        pai = [parse_name_addr(v, "P-Asserted-Identity") for v in values]
+        for address in pai:
+            tn = uri_tn(address.uri, nanp=self.policy.nanp)
+            if tn is not None:
+                return tn, pai
+        return uri_tn(request.from_addr.uri, nanp=self.policy.nanp), pai or None
+
+    def _called(self, request: SIPRequest) -> list[str]:
+        uri = request.uri if self.policy.dest_from_request_uri else request.to_addr.uri
+        tn = uri_tn(uri, nanp=self.policy.nanp)
+        return [tn] if tn is not None else []
+
+    # --- sign ----------------------------------------------------------------------
+
+    def _attest(self, request: SIPRequest) -> str | None:
+        value = request.header(ATTEST_HEADER)
+        if value is None:
+            return None
+        attest = value.strip().upper()
+        if attest not in ATTESTATION_LEVELS:
+            raise InvalidInput(f"X-Attest must be A, B or C, not {value[:10]!r}")
+        return attest
+
+    def _sign(self, request: SIPRequest, peer: tuple[str, int] | None, send: Send) -> None:
+        assert self._signer is not None
+        orig: str | None = None
+        dests: list[str] = []
+        try:
+            orig = self._calling(request)[0]
+            dests = self._called(request)
+            if orig is None or not dests:
+                raise InvalidTN("the calling or called party is not a telephone number")
+            identity = self._signer.sign(orig, dests, self._attest(request), request.call_id)
+        except OpenSTIError as exc:
+            code, phrase = sip_service_response(exc)
+            logger.debug("not signing %s: %s", request.call_id, exc)
+            warning = ("Warning", f"399 {self.policy.server_name} {_quoted(exc.message)}")
+            send(self._response(request, code, peer, [warning], reason=phrase))
+            self._record(self._call(request, "outbound", orig, dests, code))
+            return
+        contact = ("Contact", f"<{request.uri}>")
+        send(self._response(request, 302, peer, [contact, ("Identity", identity)]))
+        if self._log is not None:
+            self._record(self._signed_call(request, orig, dests, identity))
+
+    def _call(
+        self,
+        request: SIPRequest,
+        direction: str,
+        orig: str | None,
+        dests: Sequence[str],
+        code: int,
+        *,
+        attest: str | None = None,
+        verstat: str | None = None,
+        x5u: str | None = None,
+    ) -> CallRecord:
+        return CallRecord(
+            time=time.time(),
+            call_id=request.call_id,
+            direction=direction,
+            orig=orig,
+            dest=tuple(dests),
+            attest=attest,
+            verstat=verstat,
+            sip_code=code,
+            x5u=x5u,
+        )
+
+    def _signed_call(
+        self, request: SIPRequest, orig: str, dests: Sequence[str], identity: str
+    ) -> CallRecord:
+        attest = x5u = None
+        try:
+            passport = decode_passport(identity.split(";", 1)[0])
+            attest, x5u = passport.payload.get("attest"), passport.x5u
+        except OpenSTIError:
+            logger.debug("signer returned an Identity we cannot decode", exc_info=True)
+        return self._call(request, "outbound", orig, dests, 302, attest=attest, x5u=x5u)
+
+    # --- verify --------------------------------------------------------------------
+
+    def _start_verify(
+        self, request: SIPRequest, peer: tuple[str, int] | None, send: Send
+    ) -> Coroutine[Any, Any, None] | None:
+        key = (request.call_id, request.cseq[0])
+        if key in self._in_flight:
+            return None  # a retransmission of an INVITE still being verified
+        if len(self._in_flight) >= self.policy.max_in_flight:
+            send(self._response(request, 503, peer, [("Retry-After", "1")]))
+            return None
+        self._in_flight[key] = False
+        return self._verify(request, peer, send, key)
+
+    def _cancel(self, request: SIPRequest, peer: tuple[str, int] | None, send: Send) -> None:
+        key = (request.call_id, request.cseq[0])
+        if key in self._in_flight:
+            self._in_flight[key] = True
+            send(self._response(request, 200, peer))
+        else:
+            send(self._response(request, 481, peer))
+
+    async def _verify(
+        self,
+        request: SIPRequest,
+        peer: tuple[str, int] | None,
+        send: Send,
+        key: tuple[str, int],
+    ) -> None:
+        try:
+            orig, pai = self._calling(request)
+            dests = self._called(request)
+            result = await self._run_verifier(request, orig, dests)
+        except SIPParseError as exc:
+            self.reject_malformed(request, peer, send, exc)
+            return
+        finally:
+            cancelled = self._in_flight.pop(key, False)
+        if cancelled:
+            send(self._response(request, 487, peer))
+            return
+        code = self._send_verdict(request, peer, send, result, pai)
+        if self._log is not None:
+            attest = result.claims.attest if result.claims else None
+            self._record(
+                self._call(
+                    request,
+                    "inbound",
+                    orig,
+                    dests,
+                    code,
+                    attest=attest,
+                    verstat=result.verstat.value,
+                    x5u=result.x5u,
+                )
+            )
+
+    async def _run_verifier(
+        self, request: SIPRequest, orig: str | None, dests: list[str]
+    ) -> VerificationResult:
+        assert self._verifier is not None
+        if orig is None or not dests:
+            return _no_validation("the calling or called party is not a telephone number")
+        identities = request.header_values("identity")
+        try:
+            async with asyncio.timeout(self.policy.verify_timeout):
+                return await self._verifier.verify(identities, orig, dests)
+        except TimeoutError:
+            logger.warning("verification of %s timed out", request.call_id)
+            return _no_validation("verification timed out")
+        except Exception:
+            logger.exception("verifier failed on %s", request.call_id)
+            return _no_validation("verification service error")
+
+    def _send_verdict(
+        self,
+        request: SIPRequest,
+        peer: tuple[str, int] | None,
+        send: Send,
+        result: VerificationResult,
+        pai: list[NameAddr] | None,
+    ) -> int:
+        """Send the 302 (or the reject code); return the status sent."""
+        code = result.sip_code
+        if code is not None and self.policy.failure_policy is FailurePolicy.REJECT:
+            send(self._response(request, code, peer, reason=_failure_phrase(result, code)))
+            return code
+        verstat = result.verstat.value
+        headers = [("Contact", f"<{request.uri}>")]
+        from_value = None
+        if pai:
+            headers += [
+                ("P-Asserted-Identity", str(a.with_uri(with_verstat(a.uri, verstat)))) for a in pai
+            ]
+        else:
+            sender = request.from_addr
+            from_value = str(sender.with_uri(with_verstat(sender.uri, verstat)))
+        if code is not None and self.policy.failure_policy is FailurePolicy.CONTINUE_WITH_REASON:
+            text = _quoted(_failure_phrase(result, code))
+            headers.append(("Reason", f"STIR ;cause={code} ;text={text}"))
+        send(self._response(request, 302, peer, headers, from_value=from_value))
+        return 302

@@ -1,0 +1,460 @@
+"""The SIP redirect server on UDP and TCP (asyncio; uvloop when installed).
+
+Listener specs, comma-separated, one per socket::
+
+    TRANSPORT:HOST:PORT[/MODE[/POLICY]]
+    udp:0.0.0.0:5060/sign,tcp:0.0.0.0:5060/sign,udp:[::1]:5070/verify/continue-with-reason
+
+TRANSPORT is ``udp`` or ``tcp``, MODE ``sign`` (default) or ``verify``, POLICY (verify
+only) ``continue`` (default), ``continue-with-reason`` or ``reject``.
+
+Transport rules: one UDP datagram is one message; TCP is framed by Content-Length with
+a bounded buffer, an idle timeout and a connection cap. Garbage is dropped (UDP) or
+closes the connection (TCP); a request that is SIP but unusable gets 400. Every task is
+tracked and awaited on stop. :func:`serve` runs N worker processes that each bind the
+same ports with SO_REUSEPORT, so the kernel spreads calls over every core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opensti.core.errors import InvalidInput, SIPParseError
+from opensti.sip.message import (
+    MAX_MESSAGE_SIZE,
+    SIPMessage,
+    SIPRequest,
+    StreamFramer,
+    can_answer,
+    frame_message,
+)
+from opensti.sip.redirect import (
+    CallLog,
+    CallSigner,
+    CallVerifier,
+    FailurePolicy,
+    Mode,
+    RedirectHandler,
+    RedirectPolicy,
+    Send,
+)
+
+__all__ = [
+    "ListenerSpec",
+    "SIPServer",
+    "SIPServices",
+    "ServerLimits",
+    "parse_listeners",
+    "serve",
+]
+
+logger = logging.getLogger(__name__)
+
+_TRANSPORTS = ("udp", "tcp")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    transport: str
+    host: str
+    port: int
+    mode: Mode = Mode.SIGN
+    failure_policy: FailurePolicy = FailurePolicy.CONTINUE
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        text = f"{self.transport}:{host}:{self.port}/{self.mode.value}"
+        if self.mode is Mode.VERIFY:
+            text += f"/{self.failure_policy.value}"
+        return text
+
+
+def _parse_listener(item: str) -> ListenerSpec:
+    address, *options = item.split("/")
+    transport, _, hostport = address.partition(":")
+    transport = transport.lower()
+    if transport not in _TRANSPORTS:
+        raise InvalidInput(f"listener {item!r}: transport must be udp or tcp", value=item)
+    host, _, port_text = hostport.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
+        raise InvalidInput(f"listener {item!r}: expected HOST:PORT", value=item)
+    if len(options) > 2:
+        raise InvalidInput(f"listener {item!r}: at most /MODE/POLICY may follow", value=item)
+    try:
+        mode = Mode(options[0].lower()) if options else Mode.SIGN
+        policy = FailurePolicy(options[1].lower()) if len(options) > 1 else FailurePolicy.CONTINUE
+    except ValueError:
+        raise InvalidInput(f"listener {item!r}: unknown mode or policy", value=item) from None
+    if mode is Mode.SIGN and len(options) > 1:
+        raise InvalidInput(f"listener {item!r}: a failure policy needs verify mode", value=item)
+    return ListenerSpec(transport, host, int(port_text), mode, policy)
+
+
+def parse_listeners(text: str) -> list[ListenerSpec]:
+    """Parse ``--sip-listen``; raise :class:`InvalidInput` on any bad item."""
+    specs = [_parse_listener(item.strip()) for item in text.split(",") if item.strip()]
+    if not specs:
+        raise InvalidInput("no SIP listener given", value=text)
+    return specs
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_message_size: int = MAX_MESSAGE_SIZE
+    tcp_idle_timeout: float = 120.0
+    max_tcp_connections: int = 1024
+    #: A TCP peer that stops reading is dropped once this much output is queued.
+    max_tcp_write_buffer: int = 1 << 20
+    #: Seconds to let running verifications finish on stop.
+    stop_grace: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SIPServices:
+    """What the listeners need; built inside each worker process (after the fork)."""
+
+    signer: CallSigner | None = None
+    verifier: CallVerifier | None = None
+    log: CallLog | None = None
+    policy: RedirectPolicy = field(default_factory=RedirectPolicy)
+
+
+def _bind(spec: ListenerSpec, *, reuse_port: bool) -> socket.socket:
+    kind = socket.SOCK_DGRAM if spec.transport == "udp" else socket.SOCK_STREAM
+    try:
+        family, _, _, _, address = socket.getaddrinfo(spec.host, spec.port, type=kind)[0]
+    except socket.gaierror as exc:
+        raise InvalidInput(f"listener {spec}: {exc}", value=str(spec)) from None
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: SIPServer, handler: RedirectHandler) -> None:
+        self._server = server
+        self._handler = handler
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        try:
+            message = frame_message(data)
+        except SIPParseError as exc:
+            logger.debug("dropped a datagram from %s: %s", addr[0], exc)
+            return
+
+        def send(payload: bytes) -> None:
+            transport.sendto(payload, addr)
+
+        self._server.dispatch(self._handler, message, (addr[0], addr[1]), send)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("UDP error: %s", exc)
+
+
+class _TCPProtocol(asyncio.Protocol):
+    def __init__(self, server: SIPServer, handler: RedirectHandler, limits: ServerLimits) -> None:
+        self._server = server
+        self._handler = handler
+        self._limits = limits
+        self._framer = StreamFramer(limits.max_message_size)
+        self._transport: asyncio.Transport | None = None
+        self._peer: tuple[str, int] | None = None
+        self._last_activity = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if not self._server.admit(self):
+            logger.debug("TCP connection refused: connection cap reached")
+            transport.abort()
+            return
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = (peer[0], peer[1]) if peer else None
+        loop = asyncio.get_running_loop()
+        self._last_activity = loop.time()
+        self._idle_timer = loop.call_later(self._limits.tcp_idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        remaining = self._last_activity + self._limits.tcp_idle_timeout - loop.time()
+        if remaining > 0:
+            self._idle_timer = loop.call_later(remaining, self._check_idle)
+        else:
+            logger.debug("closing idle TCP connection from %s", self._peer)
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return
+        self._last_activity = asyncio.get_running_loop().time()
+        try:
+            messages = self._framer.feed(data)
+        except SIPParseError as exc:
+            logger.debug("closing TCP connection from %s: %s", self._peer, exc)
+            self._transport.close()
+            return
+        for message in messages:
+            self._server.dispatch(self._handler, message, self._peer, self._send)
+
+    def _send(self, payload: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > self._limits.max_tcp_write_buffer:
+            logger.debug("dropping TCP peer %s that does not read", self._peer)
+            transport.abort()
+            return
+        transport.write(payload)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._transport = None
+        self._server.release(self)
+
+
+class SIPServer:
+    """Every listener of one process, their handlers and their tasks."""
+
+    def __init__(
+        self,
+        listeners: Sequence[ListenerSpec],
+        services: SIPServices,
+        *,
+        limits: ServerLimits | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self._listeners = list(listeners)
+        self._limits = limits or ServerLimits()
+        self._reuse_port = reuse_port
+        self._handlers = [
+            RedirectHandler(
+                replace(services.policy, mode=spec.mode, failure_policy=spec.failure_policy),
+                signer=services.signer,
+                verifier=services.verifier,
+                log=services.log,
+            )
+            for spec in self._listeners
+        ]
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[_TCPProtocol] = set()
+        self._closers: list[Callable[[], None]] = []
+        self._servers: list[asyncio.Server] = []
+        #: (spec, bound address) per listener, filled by :meth:`start`.
+        self.addresses: list[tuple[ListenerSpec, tuple[str, int]]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for spec, handler in zip(self._listeners, self._handlers, strict=True):
+                sock = _bind(spec, reuse_port=self._reuse_port)
+                self.addresses.append((spec, sock.getsockname()[:2]))
+                if spec.transport == "udp":
+                    transport, _ = await loop.create_datagram_endpoint(
+                        functools.partial(_UDPProtocol, self, handler), sock=sock
+                    )
+                    self._closers.append(transport.close)
+                else:
+                    server = await loop.create_server(
+                        functools.partial(_TCPProtocol, self, handler, self._limits), sock=sock
+                    )
+                    self._servers.append(server)
+                logger.info("SIP %s listening on %s", spec, sock.getsockname()[:2])
+        except BaseException:
+            await self.stop()
+            raise
+
+    def address(self, transport: str, mode: Mode | None = None) -> tuple[str, int]:
+        """The bound address of the first listener with this transport (and mode)."""
+        for spec, address in self.addresses:
+            if spec.transport == transport and mode in (None, spec.mode):
+                return address
+        raise InvalidInput(f"no {transport} listener", value=transport)
+
+    def admit(self, connection: _TCPProtocol) -> bool:
+        if len(self._connections) >= self._limits.max_tcp_connections:
+            return False
+        self._connections.add(connection)
+        return True
+
+    def release(self, connection: _TCPProtocol) -> None:
+        self._connections.discard(connection)
+
+    def dispatch(
+        self,
+        handler: RedirectHandler,
+        message: SIPMessage,
+        peer: tuple[str, int] | None,
+        send: Send,
+    ) -> None:
+        """Answer one framed message; never raises (a bug is logged, not fatal)."""
+        if not isinstance(message, SIPRequest):
+            return  # responses to a redirect server are stray; ignore them
+        try:
+            message.validate()
+        except SIPParseError as exc:
+            logger.debug("malformed %s from %s: %s", message.method, peer, exc)
+            if can_answer(message):
+                handler.reject_malformed(message, peer, send, exc)
+            return
+        try:
+            pending = handler.handle(message, peer, send)
+        except Exception:
+            logger.exception("handling %s failed", message.method)
+            return
+        if pending is not None:
+            self._spawn(pending)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("SIP task failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Stop listening, let running calls finish (bounded), then cancel the rest."""
+        for server in self._servers:
+            server.close()
+        for close in self._closers:
+            close()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self._limits.stop_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for connection in list(self._connections):
+            connection.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        self._closers.clear()
+
+    async def __aenter__(self) -> SIPServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def _run_worker(
+    listeners: Sequence[ListenerSpec],
+    services: Callable[[], SIPServices],
+    limits: ServerLimits | None,
+    reuse_port: bool,
+) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with SIPServer(listeners, services(), limits=limits, reuse_port=reuse_port):
+            await stop.wait()
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main())
+
+
+def serve(
+    listeners: Sequence[ListenerSpec],
+    services: Callable[[], SIPServices],
+    *,
+    workers: int = 1,
+    limits: ServerLimits | None = None,
+) -> None:
+    """Run the redirect server until SIGTERM/SIGINT (blocking).
+
+    With ``workers > 1`` the process forks that many workers; each calls ``services()``
+    (so keys, caches and HTTP clients are per process) and binds every listener with
+    SO_REUSEPORT. The parent only forwards signals and waits; if a worker dies, the
+    others are stopped too, so a supervisor sees the failure.
+    """
+    if workers <= 1:
+        _run_worker(listeners, services, limits, reuse_port=False)
+        return
+    if any(spec.port == 0 for spec in listeners):
+        raise InvalidInput("port 0 cannot be shared by several workers; name a port")
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            status = 0
+            try:
+                _run_worker(listeners, services, limits, reuse_port=True)
+            except BaseException:
+                logger.exception("SIP worker failed")
+                status = 1
+            finally:
+                os._exit(status)
+        children.append(pid)
+    _supervise(children)
+
+
+def _supervise(children: list[int]) -> None:
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        remaining = set(children)
+        while remaining:
+            pid, status = os.wait()
+            remaining.discard(pid)
+            if status != 0 and remaining:
+                logger.error(
+                    "SIP worker %d exited with status %d; stopping the others", pid, status
+                )
+                forward(signal.SIGTERM, None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
