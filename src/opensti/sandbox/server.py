@@ -20,7 +20,7 @@ Running it from Python (tests, ``opensti demo``)::
 :func:`run_sandbox_in_thread` binds the socket first (``port=0`` picks a free one),
 so every URL is known before the first request; it returns a :class:`SandboxHandle`
 with ``base_url``, ``ca_directory_url``, ``stipa_base_url``, ``tls_root_path``
-(None with ``http=True``), ``verify`` (what to pass to httpx), ``state`` (the
+(None with ``http=True``), ``verify`` (an ``ssl.SSLContext`` for httpx), ``state`` (the
 :class:`~opensti.sandbox.state.Sandbox`: EAB keys, providers, faults, PKI) and
 ``stop()``. :func:`serve` runs the same app in the foreground (``opensti sandbox``).
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -210,9 +211,12 @@ class SandboxHandle:
         return self.state.urls.stipa
 
     @property
-    def verify(self) -> str | bool:
-        """What to pass as httpx's ``verify=``: the sandbox TLS root, or True for http."""
-        return str(self.tls_root_path) if self.tls_root_path else True
+    def verify(self) -> ssl.SSLContext | bool:
+        """What to pass as httpx's ``verify=``: a context trusting the sandbox TLS root
+        (True for an http sandbox)."""
+        if self.tls_root_path is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.tls_root_path))
 
     @property
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:
