@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,8 @@ ATTESTATION_LEVELS = ("A", "B", "C")
 #: Bound on what we parse from the network; real SHAKEN PASSporTs are ~500 bytes.
 MAX_PASSPORT_LENGTH = 8192
 _ES256 = ec.ECDSA(hashes.SHA256())
+#: ASCII only: str.isdigit() would also pass other scripts' digits, such as "١٢٣".
+_CANONICAL_TN = re.compile(r"[0-9#*]+")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -237,7 +240,7 @@ def verify_signature(passport: Passport, public_key: ec.EllipticCurvePublicKey) 
 def _tn_claim(value: object, what: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_TN_DIGITS:
         raise InvalidIdentityHeader(f"{what} must be a telephone number string")
-    if not all(ch.isdigit() or ch in "#*" for ch in value):
+    if _CANONICAL_TN.fullmatch(value) is None:
         raise InvalidIdentityHeader(f"{what} is not a canonical TN: {value!r}")
     return value
 
