@@ -1,0 +1,328 @@
+"""The ATIS-1000082 signing and verification API for SBCs, as a lean ASGI app.
+
+This is the hot path, so it is a plain ASGI callable (no framework, no validation
+library): JSON in, one service call, JSON out. The management API lives elsewhere.
+
+    POST /stir/v1/signing             signingRequest       -> signingResponse.identity
+    POST /stir/v1/verification        verificationRequest  -> verificationResponse.verstat
+    POST /stir/v1/signing/batch       signingRequests[]    -> signingResponses[]
+    POST /stir/v1/verification/batch  verificationRequests[] -> verificationResponses[]
+    GET  /metrics                     Prometheus text format
+    GET  /health                      {"status": "ok"}
+
+Field names follow ATIS-1000082 as public implementations use them; common variants
+are accepted: a TN as a string or a one-element array, ``identity`` with or without
+``;info=...`` (rebuilt from the PASSporT's x5u when missing), ``iat``/``time`` as a
+number or numeric string. opensti extensions: ``entry`` in a signing request (names
+the signing entry) and ``identities`` (several Identity values) in a verification
+request.
+
+A verification answers 200 with a verstat whatever the call's fate; ``reasonCode``
+(the RFC 8224 SIP code) and ``reasonText`` are added on failure unless the failure
+policy is ``continue``. Errors that stop a request (bad JSON, no signing entry) answer
+with the HTTP status of :func:`opensti.core.errors.http_status` and
+``{"error": {"type": ..., "message": ...}}``. A batch answers 200 with one item per
+request, each either the single response's body or such an error object.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from opensti.core.errors import InvalidInput, NotFound, OpenSTIError, http_status, sip_response
+from opensti.core.identity import format_identity
+from opensti.core.passport import decode_passport
+from opensti.core.verify import VerificationResult
+from opensti.metrics import Metrics
+from opensti.signing import SigningService
+from opensti.verification import FailurePolicy, VerificationService
+
+__all__ = ["STIRApp", "create_stir_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+MAX_BODY = 1024 * 1024
+MAX_BATCH = 1000
+
+
+class _MethodNotAllowed(OpenSTIError):
+    pass
+
+
+def _object(body: dict[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key)
+    if not isinstance(value, dict):
+        raise InvalidInput(f"the body needs a {key!r} object")
+    return value
+
+
+def _tns(value: object, what: str) -> list[str]:
+    """A ``{"tn": ...}`` object's numbers, whether ``tn`` is a string or an array."""
+    tn = value.get("tn") if isinstance(value, dict) else None
+    items = [tn] if isinstance(tn, str) else tn
+    if not isinstance(items, list) or not items or not all(isinstance(t, str) for t in items):
+        raise InvalidInput(f"{what}.tn must be a number or a non-empty array of numbers")
+    return items
+
+
+def _one_tn(value: object, what: str) -> str:
+    tns = _tns(value, what)
+    if len(tns) != 1:
+        raise InvalidInput(f"{what}.tn must be one number")
+    return tns[0]
+
+
+def _seconds(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidInput(f"{what} must be a number of seconds")
+
+
+def _optional_str(request: dict[str, Any], key: str) -> str | None:
+    value = request.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{key} must be a string")
+    return value
+
+
+def _full_identity(value: str) -> str:
+    """Add ``;info=<x5u>;alg=ES256;ppt=shaken`` when a client sent the bare PASSporT."""
+    if ";" in value:
+        return value
+    try:
+        x5u = decode_passport(value.strip()).x5u
+    except OpenSTIError:
+        return value  # verification reports it
+    return format_identity(value.strip(), x5u) if x5u else value
+
+
+def _identities(request: dict[str, Any]) -> list[str]:
+    values = request.get("identities", request.get("identity"))
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InvalidInput("identity must be an Identity header value (or identities a list)")
+    return [_full_identity(v) for v in values]
+
+
+def _error_body(error: OpenSTIError) -> dict[str, Any]:
+    return {"error": {"type": type(error).__name__, "message": error.message}}
+
+
+class STIRApp:
+    """ASGI app serving the STIR endpoints for the services it is given."""
+
+    def __init__(
+        self,
+        signer: SigningService | None,
+        verifier: VerificationService | None,
+        *,
+        policy: FailurePolicy = FailurePolicy.CONTINUE_WITH_REASON,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.signer = signer
+        self.verifier = verifier
+        self.policy = policy
+        self.metrics = metrics or Metrics()
+        self._timer = clock
+        if verifier is not None:
+            self.metrics.add_collector(lambda: _verifier_lines(verifier))
+        self._routes: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "/stir/v1/signing": self._signing,
+            "/stir/v1/verification": self._verification,
+            "/stir/v1/signing/batch": self._signing_batch,
+            "/stir/v1/verification/batch": self._verification_batch,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/metrics" and method == "GET":
+            body = self.metrics.render().encode()
+            ctype = Metrics.CONTENT_TYPE.encode()
+            await _respond(send, 200, body, [(b"content-type", ctype)])
+            return
+        if path == "/health" and method == "GET":
+            await _respond(send, 200, b'{"status":"ok"}', _JSON)
+            return
+        handler = self._routes.get(path)
+        try:
+            if handler is None:
+                raise NotFound(f"no such endpoint: {path}")
+            if method != "POST":
+                raise _MethodNotAllowed(f"{path} takes POST")
+            answer = await handler(await _read_json(receive))
+        except _MethodNotAllowed as error:
+            await _respond(send, 405, json.dumps(_error_body(error)).encode(), _JSON)
+            return
+        except OpenSTIError as error:
+            await _respond(send, http_status(error), json.dumps(_error_body(error)).encode(), _JSON)
+            return
+        await _respond(send, 200, json.dumps(answer, separators=(",", ":")).encode(), _JSON)
+
+    # -- signing -----------------------------------------------------------------------
+
+    def _sign_one(self, request: object) -> dict[str, Any]:
+        if self.signer is None:
+            raise NotFound("signing is not enabled on this server")
+        if not isinstance(request, dict):
+            raise InvalidInput("signingRequest must be an object")
+        started = self._timer()
+        try:
+            signed = self.signer.sign(
+                _one_tn(request.get("orig"), "orig"),
+                _tns(request.get("dest"), "dest"),
+                attest=_optional_str(request, "attest"),
+                origid=_optional_str(request, "origid"),
+                entry=_optional_str(request, "entry"),
+                now=_seconds(request.get("iat"), "iat"),
+            )
+        except OpenSTIError as error:
+            self.metrics.signed.inc(outcome=type(error).__name__)
+            raise
+        self.metrics.signed.inc(outcome="signed")
+        self.metrics.latency.observe(self._timer() - started, op="sign")
+        return {"identity": signed.identity}
+
+    async def _signing(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"signingResponse": self._sign_one(_object(body, "signingRequest"))}
+
+    async def _signing_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        answers = []
+        for request in _batch(body, "signingRequests"):
+            try:
+                answers.append(self._sign_one(request))
+            except OpenSTIError as error:
+                answers.append(_error_body(error))
+        return {"signingResponses": answers}
+
+    # -- verification ------------------------------------------------------------------
+
+    async def _verify_one(self, request: object) -> dict[str, Any]:
+        if self.verifier is None:
+            raise NotFound("verification is not enabled on this server")
+        if not isinstance(request, dict):
+            raise InvalidInput("verificationRequest must be an object")
+        started = self._timer()
+        result = await self.verifier.verify(
+            _identities(request),
+            _one_tn(request.get("from"), "from"),
+            _tns(request.get("to"), "to"),
+            date=_seconds(request.get("time"), "time"),
+        )
+        self.metrics.verified.inc(verstat=result.verstat.value, result=result.result_class.value)
+        self.metrics.latency.observe(self._timer() - started, op="verify")
+        return self._verification_response(result)
+
+    def _verification_response(self, result: VerificationResult) -> dict[str, Any]:
+        answer: dict[str, Any] = {"verstat": result.verstat.value}
+        if result.error is not None and self.policy is not FailurePolicy.CONTINUE:
+            code, phrase = sip_response(result.error)
+            answer["reasonCode"] = code
+            answer["reasonText"] = phrase
+        return answer
+
+    async def _verification(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = _object(body, "verificationRequest")
+        return {"verificationResponse": await self._verify_one(request)}
+
+    async def _verification_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        answers = []
+        for request in _batch(body, "verificationRequests"):
+            try:
+                answers.append(await self._verify_one(request))
+            except OpenSTIError as error:
+                answers.append(_error_body(error))
+        return {"verificationResponses": answers}
+
+
+def _batch(body: dict[str, Any], key: str) -> list[object]:
+    items = body.get(key)
+    if not isinstance(items, list):
+        raise InvalidInput(f"the body needs a {key!r} array")
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} requests per batch")
+    return items
+
+
+def _verifier_lines(verifier: VerificationService) -> list[str]:
+    stats = verifier.stats()
+    cache = stats.cache
+    assert cache is not None
+    counters = {
+        "opensti_x5u_cache_hits_total": cache.hits,
+        "opensti_x5u_cache_misses_total": cache.misses,
+        "opensti_x5u_cache_negative_hits_total": stats.negative_hits,
+        "opensti_x5u_fetches_total": stats.fetches,
+        "opensti_x5u_fetch_errors_total": stats.fetch_errors,
+        "opensti_x5u_circuit_rejections_total": stats.circuit_rejections,
+    }
+    lines = []
+    for name, value in counters.items():
+        lines += [f"# TYPE {name} counter", f"{name} {value}"]
+    lines += ["# TYPE opensti_x5u_cache_entries gauge", f"opensti_x5u_cache_entries {cache.size}"]
+    return lines
+
+
+async def _read_json(receive: Receive) -> dict[str, Any]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise InvalidInput(f"request body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidInput(f"request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def create_stir_app(
+    signer: SigningService | None = None,
+    verifier: VerificationService | None = None,
+    **options: Any,
+) -> STIRApp:
+    """Build the app; ``options`` are :class:`STIRApp`'s keywords (policy, metrics, clock)."""
+    return STIRApp(signer, verifier, **options)
