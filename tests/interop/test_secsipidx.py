@@ -357,32 +357,32 @@ def test_opensti_verifies_secsipidx_sign_full(creds: Credentials, x5u: str) -> N
     assert (verdict["attest"], verdict["origid"]) == ("A", origid)
 
 
+@pytest.mark.parametrize(
+    ("flags", "outcome", "fetched"),
+    [
+        (("--allow-private-x5u",), (0, "TN-Validation-Passed", None), [CHAIN_PATH]),
+        ((), (1, "TN-Validation-Failed", 436), []),
+    ],
+    ids=["allowed", "loopback-refused-by-default"],
+)
 def test_opensti_fetches_secsipidx_x5u_over_https(
-    creds: Credentials, x5u_server: LocalHTTPServer, x5u: str, tls: TLSFiles
+    creds: Credentials,
+    x5u_server: LocalHTTPServer,
+    x5u: str,
+    tls: TLSFiles,
+    flags: tuple[str, ...],
+    outcome: tuple[int, str, int | None],
+    fetched: list[str],
 ) -> None:
     iat = int(time.time())
     identity = secsipidx_sign(creds, x5u, "C", iat, str(uuid.uuid4()))
     before = len(x5u_server.requests)
     code, verdict = opensti_verify(
-        identity, creds, "--allow-private-x5u", "--now", str(iat),
+        identity, creds, "--now", str(iat), *flags,
         env=client_env(SSL_CERT_FILE=str(tls.root_pem)),
     )  # fmt: skip
-    assert code == 0, verdict
-    assert verdict["verstat"] == "TN-Validation-Passed"
-    assert x5u_server.requests[before:] == [CHAIN_PATH]
-
-
-def test_opensti_refuses_loopback_x5u_by_default(
-    creds: Credentials, x5u_server: LocalHTTPServer, x5u: str, tls: TLSFiles
-) -> None:
-    iat = int(time.time())
-    identity = secsipidx_sign(creds, x5u, "A", iat, str(uuid.uuid4()))
-    before = len(x5u_server.requests)
-    code, verdict = opensti_verify(
-        identity, creds, "--now", str(iat), env=client_env(SSL_CERT_FILE=str(tls.root_pem))
-    )
-    assert (code, verdict["verstat"], verdict["sip_code"]) == (1, "TN-Validation-Failed", 436)
-    assert x5u_server.requests[before:] == []
+    assert (code, verdict["verstat"], verdict["sip_code"]) == outcome, verdict
+    assert x5u_server.requests[before:] == fetched
 
 
 # --- tampering: each side refuses what was changed after the other signed --------------
