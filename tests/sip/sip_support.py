@@ -1,0 +1,183 @@
+"""Helpers for the SIP tests: signer/verifier built on opensti.core, request builders,
+and small UDP/TCP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+
+from opensti.core.certs import ValidatedCertificate
+from opensti.core.errors import BadIdentityInfo
+from opensti.core.identity import format_identity
+from opensti.core.passport import PassportSigner, ShakenClaims
+from opensti.core.verify import VerificationResult, verify_identities
+from opensti.sip.message import SIPRequest, SIPResponse, StreamFramer, parse_message
+
+X5U = "https://127.0.0.1:8443/certs/1234.pem"
+ORIG = "12155550121"
+DEST = "12155550131"
+
+_counter = itertools.count(1)
+
+
+class DemoSigner:
+    """A CallSigner on opensti.core: one key, one x5u, the clock read per call."""
+
+    def __init__(
+        self,
+        signer: PassportSigner,
+        default_attest: str = "A",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._signer = signer
+        self._default_attest = default_attest
+        self._clock = clock
+
+    def sign(self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str) -> str:
+        claims = ShakenClaims(
+            orig=orig_tn,
+            dest=tuple(dest_tns),
+            iat=int(self._clock()),
+            attest=attest or self._default_attest,
+            origid=str(uuid.uuid4()),
+        )
+        return format_identity(self._signer.sign(claims), self._signer.x5u)
+
+
+class DemoVerifier:
+    """A CallVerifier on opensti.core: a fixed repository of validated certificates."""
+
+    def __init__(self, certificates: dict[str, ValidatedCertificate]) -> None:
+        self._certificates = certificates
+
+    def _resolve(self, url: str) -> ValidatedCertificate:
+        try:
+            return self._certificates[url]
+        except KeyError:
+            raise BadIdentityInfo(f"no certificate at {url}", value=url) from None
+
+    async def verify(
+        self, identities: Sequence[str], orig_tn: str, dest_tns: Sequence[str]
+    ) -> VerificationResult:
+        return verify_identities(
+            identities,
+            orig_tn=orig_tn,
+            dest_tns=dest_tns,
+            now=int(time.time()),
+            resolve=self._resolve,
+        )
+
+
+def request(
+    method: str = "INVITE",
+    *,
+    uri: str = f"sip:+{DEST}@127.0.0.1;user=phone",
+    from_: str = f"<sip:+{ORIG}@127.0.0.1;user=phone>;tag=f1",
+    to: str = f"<sip:+{DEST}@127.0.0.1;user=phone>",
+    call_id: str | None = None,
+    cseq: str | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    omit: Sequence[str] = (),
+    body: bytes = b"",
+) -> bytes:
+    """A request as an SBC would send it; ``omit`` leaves standard headers out."""
+    n = next(_counter)
+    standard = [
+        ("Via", f"SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{n};rport"),
+        ("From", from_),
+        ("To", to),
+        ("Call-ID", call_id or f"call-{n}-{uuid.uuid4().hex[:8]}@test"),
+        ("CSeq", cseq or f"1 {method}"),
+        ("Max-Forwards", "70"),
+    ]
+    fields = [(k, v) for k, v in standard if k not in omit] + list(headers)
+    fields.append(("Content-Length", str(len(body))))
+    lines = [f"{method} {uri} SIP/2.0"] + [f"{k}: {v}" for k, v in fields]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def response_of(data: bytes) -> SIPResponse:
+    message = parse_message(data)
+    assert isinstance(message, SIPResponse), message
+    return message
+
+
+class UDPClient(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.received.put_nowait(data)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data)
+
+    async def receive(self, timeout: float = 10.0) -> SIPResponse:
+        return response_of(await asyncio.wait_for(self.received.get(), timeout))
+
+    async def exchange(self, data: bytes) -> SIPResponse:
+        self.send(data)
+        return await self.receive()
+
+
+@asynccontextmanager
+async def udp_client(address: tuple[str, int]) -> AsyncIterator[UDPClient]:
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_datagram_endpoint(UDPClient, remote_addr=address)
+    try:
+        yield client
+    finally:
+        transport.close()
+
+
+class TCPClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self._framer = StreamFramer()
+        self._ready: list[SIPRequest | SIPResponse] = []
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def receive(self, timeout: float = 10.0) -> SIPResponse:
+        while not self._ready:
+            chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self._ready += self._framer.feed(chunk)
+        message = self._ready.pop(0)
+        message.validate()
+        assert isinstance(message, SIPResponse)
+        return message
+
+    async def closed_by_peer(self, timeout: float = 10.0) -> bool:
+        """True once the server closes (anything it still sends is read and ignored)."""
+        while True:
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
+            except ConnectionResetError:
+                return True
+            if not chunk:
+                return True
+
+
+@asynccontextmanager
+async def tcp_client(address: tuple[str, int]) -> AsyncIterator[TCPClient]:
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        yield TCPClient(reader, writer)
+    finally:
+        writer.close()
+        with suppress(ConnectionError):
+            await writer.wait_closed()
