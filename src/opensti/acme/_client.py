@@ -85,6 +85,17 @@ class EABCredentials:
                 "the EAB HMAC key is not base64url (letters, digits, '-' and '_' only)"
             )
 
+    def binding(
+        self, account_key: ec.EllipticCurvePrivateKey, directory: messages.Directory
+    ) -> dict[str, Any]:
+        """The ``externalAccountBinding`` JWS: HS256 over the account's public JWK."""
+        return messages.ExternalAccountBinding.from_data(
+            account_public_key=JWKEC(key=account_key.public_key()),
+            kid=self.kid,
+            hmac_key=self.hmac_key.strip().rstrip("="),
+            directory=directory,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AcmeAccount:
@@ -274,14 +285,7 @@ class AcmeClient:
                 "give the EAB key id and HMAC key the CA issued"
             )
         with ca_errors(self.directory_url):
-            binding = None
-            if eab is not None:
-                binding = messages.ExternalAccountBinding.from_data(
-                    account_public_key=JWKEC(key=self.key.public_key()),
-                    kid=eab.kid,
-                    hmac_key=eab.hmac_key.strip().rstrip("="),
-                    directory=client.directory,
-                )
+            binding = None if eab is None else eab.binding(self.key, client.directory)
             registration = messages.NewRegistration.from_data(
                 email=email,
                 terms_of_service_agreed=True if agree_tos else None,
