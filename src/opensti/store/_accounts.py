@@ -147,7 +147,7 @@ def create_acme_account(
         )
     account = AcmeAccount(
         name=name,
-        ca=authority,
+        ca_id=authority.id,
         staging=staging,
         email=email and check_email(email),
         account_url=account_url and check_url(account_url, "account URL"),

@@ -30,7 +30,7 @@ def get_by(session: Session, model: type[_M], what: str, **filters: Any) -> _M:
 
 def ensure_absent(session: Session, model: type[Base], what: str, **filters: Any) -> None:
     if session.scalars(select(model).filter_by(**filters).limit(1)).first() is not None:
-        raise Conflict(f"a {what} {_describe(filters)} already exists")
+        raise Conflict(f"{what} {_describe(filters)} already exists")
 
 
 def add(session: Session, row: _M, what: str) -> _M:

@@ -66,10 +66,10 @@ def create_entry(
     entry = CertificateEntry(
         name=name,
         spc=spc,
-        acme_account=get_acme_account(session, acme_account),
-        stipa_account=None
+        acme_account_id=get_acme_account(session, acme_account).id,
+        stipa_account_id=None
         if stipa_account_id is None
-        else get_stipa_account(session, stipa_account_id, stipa_environment),
+        else get_stipa_account(session, stipa_account_id, stipa_environment).id,
         crl_url=crl_url and check_url(crl_url, "CRL URL"),
         renew_before=None if renew_before is None else int(renew_before.total_seconds()),
         orig_prefixes=list(orig_prefixes),

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -26,6 +27,7 @@ KEY_FILE_NAME = "secret.key"
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _VERSION = b"\x01"
+_BASE64URL_BODY = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class Secret:
@@ -106,11 +108,21 @@ class SecretBox:
         return "SecretBox(<key hidden>)"
 
 
-def _decode_key(text: str) -> bytes:
-    stripped = text.strip()
+def decode_base64url(text: str) -> bytes:
+    """Strict base64url, padding optional; ValueError on any other character."""
+    body = text.rstrip("=")
+    if len(text) - len(body) > 2 or not _BASE64URL_BODY.fullmatch(body):
+        raise ValueError("not base64url")
     try:
-        key = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
-    except (binascii.Error, ValueError):
+        return base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _decode_key(text: str) -> bytes:
+    try:
+        key = decode_base64url(text.strip())
+    except ValueError:
         raise InvalidInput("the secret key is not base64url text") from None
     if len(key) != _KEY_BYTES:
         raise InvalidInput(

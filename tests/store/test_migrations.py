@@ -1,0 +1,98 @@
+"""The shipped migrations build exactly the models' schema, and go back down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from setuptools import find_packages
+from sqlalchemy import inspect
+
+from opensti.cli import main
+from opensti.store import (
+    Base,
+    current_revision,
+    downgrade,
+    head_revision,
+    open_database,
+    upgrade,
+)
+from opensti.store._migrate import MIGRATIONS_DIR
+
+
+def _tables(url: str) -> set[str]:
+    database = open_database(url)
+    try:
+        return set(inspect(database.engine).get_table_names()) - {"alembic_version"}
+    finally:
+        database.dispose()
+
+
+def test_upgrade_creates_every_model_table_and_downgrade_removes_them(db_path: Path) -> None:
+    url = f"sqlite:///{db_path}"
+    upgrade(url)
+    assert _tables(url) == set(Base.metadata.tables)
+    downgrade(url, "base")
+    assert _tables(url) == set()
+    upgrade(url, "head")
+    assert _tables(url) == set(Base.metadata.tables)
+
+
+def test_migrated_schema_matches_the_models(db_path: Path) -> None:
+    database = open_database(f"sqlite:///{db_path}")
+    upgrade(database)
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    assert current_revision(database) == head_revision()
+    database.dispose()
+
+
+def test_unknown_revision_is_a_clear_error(db_path: Path) -> None:
+    from opensti.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="'nope'"):
+        upgrade(f"sqlite:///{db_path}", "nope")
+
+
+def test_migrations_are_packages_so_an_install_ships_them() -> None:
+    src = Path(__file__).parents[2] / "src"
+    packages = set(find_packages(str(src)))
+    assert {"opensti.store.migrations", "opensti.store.migrations.versions"} <= packages
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert any(MIGRATIONS_DIR.joinpath("versions").glob("0001_*.py"))
+
+
+def _cli(*argv: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return int(exit_info.value.code or 0)
+
+
+def test_cli_upgrade_and_downgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENSTI_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.delenv("OPENSTI_DATABASE_URL", raising=False)
+    monkeypatch.delenv("OPENSTI_CONFIG", raising=False)
+    assert _cli("db", "upgrade") == 0
+    url = f"sqlite:///{tmp_path / 'd' / 'opensti.db'}"
+    assert _tables(url) == set(Base.metadata.tables)
+    assert "empty -> 0001" in capsys.readouterr().out
+    assert _cli("db", "downgrade", "base") == 0
+    assert _tables(url) == set()
+    assert _cli("db", "downgrade", "no-such-revision") == 2
+    assert "no-such-revision" in capsys.readouterr().err
+
+
+def test_cli_reads_the_database_url_from_a_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENSTI_DATABASE_URL", raising=False)
+    target = tmp_path / "elsewhere.db"
+    config = tmp_path / "opensti.toml"
+    config.write_text(f'database_url = "sqlite:///{target}"\n')
+    assert _cli("db", "upgrade", "--config", str(config)) == 0
+    assert _tables(f"sqlite:///{target}") == set(Base.metadata.tables)
