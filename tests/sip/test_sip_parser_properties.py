@@ -1,0 +1,93 @@
+"""Property tests: whatever arrives on the socket, the parser answers cleanly."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sip_support import request
+
+from opensti.core.errors import SIPParseError
+from opensti.sip.message import (
+    SIPRequest,
+    StreamFramer,
+    build_response,
+    can_answer,
+    frame_message,
+    parse_message,
+)
+
+_VALID = request("INVITE", headers=[("P-Asserted-Identity", "<tel:+12155550121>")])
+
+
+def _parse_or_reject(data: bytes) -> None:
+    try:
+        message = parse_message(data)
+    except SIPParseError:
+        return
+    if isinstance(message, SIPRequest):
+        # Whatever parsed can be answered: the response builder must not fail either.
+        assert parse_message(build_response(message, 400)).call_id == message.call_id
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=2048))
+def test_any_bytes_parse_or_raise_sip_parse_error(data: bytes) -> None:
+    _parse_or_reject(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_mutated_requests_parse_or_raise_sip_parse_error(data: st.DataObject) -> None:
+    raw = bytearray(_VALID)
+    for _ in range(data.draw(st.integers(1, 8))):
+        index = data.draw(st.integers(0, len(raw) - 1))
+        action = data.draw(st.sampled_from(["flip", "delete", "insert"]))
+        if action == "flip":
+            raw[index] = data.draw(st.integers(0, 255))
+        elif action == "delete":
+            del raw[index]
+        else:
+            raw[index:index] = data.draw(st.sampled_from([b"\r\n", b",", b";", b"<", b'"', b" "]))
+    _parse_or_reject(bytes(raw))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=12))
+def test_header_text_parse_or_raise_sip_parse_error(values: list[str]) -> None:
+    names = ["Via", "From", "To", "Call-ID", "CSeq", "l", "P-Asserted-Identity", "Identity"]
+    headers = [(names[i % len(names)], v) for i, v in enumerate(values)]
+    raw = request("INVITE", headers=headers)
+    try:
+        message = frame_message(raw)
+    except SIPParseError:
+        return
+    try:
+        message.validate()
+    except SIPParseError:
+        if isinstance(message, SIPRequest) and can_answer(message):
+            build_response(message, 400)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 200), min_size=1, max_size=20))
+def test_stream_framing_does_not_depend_on_split_points(cuts: list[int]) -> None:
+    stream = _VALID + request("OPTIONS", body=b"x=1") + _VALID
+    framer = StreamFramer()
+    messages = []
+    position = 0
+    for cut in cuts:
+        messages += framer.feed(stream[position : position + cut])
+        position += cut
+    messages += framer.feed(stream[position:])
+    assert [m.body for m in messages] == [b"", b"x=1", b""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4096))
+def test_stream_framer_yields_messages_or_raises(data: bytes) -> None:
+    framer = StreamFramer(max_size=2048)
+    try:
+        framer.feed(data)
+    except SIPParseError:
+        return
+    assert framer.buffered <= 2048
