@@ -9,13 +9,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from typing import cast
 
 from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import BadIdentityInfo
 from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.verify import VerificationResult, verify_identities
-from opensti.sip.message import SIPRequest, SIPResponse, StreamFramer, parse_message
+from opensti.sip.message import SIPRequest, SIPResponse, StreamFramer, frame_message
 
 X5U = "https://127.0.0.1:8443/certs/1234.pem"
 ORIG = "12155550121"
@@ -101,7 +102,8 @@ def request(
 
 
 def response_of(data: bytes) -> SIPResponse:
-    message = parse_message(data)
+    """Frame a response without validating it: a 400 echoes the bad header it answers."""
+    message = frame_message(data)
     assert isinstance(message, SIPResponse), message
     return message
 
@@ -112,8 +114,7 @@ class UDPClient(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         self.received.put_nowait(data)
@@ -157,7 +158,6 @@ class TCPClient:
                 raise ConnectionError("server closed the connection")
             self._ready += self._framer.feed(chunk)
         message = self._ready.pop(0)
-        message.validate()
         assert isinstance(message, SIPResponse)
         return message
 
