@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import http.server
 import json
 import os
@@ -61,8 +62,13 @@ def _wait_port(port: int, timeout: float = 15.0) -> None:
     raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
 
 
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """The x5u repository is fetched once per worker; nothing to report."""
+
+
 def _serve_dir(directory: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(directory))  # noqa: E731
+    handler = functools.partial(_Quiet, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, int(server.server_address[1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,23 +13,12 @@ from opensti.api.stir import STIRApp
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.verification import FailurePolicy
-from tests._servers import TLSFiles, make_tls_files
-from tests.api.stir_support import Deployment, deployment, stir_app
+from tests._servers import TLSFiles
+from tests.api.stir_support import Deployment, stir_app
 
 pytestmark = pytest.mark.integration
 
 ORIG, DEST = "12155550121", "12155550131"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def site(tls: TLSFiles) -> Iterator[Deployment]:
-    with deployment(tls) as running:
-        yield running
 
 
 @pytest.fixture

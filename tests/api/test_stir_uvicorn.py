@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,23 +16,12 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 
 from opensti.api.stir import STIRApp
-from tests._servers import TLSFiles, make_tls_files
-from tests.api.stir_support import Deployment, deployment, stir_app
+from tests._servers import TLSFiles
+from tests.api.stir_support import Deployment, stir_app
 
 pytestmark = pytest.mark.integration
 
 SECSIPIDX = shutil.which("secsipidx")
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def site(tls: TLSFiles) -> Iterator[Deployment]:
-    with deployment(tls) as running:
-        yield running
 
 
 @pytest.fixture

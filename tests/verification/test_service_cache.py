@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from opensti.core.errors import ResultClass
+from opensti.core.errors import InvalidCertificate, ResultClass
 from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.verify import Verstat
@@ -213,33 +213,33 @@ async def test_circuit_opens_after_consecutive_failures(
     assert service.open_circuits() == []
 
 
-async def test_crl_revocation_applies_to_a_cached_chain(
-    fetcher: X5UFetcher,
-    pki: DemoPKI,
-    https: LocalHTTPServer,
-    credential: tuple,
-    clock: Clock,
-    tls: TLSFiles,
-) -> None:
-    crl = pki.crl([credential[2]]).public_bytes(Encoding.DER)
-    https.routes["/crl"] = Route.body(crl, content_type="application/pkix-crl")
+@pytest.fixture
+async def crl_trust(
+    pki: DemoPKI, https: LocalHTTPServer, tls: TLSFiles
+) -> AsyncIterator[TrustStore]:
+    """Trust in the demo root, with the STI-PA CRL at the repository's /crl."""
     get = HTTPGet(verify=tls.root_pem)
-    trust = TrustStore(
+    yield TrustStore(
         [pki.root.certificate],
         crl_urls=[https.url("/crl")],
         crl_signers=[pki.stipa.certificate],
         fetch=get,
     )
-    trust._crl_due[https.url("/crl")] = clock.now + 3600  # not due before we ask
+    await get.aclose()
+
+
+async def test_crl_revocation_applies_to_a_cached_chain(
+    fetcher: X5UFetcher, pki: DemoPKI, https: LocalHTTPServer, credential: tuple, clock: Clock
+) -> None:
+    trust = TrustStore([pki.root.certificate], crl_signers=[pki.stipa.certificate])
     service = make_service(fetcher, trust, clock)
     url = https.url("/chain.pem")
     assert (await service.verify([identity(credential[0], url, clock.now)], ORIG, DEST)).passed
-    assert await trust.refresh_crls(clock.now, force=True)
+    trust.add_crl("https://sti-pa.example/crl", pki.crl([credential[2]]))
     result = await service.verify([identity(credential[0], url, clock.now)], ORIG, DEST)
     assert (result.sip_code, result.result_class) == (437, ResultClass.REVOKED)
     assert chain_requests(https) == 1
     assert service.stats().revalidations == 1
-    await get.aclose()
 
 
 async def test_a_due_crl_is_fetched_in_the_background(
@@ -248,47 +248,34 @@ async def test_a_due_crl_is_fetched_in_the_background(
     https: LocalHTTPServer,
     credential: tuple,
     clock: Clock,
-    tls: TLSFiles,
+    crl_trust: TrustStore,
 ) -> None:
     https.routes["/crl"] = Route.body(
         pki.crl([credential[2]]).public_bytes(Encoding.PEM), content_type="application/pkix-crl"
     )
-    get = HTTPGet(verify=tls.root_pem)
-    trust = TrustStore(
-        [pki.root.certificate],
-        crl_urls=[https.url("/crl")],
-        crl_signers=[pki.stipa.certificate],
-        fetch=get,
-    )
-    service = make_service(fetcher, trust, clock)
+    service = make_service(fetcher, crl_trust, clock)
     url = https.url("/chain.pem")
     await service.verify([identity(credential[0], url, clock.now)], ORIG, DEST)
     await service.drain()
     assert https.requests.count("/crl") == 1
-    assert not trust.crl_due(clock.now)  # next due at the CRL's nextUpdate
+    assert not crl_trust.crl_due(clock.now)  # next due at the CRL's nextUpdate
     result = await service.verify([identity(credential[0], url, clock.now)], ORIG, DEST)
     assert result.result_class is ResultClass.REVOKED
-    await get.aclose()
 
 
 async def test_a_crl_from_an_unknown_signer_is_refused(
-    pki: DemoPKI, https: LocalHTTPServer, tls: TLSFiles, clock: Clock
+    https: LocalHTTPServer, clock: Clock, crl_trust: TrustStore
 ) -> None:
     other = DemoPKI(dt.datetime.fromtimestamp(START, dt.UTC))
     https.routes["/crl"] = Route.body(other.crl([1]).public_bytes(Encoding.DER))
-    get = HTTPGet(verify=tls.root_pem)
-    trust = TrustStore(
-        [pki.root.certificate],
-        crl_urls=[https.url("/crl")],
-        crl_signers=[pki.stipa.certificate],
-        fetch=get,
-    )
-    version = trust.version
-    assert not await trust.refresh_crls(clock.now)
-    assert trust.crl(https.url("/crl")) is None
-    assert trust.version == version
-    assert trust.crl_due(clock.now + 301)
-    await get.aclose()
+    version = crl_trust.version
+    assert not await crl_trust.refresh_crls(clock.now)
+    assert crl_trust.crl(https.url("/crl")) is None
+    assert crl_trust.version == version
+    assert not crl_trust.crl_due(clock.now + 299)
+    assert crl_trust.crl_due(clock.now + 301)
+    with pytest.raises(InvalidCertificate):
+        crl_trust.add_crl("https://elsewhere/crl", other.crl([1]))
 
 
 async def test_trust_list_refresh_from_a_file(
