@@ -22,17 +22,24 @@ from opensti.cli import db as _db  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 
+# Typer up to 0.2x raises click's own exceptions; later releases vendor click and raise
+# their copies (typer.Exit, typer.Abort, typer.TyperException). Catch both families,
+# so that a bad option value never ends in a traceback.
+_EXITS = (click.exceptions.Exit, typer.Exit)
+_ABORTS = (click.Abort, typer.Abort, KeyboardInterrupt)
+_USAGE_ERRORS = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+
 
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="opensti", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except _EXITS as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _USAGE_ERRORS as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except _ABORTS:
         err_console.print("aborted")
         sys.exit(130)
     except OpenSTIError as exc:
