@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
 
     #: Where the embedded database, the secret key file and generated files live.
-    data_dir: Path = _default_data_dir()
+    data_dir: Path = Field(default_factory=_default_data_dir)
     #: Any SQLAlchemy URL; empty means SQLite at ``<data_dir>/opensti.db``.
     database_url: str = ""
     #: Base64url of 32 random bytes; when unset a 0600 ``secret.key`` in data_dir is used.

@@ -88,3 +88,8 @@ def row_counts(db: Database) -> dict[str, int]:
             table.name: session.scalar(select(func.count()).select_from(table)) or 0
             for table in Base.metadata.sorted_tables
         }
+
+
+def db_bytes(db_path: Path) -> bytes:
+    """The database file and its WAL, as someone copying the data dir gets them."""
+    return b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))

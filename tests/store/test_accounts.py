@@ -206,7 +206,7 @@ def test_ca_with_accounts_cannot_be_deleted(db, box) -> None:  # type: ignore[no
     with db.session() as session:
         add_ca(session)
         add_account(session, box)
-    with pytest.raises(IntegrityError), db.session() as session:
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"), db.session() as session:
         session.execute(delete(CertificateAuthority))
 
 

@@ -33,7 +33,7 @@ from opensti.store import (
 )
 from opensti.store._secrets import KEY_FILE_NAME
 
-from .conftest import NOW, add_ca, add_entry, key_pem
+from .conftest import NOW, add_ca, add_entry, db_bytes, key_pem
 
 
 def test_secret_never_shows_its_value() -> None:
@@ -96,11 +96,6 @@ def test_key_from_the_environment_value(tmp_path: Path) -> None:
         load_secret_box(tmp_path, "not base64 at all!")
 
 
-def _database_bytes(db_path: Path) -> bytes:
-    """The database file and its WAL, as an attacker copying the data dir gets them."""
-    return b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
-
-
 def test_no_plaintext_secret_reaches_the_database_file(db, box, db_path, pki) -> None:  # type: ignore[no-untyped-def]
     account_key = key_pem()
     eab_key = Secret(b"c2VjcmV0LWVhYi1obWFjLWtleS12YWx1ZS0xMjM0NTY3OA")
@@ -148,7 +143,7 @@ def test_no_plaintext_secret_reaches_the_database_file(db, box, db_path, pki) ->
         )
     db.dispose()
 
-    stored = _database_bytes(db_path)
+    stored = db_bytes(db_path)
     for secret in (account_key, eab_key, password, token, smtp, hook, cert_key_pem):
         value = secret.reveal()
         assert value not in stored

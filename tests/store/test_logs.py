@@ -1,0 +1,126 @@
+"""Lifecycle events and the SIP message log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import pytest
+from sqlalchemy.exc import StatementError
+
+from opensti.core.errors import InvalidInput
+from opensti.store import (
+    EventOutcome,
+    SipAction,
+    SipDirection,
+    SipRecord,
+    append_sip_messages,
+    delete_sip_messages_before,
+    list_events,
+    list_sip_messages,
+    record_event,
+)
+
+from .conftest import NOW, add_entry
+
+
+def _minutes(n: int) -> dt.datetime:
+    return NOW + dt.timedelta(minutes=n)
+
+
+def test_events_are_listed_newest_first_per_entry(db, box) -> None:  # type: ignore[no-untyped-def]
+    one = add_entry(db, box, "one", "111A")
+    two = add_entry(db, box, "two", "222B")
+    with db.session() as session:
+        record_event(session, one.id, "spc-token", EventOutcome.SUCCEEDED, at=_minutes(0))
+        record_event(
+            session,
+            one.id,
+            "order",
+            EventOutcome.FAILED,
+            at=_minutes(2),
+            error="CA refused: urn:ietf:params:acme:error:unauthorized",
+            detail={"attempt": 1},
+        )
+        record_event(session, two.id, "order", EventOutcome.STARTED, at=_minutes(1))
+    with db.read_session() as session:
+        events = list_events(session, one.id)
+        assert [(e.step, e.outcome) for e in events] == [
+            ("order", "failed"),
+            ("spc-token", "succeeded"),
+        ]
+        assert events[0].detail == {"attempt": 1}
+        assert events[0].at == _minutes(2)
+        assert [e.step for e in list_events(session, since=_minutes(1))] == ["order", "order"]
+        assert len(list_events(session, limit=1)) == 1
+        with pytest.raises(InvalidInput, match="limit"):
+            list_events(session, limit=0)
+    with pytest.raises(InvalidInput, match="1 to 32 characters"), db.session() as session:
+        record_event(session, one.id, "", EventOutcome.FAILED, at=NOW)
+
+
+def _record(minute: int, call_id: str, orig: str = "12155550100", **extra: object) -> SipRecord:
+    return SipRecord(
+        at=_minutes(minute),
+        direction=SipDirection.OUTBOUND,
+        action=SipAction.SIGNED,
+        call_id=call_id,
+        from_tn=orig,
+        to_tn="12155550199",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_sip_messages_in_bulk_and_queried(db) -> None:  # type: ignore[no-untyped-def]
+    records = [_record(i, f"call-{i}@host", attest="A", sip_code=302) for i in range(500)]
+    records.append(
+        SipRecord(
+            at=_minutes(1000),
+            direction=SipDirection.INBOUND,
+            action=SipAction.VERIFIED,
+            call_id="inbound-1",
+            from_tn="13015550100",
+            to_tn="12155550100",
+            verstat="TN-Validation-Passed",
+            sip_code=302,
+            x5u="https://cr.example.test/a.pem",
+        )
+    )
+    with db.session() as session:
+        assert append_sip_messages(session, records) == 501
+        assert append_sip_messages(session, []) == 0
+    with db.read_session() as session:
+        (one,) = list_sip_messages(session, call_id="call-7@host")
+        assert (one.at, one.attest, one.direction) == (_minutes(7), "A", "outbound")
+        newest = list_sip_messages(session, limit=3)
+        assert [m.call_id for m in newest] == ["inbound-1", "call-499@host", "call-498@host"]
+        window = list_sip_messages(session, since=_minutes(10), until=_minutes(13), limit=100)
+        assert [m.call_id for m in window] == ["call-12@host", "call-11@host", "call-10@host"]
+        # tn matches either side: 12155550100 is the orig of 500 calls and the dest of one.
+        assert len(list_sip_messages(session, tn="12155550100", limit=1000)) == 501
+        assert [m.call_id for m in list_sip_messages(session, tn="13015550100")] == ["inbound-1"]
+    with db.session() as session:
+        assert delete_sip_messages_before(session, _minutes(400)) == 400
+    with db.read_session() as session:
+        assert len(list_sip_messages(session, limit=1000)) == 101
+
+
+def test_naive_datetimes_are_refused(db) -> None:  # type: ignore[no-untyped-def]
+    naive = SipRecord(
+        at=dt.datetime(2026, 1, 1),  # naive on purpose
+        direction=SipDirection.INBOUND,
+        action=SipAction.VERIFIED,
+        call_id="x",
+    )
+    with pytest.raises(StatementError, match="naive datetime"), db.session() as session:
+        append_sip_messages(session, [naive])
+
+
+def test_other_time_zones_are_stored_as_utc(db) -> None:  # type: ignore[no-untyped-def]
+    paris = dt.timezone(dt.timedelta(hours=1))
+    with db.session() as session:
+        append_sip_messages(session, [replace(_record(0, "tz"), at=NOW.astimezone(paris))])
+    with db.read_session() as session:
+        (stored,) = list_sip_messages(session, call_id="tz")
+        assert stored.at == NOW
+        assert stored.at.utcoffset() == dt.timedelta(0)
