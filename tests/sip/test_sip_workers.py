@@ -1,0 +1,100 @@
+"""serve(workers=N): N processes share each port with SO_REUSEPORT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sip_support import request, tcp_client, udp_client
+
+from opensti.core.errors import InvalidInput
+from opensti.sip import SIPServices, parse_listeners, serve
+
+pytestmark = pytest.mark.integration
+
+APP = Path(__file__).with_name("worker_app.py")
+
+
+def _free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()]
+
+
+@pytest.fixture
+def workers() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = _free_port()
+    listeners = f"udp:127.0.0.1:{port}/sign,tcp:127.0.0.1:{port}/sign"
+    process = subprocess.Popen(
+        [sys.executable, str(APP), listeners, "2"], cwd=APP.parent, stderr=subprocess.PIPE
+    )
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+async def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    async with udp_client(address) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "the server exited during start-up"
+            client.send(request("OPTIONS"))
+            with contextlib.suppress(TimeoutError):
+                await client.receive(timeout=0.5)
+                return
+    raise TimeoutError("the workers did not answer")
+
+
+async def test_two_workers_share_the_port_and_stop_on_sigterm(
+    workers: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    process, port = workers
+    address = ("127.0.0.1", port)
+    await _wait_ready(address, process)
+    for _ in range(5):  # both workers may still be binding; wait until two are alive
+        if len(_children(process.pid)) == 2:
+            break
+        await asyncio.sleep(0.5)
+    assert len(_children(process.pid)) == 2
+    for _ in range(20):
+        async with udp_client(address) as client:
+            response = await client.exchange(request())
+        assert response.status == 302
+        assert response.header("identity")
+    async with tcp_client(address) as tcp:
+        await tcp.send(request())
+        assert (await tcp.receive()).status == 302
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+def test_port_zero_cannot_be_shared() -> None:
+    with pytest.raises(InvalidInput):
+        serve(parse_listeners("udp:127.0.0.1:0"), SIPServices, workers=2)
