@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
-from acme import client as acme_client
-from acme import errors as acme_errors
-from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.b64 import b64decode
@@ -28,6 +25,9 @@ from josepy.interfaces import JSONDeSerializable
 from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 
+from acme import client as acme_client
+from acme import errors as acme_errors
+from acme import messages
 from opensti.acme._errors import ca_errors, problem_of
 from opensti.acme._keys import key_fingerprint, thumbprint_b64
 from opensti.acme._messages import (
@@ -328,12 +328,13 @@ class AcmeClient:
 
     def _account(self, regr: messages.RegistrationResource) -> AcmeAccount:
         self._net.account = regr
+        # Registration.status has no decoder in acme: a str from the wire, a Status if built.
         status = regr.body.status
         return AcmeAccount(
             url=str(regr.uri),
             thumbprint=self.thumbprint,
             fingerprint=self.fingerprint,
-            status=None if status is None else status.name,
+            status=None if status is None else str(getattr(status, "name", status)),
             contact=tuple(regr.body.contact or ()),
             terms_of_service=self.terms_of_service,
         )

@@ -45,6 +45,7 @@ __all__ = [
     "STIPA_STAGING_URL",
     "StiPaClient",
     "StiPaCredentials",
+    "token_trust",
 ]
 
 STIPA_PRODUCTION_URL = "https://authenticate-api.iconectiv.com"
@@ -274,17 +275,7 @@ class StiPaClient:
 
     def fetch_certificate(self, url: str) -> bytes:
         """GET an x5u (the STI-PA certificate an SPC token names)."""
-        try:
-            response = self._http.get(url)
-        except (httpx.ConnectError, httpx.TimeoutException) as exc:
-            raise ServiceUnreachable(f"cannot fetch the STI-PA certificate {url}: {exc}") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"fetching the STI-PA certificate {url} failed: {exc}") from None
-        if response.status_code != 200 or len(response.content) > _MAX_RESPONSE:
-            raise UpstreamError(
-                f"fetching the STI-PA certificate {url} failed: HTTP {response.status_code}"
-            )
-        return response.content
+        return _fetch_certificate(self._http, url)
 
     def ca_list(self) -> list[x509.Certificate]:
         """GET /api/v1/ca-list: the approved STI-CA roots (PEM bundle or JSON list)."""
@@ -314,6 +305,36 @@ class StiPaClient:
         if not any(_signed_by(crl, anchor) for anchor in self.trust_anchors):
             raise UpstreamError("the STI-PA CRL is not signed by a trusted STI-PA certificate")
         return crl
+
+
+def _fetch_certificate(http: httpx.Client, url: str) -> bytes:
+    try:
+        response = http.get(url)
+    except (httpx.ConnectError, httpx.TimeoutException) as exc:
+        raise ServiceUnreachable(f"cannot fetch the STI-PA certificate {url}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"fetching the STI-PA certificate {url} failed: {exc}") from None
+    if response.status_code != 200 or len(response.content) > _MAX_RESPONSE:
+        raise UpstreamError(
+            f"fetching the STI-PA certificate {url} failed: HTTP {response.status_code}"
+        )
+    return response.content
+
+
+def token_trust(
+    anchors: tuple[x509.Certificate, ...],
+    *,
+    verify: bool | str | ssl.SSLContext = True,
+    timeout: float = 10.0,
+    allow_http: bool = False,
+) -> TokenTrust:
+    """Trust for tokens brought from elsewhere: no STI-PA login, only the x5u fetch."""
+
+    def fetch(url: str) -> bytes:
+        with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as http:
+            return _fetch_certificate(http, url)
+
+    return TokenTrust(anchors, fetch, allow_http)
 
 
 def _signed_by(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
