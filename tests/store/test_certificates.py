@@ -183,13 +183,22 @@ def test_state_outside_the_enum_is_refused_by_the_database(db, box) -> None:  # 
         connection.exec_driver_sql(statement, (entry.id,))
 
 
+def _record_activation(db: Database, entry_id: int, certificate_id: int) -> None:
+    with db.session() as session:
+        record_event(
+            session,
+            entry_id,
+            "activate",
+            EventOutcome.SUCCEEDED,
+            at=NOW,
+            certificate_id=certificate_id,
+        )
+
+
 def test_deleting_an_entry_deletes_its_certificates_and_events(db, box, pki) -> None:  # type: ignore[no-untyped-def]
     entry = add_entry(db, box)
     cert = _active_cert(db, box, entry.id, pki)
-    with db.session() as session:
-        record_event(
-            session, entry.id, "activate", EventOutcome.SUCCEEDED, at=NOW, certificate_id=cert.id
-        )
+    _record_activation(db, entry.id, cert.id)
     with db.session() as session:
         session.execute(delete(CertificateEntry).where(CertificateEntry.id == entry.id))
     counts = row_counts(db)
@@ -199,10 +208,7 @@ def test_deleting_an_entry_deletes_its_certificates_and_events(db, box, pki) -> 
 def test_deleting_a_certificate_keeps_events_but_unlinks_them(db, box, pki) -> None:  # type: ignore[no-untyped-def]
     entry = add_entry(db, box)
     cert = _active_cert(db, box, entry.id, pki)
-    with db.session() as session:
-        record_event(
-            session, entry.id, "activate", EventOutcome.SUCCEEDED, at=NOW, certificate_id=cert.id
-        )
+    _record_activation(db, entry.id, cert.id)
     with db.session() as session:
         session.execute(delete(Certificate))
     with db.read_session() as session:

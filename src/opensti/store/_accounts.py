@@ -180,9 +180,7 @@ def acme_account_key(box: SecretBox, account: AcmeAccount) -> Secret:
 
 
 def acme_account_eab_hmac_key(box: SecretBox, account: AcmeAccount) -> Secret | None:
-    if account.eab_hmac_key_ciphertext is None:
-        return None
-    return box.open(account.eab_hmac_key_ciphertext, EAB_HMAC_KEY)
+    return box.open_optional(account.eab_hmac_key_ciphertext, EAB_HMAC_KEY)
 
 
 def set_stipa_account(

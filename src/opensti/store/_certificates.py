@@ -55,18 +55,33 @@ def create_pending_certificate(
 ) -> Certificate:
     """The key (and order) of the next certificate, stored before asking the CA."""
     load_private_key(key_pem.reveal())
+    cert = _new_certificate(session, box, entry_id, key_pem, now, order_url=order_url)
+    _refuse_second_pending(session, entry_id)
+    return add(session, cert, "certificate")
+
+
+def _new_certificate(
+    session: Session,
+    box: SecretBox,
+    entry_id: int,
+    key_pem: Secret,
+    now: dt.datetime,
+    **fields: str | None,
+) -> Certificate:
     get_entry_by_id(session, entry_id)
-    if pending_certificate(session, entry_id) is not None:
-        raise Conflict(f"entry {entry_id} already has a pending certificate")
-    cert = Certificate(
+    return Certificate(
         entry_id=entry_id,
         state=CertificateState.PENDING,
         key_ciphertext=box.seal(key_pem, CERTIFICATE_KEY),
-        order_url=order_url,
         created_at=now,
         state_changed_at=now,
+        **fields,
     )
-    return add(session, cert, "certificate")
+
+
+def _refuse_second_pending(session: Session, entry_id: int) -> None:
+    if pending_certificate(session, entry_id) is not None:
+        raise Conflict(f"entry {entry_id} already has a pending certificate")
 
 
 def record_issued_chain(
@@ -92,21 +107,13 @@ def add_certificate(
     activate: bool = False,
 ) -> Certificate:
     """Store an already issued certificate (imported, or obtained in one go)."""
-    get_entry_by_id(session, entry_id)
-    cert = Certificate(
-        entry_id=entry_id,
-        state=CertificateState.PENDING,
-        key_ciphertext=box.seal(key_pem, CERTIFICATE_KEY),
-        x5u_url=x5u_url,
-        created_at=now,
-        state_changed_at=now,
-    )
+    cert = _new_certificate(session, box, entry_id, key_pem, now, x5u_url=x5u_url)
     _fill_from_chain(cert, chain_pem, key_pem)
     if activate:
         _supersede_active(session, entry_id, now)
         cert.state, cert.activated_at = CertificateState.ACTIVE, now
-    elif pending_certificate(session, entry_id) is not None:
-        raise Conflict(f"entry {entry_id} already has a pending certificate")
+    else:
+        _refuse_second_pending(session, entry_id)
     return add(session, cert, "certificate")
 
 

@@ -105,9 +105,7 @@ def set_entry_spc_token(
 
 
 def entry_spc_token(box: SecretBox, entry: CertificateEntry) -> Secret | None:
-    if entry.spc_token_ciphertext is None:
-        return None
-    return box.open(entry.spc_token_ciphertext, SPC_TOKEN)
+    return box.open_optional(entry.spc_token_ciphertext, SPC_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,10 @@ class SecretBox:
                 "that encrypted it (check OPENSTI_SECRET_KEY or the secret.key file)"
             ) from None
 
+    def open_optional(self, ciphertext: bytes | None, purpose: str) -> Secret | None:
+        """For nullable columns: None stays None."""
+        return None if ciphertext is None else self.open(ciphertext, purpose)
+
     def __repr__(self) -> str:
         return "SecretBox(<key hidden>)"
 

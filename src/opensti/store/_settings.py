@@ -53,9 +53,7 @@ def put_secret_setting(session: Session, box: SecretBox, key: str, value: Secret
 
 def get_secret_setting(session: Session, box: SecretBox, key: str) -> Secret | None:
     row = session.get(Setting, _check_key(key))
-    if row is None or row.value_ciphertext is None:
-        return None
-    return box.open(row.value_ciphertext, f"setting.{key}")
+    return None if row is None else box.open_optional(row.value_ciphertext, f"setting.{key}")
 
 
 def delete_setting(session: Session, key: str) -> bool:

@@ -64,9 +64,7 @@ def list_deployment_tasks(session: Session, entry_id: int) -> Sequence[Deploymen
 
 
 def deployment_task_secret(box: SecretBox, task: DeploymentTask) -> Secret | None:
-    if task.secret_ciphertext is None:
-        return None
-    return box.open(task.secret_ciphertext, TASK_SECRET)
+    return box.open_optional(task.secret_ciphertext, TASK_SECRET)
 
 
 def record_task_run(
