@@ -145,9 +145,12 @@ class ACMETestClient:
         *,
         key: ec.EllipticCurvePrivateKey | None = None,
         use_jwk: bool = False,
+        header_url: str | None = None,
         **overrides: Any,
     ) -> httpx.Response:
         protected = self.protected(url, use_jwk=use_jwk, **overrides)
+        if header_url is not None:
+            protected["url"] = header_url
         body = sign_jws(key or self.key, protected, payload)
         return self.http.post(url, content=json.dumps(body), headers=JOSE)
 

@@ -707,5 +707,5 @@ acme_routes = [
     Route("/acme/finalize/{id}", finalize, methods=["POST"]),
     Route("/acme/cert/{id}", certificate, methods=["POST"]),
     Route("/acme/revoke-cert", revoke_cert, methods=["POST"]),
-    Route("/acme/{rest:path}", not_found),
+    Route("/acme/{rest:path}", not_found, methods=["GET", "HEAD", "POST"]),
 ]

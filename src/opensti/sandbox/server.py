@@ -223,7 +223,10 @@ class SandboxHandle:
         return self.state.pki.trust_anchors
 
     def stop(self) -> None:
+        """Stop serving; in-flight requests get a second, idle TLS keep-alives none."""
         self._server.should_exit = True
+        self._thread.join(timeout=1)
+        self._server.force_exit = True
         self._thread.join(timeout=10)
         self.state.close()
 
