@@ -30,6 +30,7 @@ from opensti.sandbox.config import PROFILES
 from opensti.sandbox.server import SandboxHandle
 from opensti.stipa import (
     TokenBundle,
+    TokenExpectation,
     decode_spc_token,
     parse_token_file,
     token_trust,
@@ -128,9 +129,8 @@ def test_bring_your_own_token_file(ca: SandboxCA, tmp_path: Any) -> None:
         parse_token_file((tmp_path / "spc.json").read_bytes()),
         TokenBundle(fetched.jwt, ca.handle.state.urls.crl),
     ):
-        token = validate_spc_token(
-            bundle, tnauthlist=tnauthlist, fingerprint=client.fingerprint, trust=trust, now=ca.now()
-        )
+        expected = TokenExpectation(tnauthlist, client.fingerprint)
+        token = validate_spc_token(bundle, expected, trust=trust, now=ca.now())
         issued = obtain_certificate(client, "456J", token, organization=ORG)
         _assert_valid_chain(ca, issued, "456J")
 

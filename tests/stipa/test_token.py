@@ -21,6 +21,7 @@ from opensti.sandbox.pki import (
 )
 from opensti.stipa import (
     TokenBundle,
+    TokenExpectation,
     TokenTrust,
     parse_token_file,
     validate_spc_token,
@@ -30,15 +31,13 @@ from tests.stipa._tokens import FINGERPRINT, NOW, X5U, TokenFactory, serving
 SPC_1234 = TNAuthList.for_spc("1234")
 
 
-def _validate(token: str | TokenBundle, trust: TokenTrust, **options: Any) -> Any:
-    settings: dict[str, Any] = {
-        "tnauthlist": SPC_1234,
-        "fingerprint": FINGERPRINT,
-        "trust": trust,
-        "now": NOW,
-        **options,
-    }
-    return validate_spc_token(token, **settings)
+def _validate(
+    token: str | TokenBundle, trust: TokenTrust, now: dt.datetime = NOW, **expected: Any
+) -> Any:
+    expectation = TokenExpectation(
+        **{"tnauthlist": SPC_1234, "fingerprint": FINGERPRINT, **expected}
+    )
+    return validate_spc_token(token, expectation, trust=trust, now=now)
 
 
 @pytest.mark.parametrize("tkvalue", ["MAigBhYEMTIzNA==", "MAigBhYEMTIzNA"])

@@ -19,7 +19,7 @@ from opensti.acme._csr import shaken_csr
 from opensti.core.certs import CertificateChain, tnauthlist_of
 from opensti.core.errors import InvalidInput, InvalidSPCToken, UpstreamError
 from opensti.core.tnauthlist import TNAuthList
-from opensti.stipa import DEFAULT_MIN_LIFE, SPCToken, check_token_claims
+from opensti.stipa import DEFAULT_MIN_LIFE, SPCToken, TokenExpectation, check_token_claims
 
 __all__ = ["IssuedChain", "Step", "TokenSource", "obtain_certificate"]
 
@@ -144,7 +144,7 @@ def _token_for(
     if token.signer is None:
         raise InvalidSPCToken("the SPC token has not been validated (use validate_spc_token)")
     check_token_claims(
-        token, tnauthlist=tnauthlist, fingerprint=fingerprint, now=client.now(), min_life=min_life
+        token, TokenExpectation(tnauthlist, fingerprint, min_life=min_life), client.now()
     )
     return token
 

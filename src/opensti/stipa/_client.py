@@ -34,6 +34,7 @@ from opensti.stipa._token import (
     DEFAULT_MIN_LIFE,
     SPCToken,
     TokenBundle,
+    TokenExpectation,
     TokenTrust,
     validate_spc_token,
 )
@@ -249,15 +250,11 @@ class StiPaClient:
         if not isinstance(raw, str) or (crl is not None and not isinstance(crl, str)):
             raise UpstreamError("the STI-PA token answer has no token string")
         try:
+            expected = TokenExpectation(
+                tnauthlist, fingerprint, ca, self._min_life, self.expected_crl_url
+            )
             token = validate_spc_token(
-                TokenBundle(raw, crl),
-                tnauthlist=tnauthlist,
-                fingerprint=fingerprint,
-                trust=self.trust,
-                now=self._clock(),
-                ca=ca,
-                min_life=self._min_life,
-                expected_crl_url=self.expected_crl_url,
+                TokenBundle(raw, crl), expected, trust=self.trust, now=self._clock()
             )
         except InvalidSPCToken as exc:
             raise UpstreamError(f"the STI-PA returned an unusable SPC token: {exc}") from None

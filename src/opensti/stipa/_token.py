@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MIN_LIFE",
     "SPCToken",
     "TokenBundle",
+    "TokenExpectation",
     "TokenTrust",
     "check_token_claims",
     "decode_spc_token",
@@ -43,7 +44,6 @@ __all__ = [
 
 _MAX_FILE = 64 * 1024
 _MAX_PATH = 4
-#: A token must still be good for this long when it is handed to the CA.
 DEFAULT_MIN_LIFE = dt.timedelta(minutes=2)
 
 
@@ -170,34 +170,40 @@ def _string(mapping: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-def check_token_claims(
-    token: SPCToken,
-    *,
-    tnauthlist: TNAuthList,
-    fingerprint: str,
-    now: dt.datetime,
-    ca: bool = False,
-    min_life: dt.timedelta = DEFAULT_MIN_LIFE,
-    expected_crl_url: str | None = None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class TokenExpectation:
+    """What a token must say to be used: our SPC, our account key, end-entity or not."""
+
+    tnauthlist: TNAuthList
+    fingerprint: str
+    ca: bool = False
+    #: The token must still be good for this long when it is handed to the CA.
+    min_life: dt.timedelta = DEFAULT_MIN_LIFE
+    expected_crl_url: str | None = None
+
+
+def check_token_claims(token: SPCToken, expected: TokenExpectation, now: dt.datetime) -> None:
     """Is this the token we need: our SPC, our account key, end-entity, alive long enough?"""
-    if token.tnauthlist != tnauthlist:
+    if token.tnauthlist != expected.tnauthlist:
         raise InvalidSPCToken(
-            f"the SPC token is for {_describe(token.tnauthlist)}, not {_describe(tnauthlist)}",
+            f"the SPC token is for {_describe(token.tnauthlist)}, "
+            f"not {_describe(expected.tnauthlist)}",
             value=token.tkvalue,
         )
-    if _normalize_fingerprint(token.fingerprint) != _normalize_fingerprint(fingerprint):
+    if _normalize_fingerprint(token.fingerprint) != _normalize_fingerprint(expected.fingerprint):
         raise InvalidSPCToken(
-            f"the SPC token is bound to key {token.fingerprint}, not this account's {fingerprint}"
+            f"the SPC token is bound to key {token.fingerprint}, "
+            f"not this account's {expected.fingerprint}"
         )
-    if token.ca is not ca:
-        raise InvalidSPCToken(f"the SPC token has atc.ca {token.ca}, expected {ca}")
+    if token.ca is not expected.ca:
+        raise InvalidSPCToken(f"the SPC token has atc.ca {token.ca}, expected {expected.ca}")
     left = token.life_left(now)
-    if left < min_life:
+    if left < expected.min_life:
         state = "has expired" if left <= dt.timedelta(0) else "expires too soon"
         raise InvalidSPCToken(f"the SPC token {state} (exp {token.expires.isoformat()})")
-    if expected_crl_url and token.crl_url and token.crl_url != expected_crl_url:
-        raise InvalidSPCToken(f"the STI-PA CRL URL is {token.crl_url}, expected {expected_crl_url}")
+    wanted_crl = expected.expected_crl_url
+    if wanted_crl and token.crl_url and token.crl_url != wanted_crl:
+        raise InvalidSPCToken(f"the STI-PA CRL URL is {token.crl_url}, expected {wanted_crl}")
     if token.crl_url is not None and not token.crl_url.startswith(("https://", "http://")):
         raise InvalidSPCToken(f"the CRL URL is not an http(s) URL: {token.crl_url!r}")
 
@@ -279,26 +285,14 @@ def _issuer_of(
 
 def validate_spc_token(
     bundle: TokenBundle | str,
+    expected: TokenExpectation,
     *,
-    tnauthlist: TNAuthList,
-    fingerprint: str,
     trust: TokenTrust,
     now: dt.datetime,
-    ca: bool = False,
-    min_life: dt.timedelta = DEFAULT_MIN_LIFE,
-    expected_crl_url: str | None = None,
 ) -> SPCToken:
     """Every check before an SPC token is used; raise :class:`InvalidSPCToken` or return it."""
     if isinstance(bundle, str):
         bundle = TokenBundle(bundle)
     token = decode_spc_token(bundle.token, bundle.crl_url)
-    check_token_claims(
-        token,
-        tnauthlist=tnauthlist,
-        fingerprint=fingerprint,
-        now=now,
-        ca=ca,
-        min_life=min_life,
-        expected_crl_url=expected_crl_url,
-    )
+    check_token_claims(token, expected, now)
     return dataclasses.replace(token, signer=verify_token_issuer(token, trust, now))
