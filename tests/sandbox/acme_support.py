@@ -80,9 +80,7 @@ def tnauthlist_value(spc: str, *, padded: bool = True) -> str:
     return TNAuthList.for_spc(spc).to_acme_value(padded=padded)
 
 
-def make_csr(
-    key: ec.EllipticCurvePrivateKey, spc: str | None, *, ca: bool | None = None
-) -> str:
+def make_csr(key: ec.EllipticCurvePrivateKey, spc: str | None, *, ca: bool | None = None) -> str:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name(
             [

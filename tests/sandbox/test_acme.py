@@ -253,9 +253,7 @@ def test_general_serialization_is_refused(acme: ACMETestClient) -> None:
         "payload": flat["payload"],
         "signatures": [{"protected": flat["protected"], "signature": flat["signature"]}],
     }
-    response = acme.http.post(
-        acme.directory["newOrder"], content=json.dumps(general), headers=JOSE
-    )
+    response = acme.http.post(acme.directory["newOrder"], content=json.dumps(general), headers=JOSE)
     problem(response, "malformed")
 
 
@@ -326,9 +324,7 @@ def _assert_refused(acme: ACMETestClient, order: dict[str, Any], answer: httpx.R
     return str(challenge["error"]["detail"])
 
 
-def test_valid_token_validates_the_challenge(
-    acme: ACMETestClient, stipa: STIPATestClient
-) -> None:
+def test_valid_token_validates_the_challenge(acme: ACMETestClient, stipa: STIPATestClient) -> None:
     token = stipa.spc_token("123H", jwk_fingerprint(acme.key))
     order, answer = _answered(acme, token)
     assert answer.status_code == 200
@@ -434,7 +430,9 @@ def ready_order(acme: ACMETestClient, stipa: STIPATestClient) -> dict[str, Any]:
 
 def test_finalize_before_ready_is_order_not_ready(acme: ACMETestClient) -> None:
     order = acme.new_order("123H").json()
-    problem(acme.post(order["finalize"], {"csr": make_csr(new_key(), "123H")}), "orderNotReady", 403)
+    problem(
+        acme.post(order["finalize"], {"csr": make_csr(new_key(), "123H")}), "orderNotReady", 403
+    )
 
 
 def _p384_csr() -> str:
