@@ -21,11 +21,13 @@ MAX_TN_DIGITS = 15
 _VISUAL_SEPARATORS = str.maketrans("", "", "+-.() \t")
 _TN_CHARS = re.compile(r"[0-9#*]+")
 _URI_SCHEME = re.compile(r"^(tel|sips?):", re.IGNORECASE)
+_GLOBAL_CONTEXT = re.compile(r";phone-context=(\+[0-9().-]+)(?:;|$)", re.IGNORECASE)
 _MAX_INPUT = 512
 
 
-def _user_part(value: str) -> str:
-    """Strip a URI (tel/sip/sips, optionally in angle brackets) down to its number."""
+def _user_part(value: str) -> tuple[str, str | None]:
+    """Strip a URI (tel/sip/sips, optionally in angle brackets) down to its number,
+    and return the global-number prefix of a ``;phone-context`` (RFC 3966 section 5.1.5)."""
     text = value.strip()
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1].strip()
@@ -36,7 +38,9 @@ def _user_part(value: str) -> str:
             text = text.split("@", 1)[0]
             text = text.split(":", 1)[0]  # user:password
     # Parameters glued to the number (;npdi, ;rn=, ;phone-context=, ;isub=, ;ext=).
-    return text.split(";", 1)[0]
+    number, _, params = text.partition(";")
+    context = _GLOBAL_CONTEXT.search(";" + params) if params else None
+    return number, context.group(1) if context else None
 
 
 def canonicalize_tn(value: str, *, nanp: bool = True) -> str:
@@ -50,8 +54,12 @@ def canonicalize_tn(value: str, *, nanp: bool = True) -> str:
     """
     if len(value) > _MAX_INPUT:
         raise InvalidTN("telephone number is too long", value=value[:40] + "...")
-    user = _user_part(value)
+    user, context = _user_part(value)
     global_form = user.lstrip().startswith("+")
+    if context and not global_form:
+        # A local number whose context is a global number prefix (e.g. ``+1``) is
+        # that prefix followed by the number: its E.164 form, no local policy needed.
+        user, global_form = context + user, True
     digits = user.translate(_VISUAL_SEPARATORS)
     if not digits:
         raise InvalidTN(f"not a telephone number: {value!r}", value=value)
