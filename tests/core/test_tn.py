@@ -93,6 +93,25 @@ def test_not_a_telephone_number(value: str) -> None:
     assert caught.value.value is not None or value == ""
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # RFC 3966 section 5.1.5: a global-number context prefixes the local number.
+        ("tel:2155550121;phone-context=+1", "12155550121"),
+        ("tel:555-0121;phone-context=+1-215", "12155550121"),
+        ("tel:79460958;ext=1;phone-context=+4420", "442079460958"),
+        ("sip:2155550121;phone-context=+1@example.com;user=phone", "12155550121"),
+        ("TEL:2155550121;PHONE-CONTEXT=+1", "12155550121"),
+        # A domain-name context says nothing about the country code.
+        ("tel:2155550121;phone-context=example.com", "2155550121"),
+        # A global number ignores any context.
+        ("tel:+12155550121;phone-context=+44", "12155550121"),
+    ],
+)
+def test_phone_context_without_local_policy(value: str, expected: str) -> None:
+    assert canonicalize_tn(value, nanp=False) == expected
+
+
 def test_sixteen_digits_are_too_many() -> None:
     assert canonicalize_tn("+" + "1" * MAX_TN_DIGITS) == "1" * MAX_TN_DIGITS
     with pytest.raises(InvalidTN, match="more than 15"):
