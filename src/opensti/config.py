@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     #: Public base URL of the STI-CR repository (the x5u prefix), e.g. behind a CDN.
     public_base_url: str | None = None
+    #: Upper bound of the STI-CR's Cache-Control max-age (it is also bounded by the
+    #: certificate's remaining life).
+    sti_cr_max_age: int = Field(default=86_400, ge=0)
+    #: How often the STI-CR reloads the published chains from the database.
+    sti_cr_refresh_seconds: float = Field(default=30.0, gt=0)
     log_level: LogLevel = "INFO"
     #: Regular expression an SPC must match in full; unset means the US OCN form.
     spc_pattern: str | None = None
