@@ -16,6 +16,7 @@
      |    +-- ServiceUnreachable         no answer at all (connection, TLS, timeout)
      |    +-- AcmeProblem                the CA answered with an RFC 7807 problem document
      |    +-- StiPaRefused               the STI-PA answered with an error
+     |    +-- DeliveryFailed             a deployment task or an email did not get through
      +-- PassportError                 one STI-VS verification failure; carries the SIP code
           +-- IdentityMissing            no Identity header at all                    428
           +-- UnsupportedPassportType    only ppt values we do not verify             428
@@ -54,6 +55,7 @@ __all__ = [
     "CertificateRevoked",
     "ChainUntrusted",
     "Conflict",
+    "DeliveryFailed",
     "IdentityMissing",
     "InvalidCertificate",
     "InvalidIdentityHeader",
@@ -167,6 +169,10 @@ class StiPaRefused(UpstreamError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message, value=status)
         self.status = status
+
+
+class DeliveryFailed(UpstreamError):
+    """Handing a certificate or a message on failed: a deployment script, webhook or SMTP."""
 
 
 class PassportError(OpenSTIError):
