@@ -13,6 +13,7 @@ from opensti.acme import (
     EABCredentials,
     IssuedChain,
     Step,
+    import_account,
     key_fingerprint,
     obtain_certificate,
     thumbprint_b64,
@@ -22,11 +23,13 @@ from opensti.core.errors import (
     AcmeProblem,
     CertificateRevoked,
     InvalidInput,
+    InvalidKey,
     InvalidSPCToken,
     UpstreamError,
 )
 from opensti.core.tnauthlist import TNAuthList
 from opensti.sandbox.config import PROFILES
+from opensti.sandbox.pki import private_key_pem
 from opensti.sandbox.server import SandboxHandle
 from opensti.stipa import (
     TokenBundle,
@@ -82,15 +85,27 @@ def test_register_get_two_certificates_and_validate_them(ca: SandboxCA) -> None:
     assert chains[0].serial_number != chains[1].serial_number
 
 
-def test_import_an_existing_account_by_key(ca: SandboxCA) -> None:
+def test_import_an_existing_account_by_key_pem(ca: SandboxCA) -> None:
     key = new_key()
     _, account = ca.registered(key)
-    imported = ca.acme(key).find_existing()
+    client, imported = import_account(
+        ca.profile, private_key_pem(key), verify=str(ca.handle.tls_root_path)
+    )
     assert imported.url == account.url
     assert imported.thumbprint == account.thumbprint
     with ca.stipa() as stipa:
-        issued = obtain_certificate(ca.acme(key), "123H", stipa, organization=ORG)
+        issued = obtain_certificate(client, "123H", stipa, organization=ORG)
     _assert_valid_chain(ca, issued, "123H")
+
+
+def test_import_of_a_key_that_is_not_p256(ca: SandboxCA) -> None:
+    pem = private_key_pem(ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(InvalidKey, match="P-256"):
+        import_account(ca.profile, pem)
+    with pytest.raises(InvalidKey, match="not a PEM private key"):
+        import_account(
+            ca.profile, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+        )
 
 
 def test_import_with_the_account_url(ca: SandboxCA) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opensti.core.errors import InvalidInput
-from opensti.stipa import StiPaClient, StiPaCredentials
+from opensti.stipa import StiPaClient, StiPaCredentials, stipa_base_url
 
 
 def test_limits_are_the_documented_ones() -> None:
@@ -50,3 +50,8 @@ def test_base_url_must_be_https_unless_allowed() -> None:
     with pytest.raises(InvalidInput, match="https"):
         StiPaClient(credentials, base_url="http://127.0.0.1:8080")
     StiPaClient(credentials, base_url="http://127.0.0.1:8080", allow_http=True).close()
+
+
+def test_environments() -> None:
+    assert stipa_base_url() == "https://authenticate-api.iconectiv.com"
+    assert stipa_base_url(staging=True) == "https://authenticate-api-stg.iconectiv.com"

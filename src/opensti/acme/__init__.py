@@ -11,6 +11,7 @@ from opensti.acme._client import (
     AcmeOrder,
     EABCredentials,
     TNAuthListClientV2,
+    import_account,
     retry_after_seconds,
 )
 from opensti.acme._csr import shaken_csr
@@ -50,6 +51,7 @@ __all__ = (
     "custom_profile",
     "fingerprint_text",
     "get_profile",
+    "import_account",
     "jwk_thumbprint",
     "key_fingerprint",
     "obtain_certificate",

@@ -40,7 +40,7 @@ from opensti.acme._messages import (
 from opensti.acme.profiles import CAProfile
 from opensti.core.certs import CertificateChain, load_certificate_chain
 from opensti.core.errors import InvalidCertificate, InvalidInput, UpstreamError
-from opensti.core.passport import require_p256
+from opensti.core.passport import load_private_key, require_p256
 
 __all__ = [
     "AcmeAccount",
@@ -50,6 +50,7 @@ __all__ = [
     "EABCredentials",
     "Sleep",
     "TNAuthListClientV2",
+    "import_account",
     "retry_after_seconds",
     "utc_now",
 ]
@@ -389,7 +390,7 @@ class AcmeClient:
         client = self._require_account()
         body = self._poll_order(order, (messages.STATUS_READY, messages.STATUS_VALID))
         if body.status == messages.STATUS_READY:
-            csr = x509.load_pem_x509_csr(csr_pem)
+            csr = _load_csr(csr_pem)
             with ca_errors(self.directory_url):
                 client.post(body.finalize, messages.CertificateRequest(csr=csr))
             body = self._poll_order(order, (messages.STATUS_VALID,))
@@ -445,6 +446,28 @@ class AcmeClient:
                 limit = self._poll_timeout.total_seconds()
                 raise UpstreamError(f"the CA did not finish {what} within {limit:.0f} s")
             self._sleep(delay)
+
+
+def import_account(
+    profile: CAProfile,
+    key_pem: bytes,
+    *,
+    account_url: str | None = None,
+    staging: bool = False,
+    **options: Any,
+) -> tuple[AcmeClient, AcmeAccount]:
+    """An account made elsewhere: its key (PEM, P-256) and, if known, its URL."""
+    client = AcmeClient(
+        profile, load_private_key(key_pem), staging=staging, account_url=account_url, **options
+    )
+    return client, client.find_existing()
+
+
+def _load_csr(pem: bytes) -> x509.CertificateSigningRequest:
+    try:
+        return x509.load_pem_x509_csr(pem)
+    except ValueError:
+        raise InvalidInput("not a PEM certificate signing request") from None
 
 
 def _check_email(email: str | None) -> None:

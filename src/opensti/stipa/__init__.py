@@ -7,6 +7,7 @@ from opensti.stipa._client import (
     STIPA_STAGING_URL,
     StiPaClient,
     StiPaCredentials,
+    stipa_base_url,
     token_trust,
 )
 from opensti.stipa._token import (
@@ -37,6 +38,7 @@ __all__ = (
     "check_token_claims",
     "decode_spc_token",
     "parse_token_file",
+    "stipa_base_url",
     "token_trust",
     "validate_spc_token",
     "verify_token_issuer",

@@ -46,6 +46,7 @@ __all__ = [
     "STIPA_STAGING_URL",
     "StiPaClient",
     "StiPaCredentials",
+    "stipa_base_url",
     "token_trust",
 ]
 
@@ -58,6 +59,11 @@ _MAX_RESPONSE = 1024 * 1024
 _DEFAULT_REFRESH_MARGIN = dt.timedelta(minutes=5)
 
 Clock = Callable[[], dt.datetime]
+
+
+def stipa_base_url(*, staging: bool = False) -> str:
+    """The iconectiv STI-PA API (reachable only from allow-listed addresses)."""
+    return STIPA_STAGING_URL if staging else STIPA_PRODUCTION_URL
 
 
 def _utc_now() -> dt.datetime:
