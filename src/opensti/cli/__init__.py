@@ -18,6 +18,7 @@ from opensti.core.errors import OpenSTIError, cli_exit_code
 # Command modules attach their commands to ``app`` on import.
 from opensti.cli import passport as _passport  # noqa: F401  isort: skip
 from opensti.cli import demo as _demo  # noqa: F401  isort: skip
+from opensti.cli import sandbox as _sandbox  # noqa: F401  isort: skip
 from opensti.cli import db as _db  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

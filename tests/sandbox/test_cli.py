@@ -1,0 +1,149 @@
+"""``opensti sandbox`` as a real child process, and its add-eab / add-provider commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests._servers import client_env
+from tests.sandbox.acme_support import eab_binding, new_key, public_jwk, sign_jws
+
+pytestmark = pytest.mark.integration
+
+PROVIDERS = """
+[[providers]]
+account_id = "555X"
+name = "File carrier"
+spcs = ["555X", "556Y"]
+[[providers.users]]
+user_id = "fileuser"
+password = "file-pass"
+"""
+
+
+def opensti(*args: str) -> subprocess.CompletedProcess[str]:
+    beside = Path(sys.executable).with_name("opensti")
+    program = str(beside) if beside.exists() else shutil.which("opensti")
+    assert program
+    return subprocess.run(
+        [program, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=client_env(),
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """A sandbox child process on a free port; yields its announced lines and data dir."""
+    data_dir = tmp_path / "data"
+    providers = tmp_path / "providers.toml"
+    providers.write_text(PROVIDERS)
+    eab = opensti("sandbox", "add-eab", "--data-dir", str(data_dir), "--json")
+    assert eab.returncode == 0, eab.stderr
+    program = Path(sys.executable).with_name("opensti")
+    child = subprocess.Popen(
+        [
+            str(program),
+            "sandbox",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--providers",
+            str(providers),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=client_env(),
+    )
+    announced: dict[str, str] = {"eab": eab.stdout}
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            name, _, value = line.partition(": ")
+            announced[name.strip()] = value.strip()
+            if name.startswith("CA profile"):
+                break
+        yield announced, data_dir
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+
+
+def test_served_sandbox_registers_an_account_with_cli_eab(
+    served: tuple[dict[str, str], Path],
+) -> None:
+    announced, data_dir = served
+    root = Path(announced["TLS root (trust this)"])
+    assert root == data_dir / "tls" / "root.pem"
+    http = httpx.Client(verify=ssl.create_default_context(cafile=str(root)), trust_env=False)
+    directory = http.get(announced["ACME directory"]).json()
+    credentials = json.loads(announced["eab"])
+    key = new_key()
+    url = directory["newAccount"]
+    nonce = http.head(directory["newNonce"]).headers["Replay-Nonce"]
+    binding = eab_binding(credentials["kid"], credentials["hmac_key"], url, public_jwk(key))
+    body = sign_jws(
+        key,
+        {"alg": "ES256", "jwk": public_jwk(key), "nonce": nonce, "url": url},
+        {"termsOfServiceAgreed": True, "externalAccountBinding": binding},
+    )
+    response = http.post(
+        url, content=json.dumps(body), headers={"Content-Type": "application/jose+json"}
+    )
+    assert response.status_code == 201, response.text
+    login = http.post(
+        announced["STI-PA base URL"] + "/api/v1/auth/login",
+        json={"userId": "fileuser", "password": "file-pass"},
+    )
+    assert login.json()["status"] == "success"
+    http.close()
+
+
+def test_add_provider_then_login(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    added = opensti(
+        "sandbox",
+        "add-provider",
+        "--data-dir",
+        str(data_dir),
+        "--account-id",
+        "777A",
+        "--spc",
+        "777A",
+        "--spc",
+        "778B",
+        "--user",
+        "u1",
+        "--password",
+        "pw-777",
+    )
+    assert added.returncode == 0, added.stderr
+    from opensti.sandbox.config import SandboxConfig
+    from opensti.sandbox.server import run_sandbox_in_thread
+
+    with run_sandbox_in_thread(SandboxConfig(data_dir=data_dir, port=0, http=True)) as handle:
+        http = httpx.Client(base_url=handle.base_url, trust_env=False)
+        ok = http.post("/api/v1/auth/login", json={"userId": "u1", "password": "pw-777"})
+        assert ok.status_code == 200
+        bad = http.post("/api/v1/auth/login", json={"userId": "u1", "password": "nope"})
+        assert bad.status_code == 401
+        http.close()
+
+
+def test_unknown_profile_is_a_usage_error(tmp_path: Path) -> None:
+    result = opensti("sandbox", "--profile", "nope", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "unknown profile" in result.stderr
