@@ -7,12 +7,12 @@ import json
 import secrets
 
 import pytest
+from acme import messages
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.b64 import b64decode
 from josepy.jwk import JWK, JWKOct
 from josepy.jws import JWS
 
-from acme import messages
 from opensti.acme import EABCredentials
 from opensti.core.errors import InvalidInput
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 
 import pytest
+from acme import messages
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from acme import messages
 from opensti.acme import AcmeClient, custom_profile
 from opensti.acme._errors import ca_errors
 from opensti.core.errors import AcmeProblem, ServiceUnreachable, UpstreamError, cli_exit_code

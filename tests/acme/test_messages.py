@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from acme import messages
+
 from opensti.acme import (
     IDENTIFIER_TNAUTHLIST,
     TKAuthChallenge,

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
+from acme import client as acme_client
+from acme import errors as acme_errors
+from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.b64 import b64decode
@@ -25,9 +28,6 @@ from josepy.interfaces import JSONDeSerializable
 from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 
-from acme import client as acme_client
-from acme import errors as acme_errors
-from acme import messages
 from opensti.acme._errors import ca_errors, problem_of
 from opensti.acme._keys import key_fingerprint, thumbprint_b64
 from opensti.acme._messages import (
