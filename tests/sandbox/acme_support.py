@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +28,27 @@ from opensti.sandbox.config import DEMO_PASSWORD
 from opensti.sandbox.server import SandboxHandle
 
 JOSE = {"Content-Type": "application/jose+json"}
+
+
+def run_program(program: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a client program without proxy settings (everything here is 127.0.0.1)."""
+    from tests._servers import client_env
+
+    return subprocess.run(
+        [program, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=client_env(),
+    )
+
+
+def opensti_program() -> str:
+    beside = Path(sys.executable).with_name("opensti")
+    found = str(beside) if beside.exists() else shutil.which("opensti")
+    assert found, "the opensti console script is not installed"
+    return found
 
 
 def b64(data: bytes) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,14 @@ import httpx
 import pytest
 
 from tests._servers import client_env
-from tests.sandbox.acme_support import eab_binding, new_key, public_jwk, sign_jws
+from tests.sandbox.acme_support import (
+    eab_binding,
+    new_key,
+    opensti_program,
+    public_jwk,
+    run_program,
+    sign_jws,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +35,7 @@ password = "file-pass"
 
 
 def opensti(*args: str) -> subprocess.CompletedProcess[str]:
-    beside = Path(sys.executable).with_name("opensti")
-    program = str(beside) if beside.exists() else shutil.which("opensti")
-    assert program
-    return subprocess.run(
-        [program, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=client_env(),
-    )
+    return run_program(opensti_program(), *args)
 
 
 @pytest.fixture
@@ -51,10 +46,9 @@ def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     providers.write_text(PROVIDERS)
     eab = opensti("sandbox", "add-eab", "--data-dir", str(data_dir), "--json")
     assert eab.returncode == 0, eab.stderr
-    program = Path(sys.executable).with_name("opensti")
     child = subprocess.Popen(
         [
-            str(program),
+            opensti_program(),
             "sandbox",
             "--port",
             "0",

@@ -7,7 +7,6 @@ import base64
 import datetime as dt
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,13 @@ from opensti.core.errors import CertificateRevoked
 from opensti.core.identity import format_identity
 from opensti.core.passport import ShakenClaims, sign_passport
 from opensti.sandbox.server import SandboxHandle
-from tests._servers import client_env
 from tests.sandbox.acme_support import (
     ACMETestClient,
     Issued,
     STIPATestClient,
     b64,
     jwk_fingerprint,
+    run_program,
 )
 
 pytestmark = pytest.mark.integration
@@ -88,15 +87,13 @@ def test_revoked_certificate_fails_validation(
         )
 
 
-def _secsipidx(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [SECSIPIDX, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=client_env(),
+def _secsipidx(tmp_path: Path, pubkey: str, *cert_checks: str) -> int:
+    """secsipidx's exit status checking ``tmp_path/identity`` with a 60 s freshness."""
+    identity, key = str(tmp_path / "identity"), str(tmp_path / pubkey)
+    result = run_program(
+        SECSIPIDX, "-c", "-fidentity", identity, "-fpubkey", key, "-expire", "60", *cert_checks
     )
+    return result.returncode
 
 
 @pytest.mark.interop
@@ -124,44 +121,11 @@ def test_secsipidx_verifies_a_passport_signed_with_the_issued_key(
     (tmp_path / "root.pem").write_bytes(
         sandbox.trust_anchors[0].public_bytes(serialization.Encoding.PEM)
     )
-    by_key = _secsipidx(
-        "-c",
-        "-fidentity",
-        str(tmp_path / "identity"),
-        "-fpubkey",
-        str(tmp_path / "pub.pem"),
-        "-expire",
-        "60",
-    )
-    assert by_key.returncode == 0, by_key.stdout + by_key.stderr
-    # With its certificate checks: validity (1) + chain to the sandbox root (4).
-    by_chain = _secsipidx(
-        "-c",
-        "-fidentity",
-        str(tmp_path / "identity"),
-        "-fpubkey",
-        str(tmp_path / "chain.pem"),
-        "-expire",
-        "60",
-        "-cert-verify",
-        "5",
-        "-ca-file",
-        str(tmp_path / "root.pem"),
-    )
-    assert by_chain.returncode == 0, by_chain.stdout + by_chain.stderr
+    assert _secsipidx(tmp_path, "pub.pem") == 0
+    # With its certificate checks: validity (1) + chain to the root in -ca-file (4).
+    root = str(tmp_path / "root.pem")
+    assert _secsipidx(tmp_path, "chain.pem", "-cert-verify", "5", "-ca-file", root) == 0
     other_root = tmp_path / "other-root.pem"
     other_root.write_bytes(sandbox.state.pki.stipa.pem)
-    untrusted = _secsipidx(
-        "-c",
-        "-fidentity",
-        str(tmp_path / "identity"),
-        "-fpubkey",
-        str(tmp_path / "chain.pem"),
-        "-expire",
-        "60",
-        "-cert-verify",
-        "5",
-        "-ca-file",
-        str(other_root),
-    )
-    assert untrusted.returncode != 0
+    untrusted = ("-cert-verify", "5", "-ca-file", str(other_root))
+    assert _secsipidx(tmp_path, "chain.pem", *untrusted) != 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -50,6 +50,7 @@ PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
 _MAX_BODY = 64 * 1024
 _ORDER_LIFETIME = dt.timedelta(days=1)
 _REVOCATION_REASONS = frozenset({0, 1, 3, 4, 5, 9})
+_T = TypeVar("_T")
 
 
 def _time(value: dt.datetime) -> str:
@@ -423,11 +424,16 @@ async def new_order(request: Request) -> Response:
     return _json(body, 201, location=sandbox.urls.acme(f"order/{order.id}"))
 
 
+def _get(session: Session, model: type[_T], ident: str, what: str) -> _T:
+    found = session.get(model, ident)
+    if found is None:
+        raise Problem("malformed", f"no such {what}", status=404)
+    return found
+
+
 def _owned_order(session: Session, signed: SignedRequest, order_id: str) -> Order:
     owner = signed.require_account()
-    order = session.get(Order, order_id)
-    if order is None:
-        raise Problem("malformed", "no such order", status=404)
+    order = _get(session, Order, order_id, "order")
     if order.account_id != owner.id:
         raise Problem("unauthorized", "this order belongs to another account")
     return order
@@ -473,9 +479,7 @@ def _authz_json(sandbox: Sandbox, session: Session, authz: Authorization) -> dic
 
 
 def _owned_authz(session: Session, signed: SignedRequest, authz_id: str) -> Authorization:
-    authz = session.get(Authorization, authz_id)
-    if authz is None:
-        raise Problem("malformed", "no such authorization", status=404)
+    authz = _get(session, Authorization, authz_id, "authorization")
     _owned_order(session, signed, authz.order_id)
     return authz
 
@@ -505,9 +509,7 @@ async def challenge(request: Request) -> Response:
     sandbox = _sandbox(request)
     signed = await authenticate(request)
     with sandbox.store.session() as session:
-        found = session.get(Challenge, request.path_params["id"])
-        if found is None:
-            raise Problem("malformed", "no such challenge", status=404)
+        found = _get(session, Challenge, request.path_params["id"], "challenge")
         authz = _owned_authz(session, signed, found.authz_id)
         if not signed.post_as_get and found.status == "pending":
             token = _token_field(sandbox, signed.payload())
@@ -652,9 +654,7 @@ async def certificate(request: Request) -> Response:
     signed = await authenticate(request)
     owner = signed.require_account()
     with sandbox.store.session() as session:
-        record = session.get(Certificate, request.path_params["id"])
-    if record is None:
-        raise Problem("malformed", "no such certificate", status=404)
+        record = _get(session, Certificate, request.path_params["id"], "certificate")
     if record.account_id != owner.id:
         raise Problem("unauthorized", "this certificate belongs to another account")
     return Response(record.chain_pem, media_type=PEM_CHAIN_CONTENT_TYPE)
