@@ -3,7 +3,9 @@
 A lease is taken, renewed and given back with one conditional UPDATE each, so two
 workers on one database (SQLite or PostgreSQL) can never both hold it: the database
 decides which UPDATE matched. ``now`` is always a parameter; every worker must pass
-its own clock, so leases assume clocks agree to well within the TTL.
+its own clock, so leases assume clocks agree to well within the TTL. The UPDATEs
+bypass the ORM: an entry object loaded earlier in the same session keeps its old lease
+columns, so trust the returned :class:`Lease`.
 """
 
 from __future__ import annotations
