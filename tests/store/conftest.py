@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from opensti.store import (
     Database,
     Secret,
     SecretBox,
+    acquire_lease,
     create_acme_account,
     create_ca,
     create_entry,
@@ -93,3 +95,33 @@ def row_counts(db: Database) -> dict[str, int]:
 def db_bytes(db_path: Path) -> bytes:
     """The database file and its WAL, as someone copying the data dir gets them."""
     return b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+
+
+def race_for_lease(url: str, entry_id: int, workers: int) -> list[str]:
+    """Workers, each with its own engine on ``url``, ask for one entry at once: the winners."""
+    databases = [open_database(url) for _ in range(workers)]
+    barrier = threading.Barrier(workers)
+    winners: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            barrier.wait()
+            with databases[index].session() as session:
+                lease = acquire_lease(
+                    session, entry_id, f"worker-{index}", now=NOW, ttl=dt.timedelta(minutes=1)
+                )
+            if lease is not None:
+                winners.append(lease.holder)
+        except BaseException as exc:  # handed to the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for database in databases:
+        database.dispose()
+    assert errors == []
+    return winners

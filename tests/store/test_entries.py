@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,12 @@ from opensti.store import (
     get_entry,
     get_entry_by_id,
     list_entries,
-    open_database,
     release_lease,
     renew_lease,
     set_stipa_account,
 )
 
-from .conftest import NOW, add_entry, row_counts
+from .conftest import NOW, add_entry, race_for_lease, row_counts
 
 TTL = dt.timedelta(minutes=5)
 
@@ -187,27 +185,7 @@ def test_concurrent_workers_on_separate_connections_get_one_lease(
 ) -> None:
     """Eight workers, each with its own engine on the same file, race for one entry."""
     entry = add_entry(db, box)
-    databases = [open_database(f"sqlite:///{db_path}") for _ in range(8)]
-    barrier = threading.Barrier(len(databases))
-    winners: list[str] = []
-    errors: list[BaseException] = []
-
-    def work(index: int) -> None:
-        try:
-            barrier.wait()
-            if _acquire(databases[index], entry.id, f"worker-{index}") is not None:
-                winners.append(f"worker-{index}")
-        except BaseException as exc:  # collected and re-raised in the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(databases))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for database in databases:
-        database.dispose()
-    assert errors == []
+    winners = race_for_lease(f"sqlite:///{db_path}", entry.id, 8)
     assert len(winners) == 1
     with db.read_session() as session:
         assert get_entry_by_id(session, entry.id).lease_holder == winners[0]

@@ -7,7 +7,6 @@ Skipped when psycopg or PostgreSQL is not installed.
 
 from __future__ import annotations
 
-import datetime as dt
 import glob
 import os
 import pwd
@@ -15,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +29,6 @@ from opensti.store import (
     Database,
     Secret,
     SecretBox,
-    acquire_lease,
     add_certificate,
     downgrade,
     list_certificates,
@@ -39,7 +36,7 @@ from opensti.store import (
     upgrade,
 )
 
-from .conftest import NOW, add_entry
+from .conftest import NOW, add_entry, race_for_lease
 
 pytest.importorskip("psycopg")
 pytestmark = pytest.mark.integration
@@ -111,27 +108,7 @@ def test_migrations_match_the_models_and_go_down(postgres_url: str) -> None:
 
 def test_lease_race_has_one_winner(pg: Database, box: SecretBox, postgres_url: str) -> None:
     entry = add_entry(pg, box)
-    databases = [open_database(postgres_url) for _ in range(6)]
-    barrier = threading.Barrier(len(databases))
-    winners: list[int] = []
-
-    def work(index: int) -> None:
-        barrier.wait()
-        with databases[index].session() as session:
-            lease = acquire_lease(
-                session, entry.id, f"w{index}", now=NOW, ttl=dt.timedelta(minutes=1)
-            )
-        if lease is not None:
-            winners.append(index)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(databases))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for database in databases:
-        database.dispose()
-    assert len(winners) == 1
+    assert len(race_for_lease(postgres_url, entry.id, 6)) == 1
 
 
 def test_activation_and_aware_datetimes(pg: Database, box: SecretBox, pki) -> None:  # type: ignore[no-untyped-def]
