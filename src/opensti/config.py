@@ -66,6 +66,22 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     #: Regular expression an SPC must match in full; unset means the US OCN form.
     spc_pattern: str | None = None
+    #: Days the SIP message log keeps a call; 0 keeps every call.
+    call_log_retention_days: int = Field(default=30, ge=0)
+    #: Calls waiting for the log writer before new ones are dropped (and counted).
+    call_log_queue_size: int = Field(default=100_000, ge=1)
+    #: Most calls written in one transaction.
+    call_log_batch_size: int = Field(default=500, ge=1)
+    #: Extra CA bundle (PEM) for HTTPS to STI-CAs and the STI-PA, e.g. a local sandbox's
+    #: TLS root; unset means the system roots.
+    tls_ca_file: Path | None = None
+    #: STI-PA certificates (or their roots) trusted to sign SPC tokens (PEM file).
+    stipa_trust_anchors: Path | None = None
+    #: STI-CA roots an issued chain must lead to (the STI-PA trust list, PEM file);
+    #: unset means the trust list fetched from the entry's STI-PA.
+    ca_trust_anchors: Path | None = None
+    #: Subject O of the certificate requests.
+    organization: str = "opensti"
 
     @classmethod
     def settings_customise_sources(
