@@ -20,6 +20,7 @@ from opensti.cli import passport as _passport  # noqa: F401  isort: skip
 from opensti.cli import demo as _demo  # noqa: F401  isort: skip
 from opensti.cli import sandbox as _sandbox  # noqa: F401  isort: skip
 from opensti.cli import db as _db  # noqa: F401  isort: skip
+from opensti.cli import calls as _calls  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,376 @@
+"""The SIP message log writer: records go on a bounded queue, a thread writes them in batches.
+
+The signing and verification paths only call :meth:`CallLog.record` (or the SIP hook,
+:meth:`CallLog.__call__`), which puts the record on a queue and returns at once. One
+writer thread takes whatever has queued up, up to ``batch_size`` records, and inserts
+them in one transaction (one executemany), so the number of transactions grows with
+time, not with the call rate. When the database lags and the queue is full, records
+are dropped and counted rather than blocking a call: the log is evidence, the call is
+the service.
+
+The same thread applies the retention setting (rows older than ``retention_days``
+are deleted every ``retention_interval`` seconds), so the log has one writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from opensti.config import Settings
+from opensti.core.errors import InvalidInput, OpenSTIError, sip_service_response
+from opensti.core.verify import VerificationResult
+from opensti.signing import Keyring, SignedCall
+from opensti.sip import CallRecord
+from opensti.store import (
+    Database,
+    SipAction,
+    SipDirection,
+    SipRecord,
+    append_sip_messages,
+    delete_sip_messages_before,
+)
+
+__all__ = ["CallLog", "CallLogStats", "keyring_certificates"]
+
+logger = logging.getLogger(__name__)
+
+#: Finds the certificate id of one of our x5u URLs (None for anyone else's).
+CertificateLookup = Callable[[str], int | None]
+Clock = Callable[[], float]
+
+_DIRECTIONS = {
+    "outbound": (SipDirection.OUTBOUND, SipAction.SIGNED),
+    "inbound": (SipDirection.INBOUND, SipAction.VERIFIED),
+}
+# Column widths of the sip_message table: a hostile Call-ID must not fail a whole batch.
+_CALL_ID_MAX, _TN_MAX, _REASON_MAX, _URL_MAX = 255, 32, 255, 2048
+
+
+@dataclass(frozen=True, slots=True)
+class CallLogStats:
+    """Counters of the writer; ``dropped`` grows when the queue was full."""
+
+    queued: int
+    written: int
+    dropped: int
+    batches: int
+    write_errors: int
+    lost: int
+    purged: int
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
+
+
+def _when(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def keyring_certificates(keyring: Keyring) -> CertificateLookup:
+    """A lookup from the signing keyring: x5u -> id of the certificate it publishes.
+
+    Rebuilt only when the keyring's generation changes, so a lookup is a dict get.
+    """
+    cached: dict[str, int] = {}
+    seen = -1
+
+    def lookup(x5u: str) -> int | None:
+        nonlocal cached, seen
+        if seen != keyring.generation:
+            seen = keyring.generation
+            cached = {
+                entry.x5u: int(entry.certificate_id)
+                for entry in keyring.snapshot.entries
+                if entry.x5u and entry.certificate_id and entry.certificate_id.isdigit()
+            }
+        return cached.get(x5u)
+
+    return lookup
+
+
+class CallLog:
+    """Records signed and verified calls off the request path; see the module docstring.
+
+    Use as a context manager (or :meth:`start`/:meth:`stop`). :meth:`record` never blocks
+    and never raises for a full queue; :meth:`flush` waits for what was queued so far.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        max_queue: int = 100_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        retention_days: int | None = None,
+        retention_interval: float = 3600.0,
+        certificate_for_x5u: CertificateLookup | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        if max_queue < 1 or batch_size < 1:
+            raise InvalidInput("the call log needs a queue and batches of at least one")
+        if retention_days is not None and retention_days < 1:
+            raise InvalidInput("call log retention is a number of days, at least 1")
+        self.database = database
+        self.batch_size = batch_size
+        self.retention_days = retention_days
+        self.certificate_for_x5u = certificate_for_x5u
+        self._queue: queue.Queue[SipRecord] = queue.Queue(max_queue)
+        self._flush_interval = flush_interval
+        self._retention_interval = retention_interval
+        self._clock = clock
+        self._next_purge = 0.0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._progress = threading.Condition()
+        self._counts = {
+            "queued": 0,
+            "written": 0,
+            "dropped": 0,
+            "batches": 0,
+            "write_errors": 0,
+            "lost": 0,
+            "purged": 0,
+        }
+
+    @classmethod
+    def from_settings(
+        cls,
+        database: Database,
+        settings: Settings,
+        *,
+        certificate_for_x5u: CertificateLookup | None = None,
+    ) -> CallLog:
+        """The log as configured (``call_log_*`` settings); start it with :meth:`start`."""
+        return cls(
+            database,
+            max_queue=settings.call_log_queue_size,
+            batch_size=settings.call_log_batch_size,
+            retention_days=settings.call_log_retention_days or None,
+            certificate_for_x5u=certificate_for_x5u,
+        )
+
+    # -- recording (any thread, any event loop) -------------------------------------
+
+    def record(self, record: SipRecord) -> bool:
+        """Queue one record; False when the queue was full and it was dropped."""
+        if record.certificate_id is None and record.x5u and self.certificate_for_x5u:
+            record = replace(record, certificate_id=self.certificate_for_x5u(record.x5u))
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            with self._progress:
+                self._counts["dropped"] += 1
+            return False
+        with self._progress:
+            self._counts["queued"] += 1
+        return True
+
+    def __call__(self, call: CallRecord) -> None:
+        """The SIP redirect server's message-log hook (:data:`opensti.sip.CallLog`)."""
+        direction, action = _DIRECTIONS.get(call.direction, _DIRECTIONS["inbound"])
+        self.record(
+            SipRecord(
+                at=_when(call.time),
+                direction=direction,
+                action=action,
+                call_id=call.call_id[:_CALL_ID_MAX],
+                from_tn=_clip(call.orig, _TN_MAX),
+                to_tn=_clip(call.dest[0], _TN_MAX) if call.dest else None,
+                attest=call.attest,
+                verstat=call.verstat,
+                sip_code=call.sip_code,
+                x5u=_clip(call.x5u, _URL_MAX),
+            )
+        )
+
+    def record_signed(self, signed: SignedCall, *, call_id: str | None = None) -> bool:
+        """A call the REST API signed."""
+        claims = signed.claims
+        certificate_id = signed.certificate_id
+        return self.record(
+            SipRecord(
+                at=_when(self._clock()),
+                direction=SipDirection.OUTBOUND,
+                action=SipAction.SIGNED,
+                call_id=(call_id or "")[:_CALL_ID_MAX],
+                from_tn=_clip(claims.orig, _TN_MAX),
+                to_tn=_clip(claims.dest[0], _TN_MAX) if claims.dest else None,
+                attest=claims.attest,
+                certificate_id=int(certificate_id)
+                if certificate_id and certificate_id.isdigit()
+                else None,
+                x5u=_clip(signed.x5u, _URL_MAX),
+            )
+        )
+
+    def record_sign_failure(
+        self, error: OpenSTIError, orig: str | None, dest: Sequence[str], call_id: str | None
+    ) -> bool:
+        """A call the REST API could not sign (no entry, no active certificate)."""
+        return self.record(
+            SipRecord(
+                at=_when(self._clock()),
+                direction=SipDirection.OUTBOUND,
+                action=SipAction.SIGNED,
+                call_id=(call_id or "")[:_CALL_ID_MAX],
+                from_tn=_clip(orig, _TN_MAX),
+                to_tn=_clip(dest[0], _TN_MAX) if dest else None,
+                sip_code=sip_service_response(error)[0],
+                reason=_clip(error.message, _REASON_MAX),
+            )
+        )
+
+    def record_verified(
+        self,
+        result: VerificationResult,
+        *,
+        orig: str | None,
+        dest: Sequence[str],
+        call_id: str | None = None,
+    ) -> bool:
+        """A call the REST API verified; ``orig``/``dest`` as the request gave them."""
+        claims = result.claims
+        return self.record(
+            SipRecord(
+                at=_when(self._clock()),
+                direction=SipDirection.INBOUND,
+                action=SipAction.VERIFIED,
+                call_id=(call_id or "")[:_CALL_ID_MAX],
+                from_tn=_clip(claims.orig if claims else orig, _TN_MAX),
+                to_tn=_clip(dest[0], _TN_MAX) if dest else None,
+                attest=claims.attest if claims else None,
+                verstat=result.verstat.value,
+                sip_code=result.sip_code,
+                reason=_clip(result.reason, _REASON_MAX),
+                x5u=_clip(result.x5u, _URL_MAX),
+            )
+        )
+
+    # -- the writer ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="opensti-call-log", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then end the writer thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping.set()
+        thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> CallLog:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every record queued so far is written (or lost); False on timeout."""
+        with self._progress:
+            target = self._counts["queued"]
+            return self._progress.wait_for(
+                lambda: self._counts["written"] + self._counts["lost"] >= target, timeout
+            )
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch:
+                self._write(batch)
+            self._purge_when_due()
+            if self._stopping.is_set() and self._queue.empty():
+                return
+
+    def _take(self) -> list[SipRecord]:
+        try:
+            batch = [self._queue.get(timeout=self._flush_interval)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, batch: list[SipRecord]) -> None:
+        try:
+            with self.database.session() as session:
+                append_sip_messages(session, batch)
+        except SQLAlchemyError as exc:
+            logger.warning("call log: %d records not written: %s", len(batch), type(exc).__name__)
+            self._count(write_errors=1, lost=len(batch))
+            return
+        self._count(batches=1, written=len(batch))
+
+    def _count(self, **amounts: int) -> None:
+        with self._progress:
+            for name, amount in amounts.items():
+                self._counts[name] += amount
+            self._progress.notify_all()
+
+    # -- retention ----------------------------------------------------------------------
+
+    def _purge_when_due(self) -> None:
+        if self.retention_days is None:
+            return
+        now = self._clock()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self._retention_interval
+        try:
+            self.purge(now)
+        except SQLAlchemyError as exc:
+            logger.warning("call log retention failed: %s", type(exc).__name__)
+
+    def purge(self, now: float | None = None, *, days: int | None = None) -> int:
+        """Delete calls older than the retention (or ``days``); returns how many."""
+        days = self.retention_days if days is None else days
+        if days is None:
+            return 0
+        cutoff = _when(self._clock() if now is None else now) - dt.timedelta(days=days)
+        with self.database.session() as session:
+            deleted = delete_sip_messages_before(session, cutoff)
+        self._count(purged=deleted)
+        return deleted
+
+    def stats(self) -> CallLogStats:
+        with self._progress:
+            return CallLogStats(**self._counts)
+
+    def metrics_lines(self) -> list[str]:
+        """The counters in the Prometheus text format (a :class:`Metrics` collector)."""
+        stats = self.stats()
+        lines = []
+        for name in ("written", "dropped", "batches", "write_errors", "lost", "purged"):
+            metric = f"opensti_call_log_{name}_total"
+            lines += [f"# TYPE {metric} counter", f"{metric} {getattr(stats, name)}"]
+        lines += ["# TYPE opensti_call_log_queue gauge", f"opensti_call_log_queue {self.pending}"]
+        return lines
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
