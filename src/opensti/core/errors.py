@@ -12,6 +12,9 @@
      |    +-- NoSigningEntry             no signing entry covers this call            SIP 500
      +-- Conflict                      the object exists or is in the wrong state (HTTP 409)
      |    +-- NoActiveCertificate        the signing entry has no active certificate  SIP 500
+     |    +-- LeaseLost                  another worker took over an entry mid-work
+     +-- NotAuthenticated              no credential, or one we do not accept (HTTP 401)
+     +-- PermissionDenied              a valid credential whose role may not do this (HTTP 403)
      +-- UpstreamError                 a remote service failed or refused (HTTP 502)
      |    +-- ServiceUnreachable         no answer at all (connection, TLS, timeout)
      |    +-- AcmeProblem                the CA answered with an RFC 7807 problem document
@@ -66,11 +69,14 @@ __all__ = [
     "InvalidSPCToken",
     "InvalidTN",
     "InvalidTNAuthList",
+    "LeaseLost",
     "NoActiveCertificate",
     "NoSigningEntry",
+    "NotAuthenticated",
     "NotFound",
     "OpenSTIError",
     "PassportError",
+    "PermissionDenied",
     "ResultClass",
     "SIPParseError",
     "ServiceUnreachable",
@@ -143,6 +149,18 @@ class Conflict(OpenSTIError):
 
 class NoActiveCertificate(Conflict):
     """The chosen signing entry exists but has no active certificate to sign with."""
+
+
+class LeaseLost(Conflict):
+    """The worker's lease on an entry expired or changed hands: it must stop there."""
+
+
+class NotAuthenticated(OpenSTIError):
+    """A request without a credential, or with one that is unknown, revoked or expired."""
+
+
+class PermissionDenied(OpenSTIError):
+    """The credential is valid but its role does not allow the operation."""
 
 
 class UpstreamError(OpenSTIError):
@@ -295,6 +313,8 @@ _CLI_EXIT_CODES: dict[type[OpenSTIError], int] = {
     NotFound: 3,
     Conflict: 4,
     UpstreamError: 5,
+    NotAuthenticated: 6,
+    PermissionDenied: 6,
 }
 
 _HTTP_STATUSES: dict[type[OpenSTIError], int] = {
@@ -303,6 +323,8 @@ _HTTP_STATUSES: dict[type[OpenSTIError], int] = {
     PassportError: 400,
     NotFound: 404,
     Conflict: 409,
+    NotAuthenticated: 401,
+    PermissionDenied: 403,
     UpstreamError: 502,
 }
 
