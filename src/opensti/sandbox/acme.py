@@ -605,6 +605,11 @@ def _check_csr(
         raise Problem("badCSR", "the certificate key must not be the account key")
 
 
+#: The policy of a certificate issued under the ``bad_profile`` fault: outside the
+#: SHAKEN arc, so a client's profile check must refuse it.
+NON_SHAKEN_POLICY_OID = "1.3.6.1.4.1.55555.1.1"
+
+
 def _issue(
     sandbox: Sandbox, session: Session, order: Order, csr: x509.CertificateSigningRequest
 ) -> Certificate:
@@ -621,6 +626,7 @@ def _issue(
         crl_url=sandbox.urls.crl,
         not_before=not_before,
         not_after=not_after,
+        **({"policy_oid": NON_SHAKEN_POLICY_OID} if sandbox.faults.bad_profile else {}),
     )
     record = Certificate(
         account_id=order.account_id,

@@ -7,7 +7,9 @@ Access: when the sandbox has an admin token (``--admin-token``), requests need
     Current fault settings: ``{"fail_rate": .., "ca": {"mode","delay"}, "stipa": {..}}``.
 ``POST /admin/faults``
     ``{"role": "ca"|"stipa", "mode": "ok"|"refuse"|"delay", "delay": seconds}`` and/or
-    ``{"fail_rate": 0..1}``. ``refuse`` answers 503 (an ACME ``serverInternal``
+    ``{"fail_rate": 0..1}`` and/or ``{"refuse_tokens": bool}`` (the STI-PA answers 403
+    to SPC token requests) and/or ``{"bad_profile": bool}`` (the CA issues certificates
+    with a non-SHAKEN policy OID). ``refuse`` answers 503 (an ACME ``serverInternal``
     problem with ``Retry-After`` for the CA, a JSON error for the STI-PA); ``delay``
     holds each request that many seconds before serving it.
 ``POST /admin/eab``
@@ -75,6 +77,11 @@ async def faults(request: Request) -> Response:
             if not isinstance(rate, int | float) or not 0 <= rate <= 1:
                 raise AdminError(400, "fail_rate must be between 0 and 1")
             sandbox.faults.fail_rate = float(rate)
+        for switch in ("refuse_tokens", "bad_profile"):
+            if switch in body:
+                if not isinstance(body[switch], bool):
+                    raise AdminError(400, f"{switch} must be true or false")
+                setattr(sandbox.faults, switch, body[switch])
         if "role" in body:
             role, mode, delay = body["role"], body.get("mode", "ok"), body.get("delay", 0)
             if role not in ("ca", "stipa") or mode not in _MODES:

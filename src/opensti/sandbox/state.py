@@ -73,9 +73,13 @@ class RoleFault:
 
 @dataclass
 class Faults:
-    """Fault injection: a random failure share, and per-role refuse/delay switches."""
+    """Fault injection: a random failure share, per-role refuse/delay switches, and two
+    refusals a service answers on its own terms: the STI-PA declining SPC tokens, the CA
+    issuing certificates that miss the SHAKEN profile (a non-SHAKEN policy OID)."""
 
     fail_rate: float = 0.0
+    refuse_tokens: bool = False
+    bad_profile: bool = False
     roles: dict[str, RoleFault] = field(
         default_factory=lambda: {"ca": RoleFault(), "stipa": RoleFault()}
     )
@@ -94,6 +98,8 @@ class Faults:
     def to_dict(self) -> dict[str, object]:
         return {
             "fail_rate": self.fail_rate,
+            "refuse_tokens": self.refuse_tokens,
+            "bad_profile": self.bad_profile,
             **{role: {"mode": f.mode, "delay": f.delay} for role, f in self.roles.items()},
         }
 

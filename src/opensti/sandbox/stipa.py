@@ -159,6 +159,8 @@ async def spc_token(request: Request) -> Response:
             raise STIPAError(403, f"SPC {spc} does not belong to account {account_id}")
         if record.revoked_at is not None:
             raise STIPAError(403, f"SPC {spc} has been revoked")
+        if sandbox.faults.refuse_tokens:
+            raise STIPAError(403, f"SPC token for {spc} refused (fault injected by the sandbox)")
         token, jti, expires = issue_spc_token(
             atc,
             key=_signing_key(sandbox),
