@@ -366,6 +366,14 @@ class AcmeClient:
             authzrs = tuple(client.authorization(u) for u in body.authorizations)
         return AcmeOrder(url=url, body=body, authorizations=authzrs)
 
+    def get_order(self, url: str) -> AcmeOrder:
+        """An order placed earlier (its URL kept across a restart), with its authorizations."""
+        client = self._require_account()
+        with ca_errors(self.directory_url):
+            body = TNAuthListOrder.parse(client.post_as_get(url).json())
+            authzrs = tuple(client.authorization(u) for u in body.authorizations)
+        return AcmeOrder(url=url, body=body, authorizations=authzrs)
+
     def answer_tkauth(self, order: AcmeOrder, token: str) -> None:
         """Answer each pending authorization's tkauth-01 with the SPC token; wait for valid."""
         client = self._require_account()
