@@ -313,8 +313,6 @@ _CLI_EXIT_CODES: dict[type[OpenSTIError], int] = {
     NotFound: 3,
     Conflict: 4,
     UpstreamError: 5,
-    NotAuthenticated: 6,
-    PermissionDenied: 6,
 }
 
 _HTTP_STATUSES: dict[type[OpenSTIError], int] = {
