@@ -20,6 +20,10 @@ from opensti.cli import passport as _passport  # noqa: F401  isort: skip
 from opensti.cli import demo as _demo  # noqa: F401  isort: skip
 from opensti.cli import sandbox as _sandbox  # noqa: F401  isort: skip
 from opensti.cli import db as _db  # noqa: F401  isort: skip
+from opensti.cli import accounts as _accounts  # noqa: F401  isort: skip
+from opensti.cli import stipa as _stipa  # noqa: F401  isort: skip
+from opensti.cli import cert as _cert  # noqa: F401  isort: skip
+from opensti.cli import token as _token  # noqa: F401  isort: skip
 from opensti.cli import calls as _calls  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

@@ -412,6 +412,7 @@ class CertificateService:
     ) -> AcquisitionResult:
         """Run the whole acquisition for entry ``name`` now and make the result active."""
         recorder = _Recorder(progress, self.clock)
+        self.accounts.stipa_trust_anchors()  # every SPC token is checked: refuse early
         with self.db.read_session() as session:
             entry = get_entry(session, name)
             entry_id, spc = entry.id, entry.spc

@@ -1,0 +1,183 @@
+"""``opensti cert add|request|list|show|export``: certificate entries and their certificates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from opensti.cli._app import app, console, print_json, read_input_file
+from opensti.cli._context import StepProgress, open_app, read_secret
+from opensti.core.errors import InvalidInput
+from opensti.lifecycle.acquire import AcquireStep, CertificateInfo, EntryDetail, EntryInfo
+
+cert_app = typer.Typer(help="Certificate entries (one per SPC) and their certificates.")
+app.add_typer(cert_app, name="cert")
+
+JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+NameArgument = Annotated[str, typer.Argument(help="The entry's name.")]
+
+#: One progress line per step of ``cert request``.
+STEP_LABELS: dict[str, str] = {
+    AcquireStep.SPC_TOKEN: "SPC token (from the STI-PA, or the one brought), checked",
+    AcquireStep.NEW_ORDER: "ACME newOrder with the TNAuthList identifier",
+    AcquireStep.CHALLENGE: "tkauth-01 answered with the SPC token",
+    AcquireStep.FINALIZE: "CSR with TNAuthList sent, order finalized",
+    AcquireStep.DOWNLOAD: "certificate chain downloaded",
+    AcquireStep.VALIDATE: "chain checked against the STI-PA trust list",
+    AcquireStep.ACTIVATE: "certificate stored (key encrypted) and made active",
+}
+
+
+def _when(cert: CertificateInfo | None) -> str:
+    if cert is None or cert.not_after is None:
+        return "-"
+    return f"{cert.not_after:%Y-%m-%d %H:%M} UTC"
+
+
+def _print_entry(entry: EntryInfo) -> None:
+    source = "token brought" if entry.has_token else f"STI-PA {entry.stipa_account_id}"
+    active = entry.active
+    rows = (
+        ("entry", entry.name),
+        ("SPC", entry.spc),
+        ("ACME account", f"{entry.acme_account} at {entry.ca}"),
+        ("SPC token", source),
+        ("CRL URL", entry.crl_url or "-"),
+        ("active certificate", f"#{active.id}, serial {active.serial}" if active else "none"),
+        ("expires", _when(active)),
+        ("x5u", (active and active.x5u) or "-"),
+    )
+    for label, value in rows:
+        console.print(f"{label + ':':<20}{value}", highlight=False, markup=False, soft_wrap=True)
+
+
+@cert_app.command("add")
+def cert_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="A name for the entry.")],
+    spc: Annotated[str, typer.Option(help="The SPC (OCN) the certificate is for.")],
+    account: Annotated[str, typer.Option(help="The ACME account (see: opensti account list).")],
+    stipa: Annotated[
+        str | None, typer.Option(help="STI-PA account id that issues the SPC tokens.")
+    ] = None,
+    crl_url: Annotated[str | None, typer.Option(help="The STI-PA CRL URL.")] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="An SPC token fetched elsewhere (JSON answer or JWT).")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="An SPC token (JWT), with --crl-url.")] = None,
+    json_output: JSONOption = False,
+) -> None:
+    """Add a certificate entry: one SPC, one ACME account, and where its SPC token comes from."""
+    data = None if token_file is None else read_input_file(token_file, "token file")
+    with open_app(ctx) as application:
+        entry = application.certificates.add_entry(
+            name=name,
+            spc=spc,
+            acme_account=account,
+            stipa_account_id=stipa,
+            crl_url=crl_url,
+            token_file=data,
+            token=token,
+        )
+    if json_output:
+        print_json(entry.to_dict())
+    else:
+        _print_entry(entry)
+
+
+@cert_app.command("request")
+def cert_request(ctx: typer.Context, name: NameArgument, json_output: JSONOption = False) -> None:
+    """Get a certificate for the entry now: the whole flow, one line per step."""
+    with open_app(ctx) as application, StepProgress(STEP_LABELS) as progress:
+        result = application.certificates.request_certificate(name, progress=progress)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    cert = result.certificate
+    console.print(
+        f"certificate #{cert.id} for SPC {result.spc}: serial {cert.serial}, "
+        f"valid until {_when(cert)}\nx5u: {cert.x5u or '- (set OPENSTI_PUBLIC_BASE_URL)'}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@cert_app.command("list")
+def cert_list(ctx: typer.Context, json_output: JSONOption = False) -> None:
+    """Every entry with its active certificate."""
+    with open_app(ctx) as application:
+        entries = application.certificates.list_entries()
+    if json_output:
+        print_json([entry.to_dict() for entry in entries])
+        return
+    table = Table("entry", "SPC", "account", "active", "expires", "x5u")
+    for entry in entries:
+        active = entry.active
+        table.add_row(
+            entry.name,
+            entry.spc,
+            entry.acme_account,
+            f"#{active.id}" if active else "none",
+            _when(active),
+            (active and active.x5u) or "-",
+        )
+    console.print(table)
+
+
+def _print_detail(detail: EntryDetail) -> None:
+    _print_entry(detail.entry)
+    if detail.certificates:
+        table = Table("certificate", "state", "serial", "expires", title="certificates")
+        for cert in detail.certificates:
+            table.add_row(f"#{cert.id}", cert.state, cert.serial, _when(cert))
+        console.print(table)
+    if detail.events:
+        table = Table("at", "step", "outcome", "error", title="recent events")
+        for event in detail.events:
+            table.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", event.step, event.outcome, event.error)
+        console.print(table)
+
+
+@cert_app.command("show")
+def cert_show(ctx: typer.Context, name: NameArgument, json_output: JSONOption = False) -> None:
+    """An entry, its certificates and its recent lifecycle events."""
+    with open_app(ctx) as application:
+        detail = application.certificates.show_entry(name)
+    if json_output:
+        print_json(detail.to_dict())
+    else:
+        _print_detail(detail)
+
+
+@cert_app.command("export")
+def cert_export(
+    ctx: typer.Context,
+    name: NameArgument,
+    out: Annotated[Path, typer.Option(help="Directory to write the files to.")],
+    format: Annotated[str, typer.Option(help="pem (chain + key) or pfx (PKCS#12).")] = "pem",
+    password_file: Annotated[
+        Path | None, typer.Option(help="Encrypt the PFX with the password in this file.")
+    ] = None,
+    json_output: JSONOption = False,
+) -> None:
+    """Write the active certificate with its private key (key files are 0600)."""
+    if format not in ("pem", "pfx"):
+        raise InvalidInput(f"--format must be pem or pfx, not {format!r}", value=format)
+    password = None
+    if password_file is not None:
+        password = read_secret(from_stdin=False, path=password_file, what="password")
+    with open_app(ctx) as application:
+        files = application.certificates.export_certificate(
+            name,
+            out,
+            format="pfx" if format == "pfx" else "pem",
+            password=password,
+        )
+    if json_output:
+        print_json({"files": [str(path) for path in files]})
+    else:
+        for path in files:
+            console.print(f"wrote {path}", highlight=False, markup=False)
