@@ -115,14 +115,18 @@ class StepProgress:
             self._progress.update(self._current, completed=1)
         self._current = None
 
+    def close(self, *, failed: bool = False) -> None:
+        """Finish the last step and stop drawing (before printing a summary)."""
+        self._finish(failed=failed)
+        self._progress.stop()
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._finish(failed=exc is not None)
-        self._progress.stop()
+        self.close(failed=exc is not None)
 
 
 _CLIPBOARD_TOOLS = (

@@ -1,101 +1,246 @@
-"""``opensti demo``: the whole job on one machine, offline, in under a minute."""
+"""``opensti demo``: the whole job on one machine, offline, in well under a minute.
+
+It runs the real paths, not shortcuts: the sandbox STI-PA + STI-CA and the STI-CR
+(our x5u repository) are served over HTTPS on 127.0.0.1 in this process; an ACME
+account is registered with EAB, STI-PA credentials are set, two certificate entries
+(OCNs 123H and 456J) each get a certificate through the full SPC token + ACME flow
+into the store, a call is signed with each (STI-AS) and verified by fetching its x5u
+from the STI-CR (STI-VS).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import socket
 import tempfile
+import threading
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography.hazmat.primitives import serialization
+import uvicorn
 from rich.table import Table
 
+from opensti.app import App
 from opensti.cli._app import app, console
-from opensti.core.certs import (
-    TrustContext,
-    ValidatedCertificate,
-    load_certificate_chain,
-    validate_shaken_certificate,
-)
-from opensti.core.identity import format_identity
-from opensti.core.passport import ShakenClaims, sign_passport
-from opensti.core.verify import CredentialResolver, verify_identities
-from opensti.sandbox.pki import DemoPKI, private_key_pem, to_pem
+from opensti.cli._context import GlobalOptions, StepProgress
+from opensti.cli.cert import STEP_LABELS
+from opensti.config import load_settings
+from opensti.core.errors import UpstreamError
+from opensti.core.verify import VerificationResult
+from opensti.lifecycle.acquire import AcquireStep
+from opensti.repository import create_repository_app
+from opensti.sandbox.config import DEMO_PASSWORD, DEMO_PROVIDER, SandboxConfig
+from opensti.sandbox.server import SandboxHandle, bind_socket, run_sandbox_in_thread
+from opensti.sandbox.tls import ensure_tls_files
+from opensti.signing import SignedCall
+from opensti.store import Database, Secret
+from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
 
-_DEMO_SPCS = ("123H", "456J")
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> Path:
-    path.write_bytes(data)
-    path.chmod(mode)
-    return path
+_DEMO_SPCS = DEMO_PROVIDER.spcs
+_DEST = "12155550131"
 
 
-def _constant(validated: ValidatedCertificate) -> CredentialResolver:
-    def resolve(_url: str) -> ValidatedCertificate:
-        return validated
+@dataclass(frozen=True, slots=True)
+class _Call:
+    spc: str
+    signed: SignedCall
+    result: VerificationResult
 
-    return resolve
+
+@contextmanager
+def _repository(database: Database, sandbox: SandboxHandle, sock: socket.socket) -> Iterator[None]:
+    """Serve the STI-CR on ``sock`` over HTTPS, with the sandbox's local TLS root."""
+    tls = ensure_tls_files(sandbox.state.config.data_dir, dt.datetime.now(dt.UTC))
+    config = uvicorn.Config(
+        create_repository_app(database, refresh_interval=1.0),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ssl_certfile=str(tls.server_cert),
+        ssl_keyfile=str(tls.server_key),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="opensti-sti-cr", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise UpstreamError("the STI-CR server did not start")
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def _verify(sandbox: SandboxHandle, calls: list[tuple[str, SignedCall]]) -> list[_Call]:
+    """The STI-VS path: fetch each x5u from the STI-CR, chain to the trust list, check CRL."""
+    root = str(sandbox.tls_root_path)
+    http_get = HTTPGet(verify=root)
+    trust = TrustStore(
+        sandbox.trust_anchors,
+        crl_urls=(sandbox.state.urls.crl,),
+        crl_signers=(sandbox.state.pki.stipa.certificate,),
+        fetch=http_get,
+    )
+    try:
+        await trust.refresh_crls(time.time(), force=True)
+        # Loopback x5u are refused by default; the demo's STI-CR is on 127.0.0.1.
+        async with X5UFetcher(FetchPolicy(allow_private=True), verify=root) as fetcher:
+            service = VerificationService(fetcher, trust)
+            return [
+                _Call(
+                    spc,
+                    signed,
+                    await service.verify([signed.identity], signed.claims.orig, _DEST),
+                )
+                for spc, signed in calls
+            ]
+    finally:
+        await http_get.aclose()
+
+
+def _data_dir(local: Path | None, ctx: typer.Context) -> Path:
+    options = ctx.find_root().obj
+    chosen = local or (options.data_dir if isinstance(options, GlobalOptions) else None)
+    directory = chosen or Path(tempfile.mkdtemp(prefix="opensti-demo-"))
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory
+
+
+def _open_app(directory: Path, sandbox: SandboxHandle, public_base_url: str) -> App:
+    trust_file = directory / "stipa-trust-anchors.pem"
+    trust_file.write_bytes(sandbox.state.pki.stipa.pem)
+    settings = load_settings(
+        data_dir=directory,
+        database_url=f"sqlite:///{directory / 'opensti.db'}",
+        tls_ca_file=sandbox.tls_root_path,
+        stipa_trust_anchors=trust_file,
+        public_base_url=public_base_url,
+        organization="opensti demo carrier",
+    )
+    return App.from_settings(settings)
+
+
+def _acquire(application: App, sandbox: SandboxHandle, progress: StepProgress) -> str:
+    """Account with EAB, STI-PA credentials, two entries and their certificates."""
+    accounts = application.accounts
+    progress("CA 'sandbox' added by its ACME directory URL")
+    accounts.add_ca(
+        "sandbox",
+        sandbox.ca_directory_url,
+        staging_directory_url=sandbox.ca_directory_url,
+        needs_eab=True,
+        honours_validity=True,
+    )
+    progress("ACME account registered with External Account Binding")
+    kid, hmac_key = sandbox.state.add_eab()
+    account = accounts.add_account(
+        "sandbox",
+        email="noc@demo-carrier.example",
+        agree_tos=True,
+        eab_kid=kid,
+        eab_hmac_key=Secret.from_text(hmac_key),
+    )
+    progress(f"STI-PA credentials set for account {DEMO_PROVIDER.account_id}, login tested")
+    accounts.set_stipa(
+        account_id=DEMO_PROVIDER.account_id,
+        user_id=DEMO_PROVIDER.users[0].user_id,
+        password=Secret.from_text(DEMO_PASSWORD),
+        base_url=sandbox.stipa_base_url,
+    )
+    accounts.test_stipa(DEMO_PROVIDER.account_id)
+    for spc in _DEMO_SPCS:
+        progress(f"{spc}: certificate entry added")
+        application.certificates.add_entry(
+            name=f"demo-{spc}",
+            spc=spc,
+            acme_account=account.name,
+            stipa_account_id=DEMO_PROVIDER.account_id,
+        )
+
+        def step(acquire_step: AcquireStep, spc: str = spc) -> None:
+            progress(f"{spc}: {STEP_LABELS[acquire_step]}")
+
+        application.certificates.request_certificate(f"demo-{spc}", progress=step)
+    return account.name
+
+
+def _report(application: App, account: str, calls: list[_Call], directory: Path) -> None:
+    table = Table("OCN", "entry", "certificate", "attest", "verstat")
+    for call in calls:
+        active = application.certificates.show_entry(call.signed.entry).entry.active
+        table.add_row(
+            call.spc,
+            call.signed.entry,
+            f"#{active.id}" if active else "-",
+            call.signed.claims.attest,
+            call.result.verstat.value,
+        )
+    console.print(table)
+    for call in calls:
+        console.print(f"x5u {call.spc}: {call.signed.x5u}", highlight=False, soft_wrap=True)
+    info = application.accounts.show_account(account)
+    files = directory / "files"
+    for call in calls:
+        application.certificates.export_certificate(call.signed.entry, files)
+        (files / f"demo-{call.spc}-identity.txt").write_text(call.signed.identity + "\n")
+    lines = (
+        ("ACME account", info.account_url),
+        ("JWK thumbprint", info.thumbprint),
+        ("STI-PA fingerprint", info.fingerprint),
+        ("data dir", str(directory)),
+        ("files", f"{files} (chains, keys 0600, Identity headers)"),
+        ("try", f"opensti --data-dir {directory} cert list"),
+    )
+    for label, value in lines:
+        console.print(f"{label + ':':<20}{value}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("demo")
 def demo(
-    out: Annotated[
-        Path | None, typer.Option(help="Directory for the demo files (default: a temp dir).")
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Keep everything here (default: a new temp dir)."),
     ] = None,
 ) -> int:
-    """Issue SHAKEN certificates for two OCNs from a local PKI, sign a call with each
-    and verify it, showing every step."""
-    directory = out or Path(tempfile.mkdtemp(prefix="opensti-demo-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    with console.status("Creating the sandbox STI-PA and STI-CA (root + intermediate)..."):
-        pki = DemoPKI(now)
-    anchors = _write(directory / "trust-anchors.pem", pki.root.pem)
-    crl = pki.crl()
-    trust = TrustContext(
-        anchors=(pki.root.certificate,), crls=(crl,), crl_signers=(pki.stipa.certificate,)
-    )
-    table = Table(title="Calls signed and verified", show_lines=False)
-    for column in ("OCN", "certificate", "attest", "orig -> dest", "verstat"):
-        table.add_column(column)
-    failures = 0
-    for index, spc in enumerate(_DEMO_SPCS):
-        key, cert = pki.issue(spc)
-        chain_file = _write(directory / f"{spc}-chain.pem", pki.chain_pem(cert))
-        _write(directory / f"{spc}-key.pem", private_key_pem(key), 0o600)
-        console.print(
-            f"[green]issued[/] SHAKEN {spc}: serial {cert.serial_number:x}, "
-            f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC -> {chain_file}"
-        )
-        x5u = f"https://sti-cr.sandbox.invalid/{spc}/{cert.serial_number:x}.pem"
-        orig, dest = f"1215555{index:04d}", "12155550131"
-        iat = int(time.time())
-        claims = ShakenClaims(orig, (dest,), iat, "A", str(uuid.uuid4()))
-        identity = format_identity(sign_passport(claims, key=key, x5u=x5u), x5u)
-        validated = validate_shaken_certificate(
-            load_certificate_chain(chain_file.read_bytes()), trust, now
-        )
-        result = verify_identities(
-            [identity],
-            orig_tn=orig,
-            dest_tns=[dest],
-            now=iat,
-            resolve=_constant(validated),
-        )
-        failures += not result.passed
-        table.add_row(
-            spc, f"SHAKEN {validated.spc}", "A", f"{orig} -> {dest}", result.verstat.value
-        )
-        console.print(f"Identity: {identity}", soft_wrap=True, highlight=False, markup=False)
-    _write(directory / "crl.pem", crl.public_bytes(serialization.Encoding.PEM))
-    _write(directory / "sti-pa.pem", pki.stipa.pem)
-    _write(directory / "intermediate.pem", to_pem([pki.intermediate.certificate]))
-    console.print(table)
-    console.print(
-        f"Files (keys, chains, CRL) are in [bold]{directory}[/]; trust anchors: {anchors}"
-    )
-    return 1 if failures else 0
+    """Get SHAKEN certificates for two OCNs from a local STI-PA + STI-CA, sign a call
+    with each and verify it over HTTPS, showing every step."""
+    directory = _data_dir(data_dir, ctx)
+    config = SandboxConfig(data_dir=directory / "sandbox", port=0)
+    progress = StepProgress({})
+    with progress:
+        progress("sandbox STI-PA + STI-CA started on 127.0.0.1")
+        sandbox = run_sandbox_in_thread(config)
+        sock = bind_socket("127.0.0.1", 0)
+        public_url = f"https://127.0.0.1:{sock.getsockname()[1]}"
+        try:
+            with _open_app(directory, sandbox, public_url) as application:
+                progress(f"STI-CR (x5u repository) started at {public_url}")
+                with _repository(application.database, sandbox, sock):
+                    account = _acquire(application, sandbox, progress)
+                    progress("a call signed with each certificate (STI-AS)")
+                    signer = application.signing_service()
+                    signed = [
+                        (spc, signer.sign(f"1215555{i:04d}", _DEST, "A", entry=f"demo-{spc}"))
+                        for i, spc in enumerate(_DEMO_SPCS)
+                    ]
+                    progress("each call verified: x5u fetched over HTTPS, chain, CRL (STI-VS)")
+                    calls = asyncio.run(_verify(sandbox, signed))
+                    progress.close()
+                    _report(application, account, calls, directory)
+        finally:
+            sock.close()
+            sandbox.stop()
+    return 0 if all(call.result.passed for call in calls) else 1
