@@ -1,0 +1,76 @@
+"""``opensti user add|list``: the people who sign in to the web UI.
+
+The first admin is made here (``opensti user add --role admin NAME``); the password
+comes from a prompt or from stdin, never from the command line (``ps`` would show it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from opensti.cli._app import app, console, err_console, print_json
+from opensti.cli._context import open_app, read_secret
+from opensti.core.errors import InvalidInput
+from opensti.store import Role, Secret, User, create_user
+
+user_app = typer.Typer(help="Web UI users and their roles.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise InvalidInput(f"role {value!r} is not one of {roles}", value=value) from None
+
+
+def _prompt_password() -> Secret:
+    first = typer.prompt("Password", hide_input=True)
+    if typer.prompt("Repeat", hide_input=True) != first:
+        raise InvalidInput("the two passwords differ")
+    return Secret.from_text(first)
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The user name to sign in with.")],
+    role: Annotated[str, typer.Option(help="admin, operator or read-only.")] = "operator",
+    email: Annotated[str | None, typer.Option(help="Contact address.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a user (with --role admin for the first one); asks for the password."""
+    chosen = _role(role)
+    password = (
+        read_secret(from_stdin=True, path=None, what="password")
+        if password_stdin
+        else _prompt_password()
+    )
+    with open_app(ctx) as application, application.database.session() as session:
+        create_user(session, name=name, password=password, role=chosen, email=email)
+    err_console.print(f"user {name} ({chosen.value}) created", highlight=False)
+
+
+@user_app.command("list")
+def user_list(
+    ctx: typer.Context,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every user with role and status."""
+    with open_app(ctx) as application, application.database.read_session() as session:
+        users = [
+            {"name": u.name, "role": u.role.value, "email": u.email, "enabled": u.enabled}
+            for u in session.scalars(select(User).order_by(User.name))
+        ]
+    if json_output:
+        print_json(users)
+        return
+    for user in users:
+        state = "" if user["enabled"] else " (disabled)"
+        console.print(f"{user['name']}  {user['role']}{state}", highlight=False)

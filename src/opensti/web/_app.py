@@ -1,0 +1,93 @@
+"""``create_web(app)``: the web UI as one ASGI app, mounted at ``/`` beside ``/api/v1``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from opensti.web import _pages_auth, _pages_certificates
+from opensti.web._auth import CSRFRefused, Forbidden, SignInRequired, csrf_protect
+from opensti.web._middleware import SecurityHeadersMiddleware, SessionMiddleware, session_key
+from opensti.web._render import redirect, render, templates_env
+
+__all__ = ["create_web", "page_routers"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _secret_key_bytes(app: Any) -> bytes:
+    """The installation's secret key, as configured or as kept in the key file."""
+    settings = app.settings
+    if settings.secret_key is not None:
+        text = settings.secret_key.get_secret_value()
+    else:
+        text = settings.secret_key_file.read_text(encoding="ascii")
+    return hashlib.sha256(text.strip().encode("ascii")).digest()
+
+
+def create_web(app: Any, *, clock: Callable[[], dt.datetime] | None = None) -> FastAPI:
+    """The web UI over an :class:`opensti.app.App` (its database, box and services)."""
+    web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    web.state.backend = app
+    web.state.database = app.database
+    web.state.clock = clock or getattr(app, "clock", None) or _utc_now
+    web.state.templates = templates_env()
+    protected = APIRouter(dependencies=[Depends(csrf_protect)])
+    for router in page_routers():
+        protected.include_router(router)
+    web.include_router(protected)
+    web.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_handlers(web)
+    web.add_middleware(SessionMiddleware, key=session_key(_secret_key_bytes(app)))
+    web.add_middleware(SecurityHeadersMiddleware)
+    return web
+
+
+def page_routers() -> list[APIRouter]:
+    """Every page's router; all are mounted behind the CSRF check."""
+    return [module.router for module in (_pages_auth, _pages_certificates)]
+
+
+def _add_handlers(web: FastAPI) -> None:
+    async def sign_in_required(request: Request, _exc: Exception) -> Response:
+        target = request.url.path if request.method == "GET" else "/"
+        if request.url.query and request.method == "GET":
+            target += "?" + request.url.query
+        return redirect(f"/login?next={_quote(target)}")
+
+    async def forbidden(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Forbidden)
+        return render(
+            request,
+            "error.html",
+            {"title": "Not allowed", "message": f"Your role cannot do this: it {exc}."},
+            status_code=403,
+        )
+
+    async def csrf_refused(_request: Request, _exc: Exception) -> Response:
+        return PlainTextResponse(
+            "The form was out of date or came from another site (CSRF check failed). "
+            "Go back, reload the page and try again.",
+            status_code=403,
+        )
+
+    web.add_exception_handler(SignInRequired, sign_in_required)
+    web.add_exception_handler(Forbidden, forbidden)
+    web.add_exception_handler(CSRFRefused, csrf_refused)
+
+
+def _quote(path: str) -> str:
+    return quote(path, safe="/?=&")

@@ -1,0 +1,199 @@
+"""Certificates: the entries table (main page), adding an entry, one entry's detail with
+its certificates, history, deployment tasks, Renew now and the chain download."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from opensti.core.errors import InvalidInput, NoActiveCertificate, OpenSTIError
+from opensti.lifecycle.deploy import create_deployment_task, run_deployment_tasks
+from opensti.store import (
+    DeploymentTaskKind,
+    Secret,
+    active_certificate,
+    get_entry,
+    list_deployment_tasks,
+)
+from opensti.web._deps import Operator, Viewer, backend
+from opensti.web._forms import checkbox, optional, text, upload
+from opensti.web._render import flash, form_failed, redirect, render
+from opensti.web._views import entry_rows
+
+router = APIRouter()
+
+
+@router.get("/")
+async def certificates(request: Request, user: Viewer) -> Response:
+    with request.app.state.database.read_session() as session:
+        rows = entry_rows(session, request.app.state.clock())
+    return render(request, "certificates.html", {"title": "Certificates", "rows": rows})
+
+
+def _choices(app: Any) -> dict[str, Any]:
+    return {"accounts": app.accounts.list_accounts(), "stipa": app.accounts.list_stipa()}
+
+
+@router.get("/certificates/new")
+async def new_entry_page(request: Request, user: Operator) -> Response:
+    app = backend(request)
+    values = {"request_now": "on"}
+    return render(
+        request,
+        "entry_new.html",
+        {"title": "Add certificate entry", "values": values, **_choices(app)},
+    )
+
+
+@router.post("/certificates/new")
+async def add_entry(request: Request, user: Operator) -> Response:
+    app = backend(request)
+    form = await request.form()
+    context = {"title": "Add certificate entry", **_choices(app)}
+    try:
+        token_file = await upload(form, "token_file", "SPC token file")
+        name = text(form, "name")
+        await run_in_threadpool(
+            app.certificates.add_entry,
+            name=name,
+            spc=text(form, "spc"),
+            acme_account=text(form, "acme_account"),
+            stipa_account_id=optional(form, "stipa_account_id"),
+            crl_url=optional(form, "crl_url"),
+            token_file=token_file,
+            token=optional(form, "token"),
+        )
+    except OpenSTIError as exc:
+        return form_failed(request, "entry_new.html", context, exc, form, "token")
+    flash(request, f"Entry {name} added.")
+    if checkbox(form, "request_now"):
+        await _request(request, app, name)
+    return redirect(f"/certificates/{name}")
+
+
+async def _request(request: Request, app: Any, name: str) -> None:
+    """Get the certificate now; the outcome becomes a notice (and a lifecycle event)."""
+    try:
+        result = await run_in_threadpool(app.certificates.request_certificate, name)
+    except OpenSTIError as exc:
+        flash(request, f"Requesting a certificate for {name} failed: {exc}", "error")
+        return
+    flash(request, f"New certificate for {name} is active (serial {result.certificate.serial}).")
+
+
+@router.get("/certificates/{name}")
+async def entry_page(request: Request, name: str, user: Viewer) -> Response:
+    app = backend(request)
+    try:
+        detail = await run_in_threadpool(app.certificates.show_entry, name, events=50)
+    except OpenSTIError as exc:
+        return _not_found(request, exc)
+    with request.app.state.database.read_session() as session:
+        tasks = list_deployment_tasks(session, get_entry(session, name).id)
+    return render(
+        request,
+        "entry.html",
+        {"title": f"Entry {name}", "detail": detail, "tasks": tasks, "values": {}},
+    )
+
+
+def _not_found(request: Request, exc: OpenSTIError) -> Response:
+    return render(
+        request, "error.html", {"title": "Not found", "message": str(exc)}, status_code=404
+    )
+
+
+@router.post("/certificates/{name}/renew")
+async def renew(request: Request, name: str, user: Operator) -> Response:
+    await _request(request, backend(request), name)
+    return redirect(f"/certificates/{name}")
+
+
+@router.get("/certificates/{name}/chain.pem")
+async def chain(request: Request, name: str, user: Viewer) -> Response:
+    with request.app.state.database.read_session() as session:
+        try:
+            cert = active_certificate(session, get_entry(session, name).id)
+        except OpenSTIError as exc:
+            return _not_found(request, exc)
+    if cert is None or cert.chain_pem is None:
+        return _not_found(request, NoActiveCertificate(f"entry {name!r} has no active certificate"))
+    return Response(
+        cert.chain_pem,
+        media_type="application/pem-certificate-chain",
+        headers={"content-disposition": f'attachment; filename="{name}-chain.pem"'},
+    )
+
+
+def _task_config(kind: str, target: str) -> dict[str, Any]:
+    if not target:
+        raise InvalidInput("say where to deploy: a directory, a command or a webhook URL")
+    if kind == DeploymentTaskKind.DIRECTORY:
+        return {"path": target}
+    if kind == DeploymentTaskKind.SCRIPT:
+        try:
+            return {"command": shlex.split(target)}
+        except ValueError as exc:
+            raise InvalidInput(f"the command does not parse: {exc}") from None
+    return {"url": target}
+
+
+@router.post("/certificates/{name}/tasks")
+async def add_task(request: Request, name: str, user: Operator) -> Response:
+    app = backend(request)
+    form = await request.form()
+    secret = optional(form, "secret")
+    try:
+        config = _task_config(text(form, "kind"), text(form, "target"))
+        with app.database.session() as session:
+            create_deployment_task(
+                session,
+                app.box,
+                name,
+                name=text(form, "task_name"),
+                kind=text(form, "kind"),
+                config=config,
+                secret=None if secret is None else Secret.from_text(secret),
+            )
+    except OpenSTIError as exc:
+        detail = await run_in_threadpool(app.certificates.show_entry, name, events=50)
+        with app.database.read_session() as session:
+            tasks = list_deployment_tasks(session, get_entry(session, name).id)
+        context = {"title": f"Entry {name}", "detail": detail, "tasks": tasks}
+        return form_failed(request, "entry.html", context, exc, form, "secret")
+    flash(request, f"Deployment task {text(form, 'task_name')} added.")
+    return redirect(f"/certificates/{name}#tasks")
+
+
+@router.post("/certificates/{name}/tasks/run")
+async def run_tasks(request: Request, name: str, user: Operator) -> Response:
+    app = backend(request)
+    form = await request.form()
+    only = optional(form, "task")
+    try:
+        with app.database.read_session() as session:
+            entry_id = get_entry(session, name).id
+        results = await run_deployment_tasks(
+            app.database,
+            app.box,
+            entry_id,
+            now=request.app.state.clock(),
+            names=None if only is None else [only],
+            public_base_url=app.settings.public_base_url,
+        )
+    except OpenSTIError as exc:
+        flash(request, f"Deployment not run: {exc}", "error")
+        return redirect(f"/certificates/{name}#tasks")
+    for result in results:
+        if result.ok:
+            flash(request, f"Task {result.task_name}: done.")
+        else:
+            flash(request, f"Task {result.task_name} failed: {result.error}", "error")
+    if not results:
+        flash(request, "No enabled deployment task to run.", "error")
+    return redirect(f"/certificates/{name}#tasks")

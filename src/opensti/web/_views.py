@@ -1,0 +1,86 @@
+"""Read models for the pages: one query per table, shaped as the templates show them.
+
+Reads only; every change goes through the services (``app.accounts``,
+``app.certificates``, ``opensti.lifecycle``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased, joinedload
+
+from opensti.store import Certificate, CertificateEntry, CertificateState
+from opensti.web._health import entry_health
+
+__all__ = ["EntryRow", "entry_rows", "next_renewal"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    name: str
+    spc: str
+    stipa_account_id: str | None
+    acme_account: str
+    ca: str
+    state: str
+    not_after: dt.datetime | None
+    next_renewal: dt.datetime | None
+    last_error: str | None
+    problem: str | None
+    has_token: bool
+
+
+def next_renewal(entry: CertificateEntry, cert: Certificate | None) -> dt.datetime | None:
+    """When the renewal is due: ``renew_before`` (default a third of the life) before expiry."""
+    if cert is None or cert.not_after is None or cert.not_before is None:
+        return None
+    if entry.renew_before is not None:
+        margin = dt.timedelta(seconds=entry.renew_before)
+    else:
+        margin = (cert.not_after - cert.not_before) / 3
+    return cert.not_after - margin
+
+
+def _state(entry: CertificateEntry, cert: Certificate | None) -> str:
+    if not entry.enabled:
+        return "disabled"
+    if entry.failing_since is not None:
+        return "failing"
+    return "active" if cert is not None else "no certificate"
+
+
+def entry_rows(session: Session, now: dt.datetime) -> list[EntryRow]:
+    active = aliased(Certificate)
+    rows = session.execute(
+        select(CertificateEntry, active)
+        .outerjoin(
+            active,
+            (active.entry_id == CertificateEntry.id) & (active.state == CertificateState.ACTIVE),
+        )
+        .options(
+            joinedload(CertificateEntry.acme_account),
+            joinedload(CertificateEntry.stipa_account),
+        )
+        .order_by(CertificateEntry.name)
+    ).all()
+    return [
+        EntryRow(
+            name=entry.name,
+            spc=entry.spc,
+            stipa_account_id=entry.stipa_account.account_id if entry.stipa_account else None,
+            acme_account=entry.acme_account.name,
+            ca=entry.acme_account.ca.name,
+            state=_state(entry, cert),
+            not_after=cert.not_after if cert else None,
+            next_renewal=next_renewal(entry, cert),
+            last_error=entry.last_error,
+            problem=entry_health(entry, cert.not_after if cert else None, now).problem
+            if entry.enabled
+            else None,
+            has_token=entry.spc_token_ciphertext is not None,
+        )
+        for entry, cert in rows
+    ]
