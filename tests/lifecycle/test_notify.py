@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -336,8 +335,6 @@ def test_contacts_are_checked(store: Store) -> None:
         set_contacts(session, ["ok@carrier.example", "evil@x.example\nBcc: a@b.example"])
 
 
-def test_nothing_configured_is_an_input_error(store: Store, tmp_path: Path) -> None:
-    import asyncio
-
+async def test_nothing_configured_is_an_input_error(store: Store) -> None:
     with pytest.raises(InvalidInput, match="no SMTP server"):
-        asyncio.run(Notifier(store.db, store.box).send_test(now=store.pki.now))
+        await Notifier(store.db, store.box).send_test(now=store.pki.now)
