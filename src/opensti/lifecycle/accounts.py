@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import ssl
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -247,6 +248,12 @@ class AccountService:
         """TLS verification for the CA and STI-PA: the configured bundle, else system roots."""
         return str(self.settings.tls_ca_file) if self.settings.tls_ca_file else True
 
+    @property
+    def http_verify(self) -> bool | ssl.SSLContext:
+        """The same for httpx (the STI-PA client), which wants a context, not a path."""
+        path = self.settings.tls_ca_file
+        return ssl.create_default_context(cafile=str(path)) if path else True
+
     def acme_client(self, account: AcmeAccount) -> AcmeClient:
         """A client for a stored account (its CA row loaded)."""
         key = load_private_key(acme_account_key(self.box, account).reveal())
@@ -270,7 +277,7 @@ class AccountService:
             credentials,
             base_url=_stipa_info(row).base_url,
             trust_anchors=self.stipa_trust_anchors(required=False),
-            verify=self.tls_verify,
+            verify=self.http_verify,
             clock=self.clock,
             expected_crl_url=expected_crl_url,
         )

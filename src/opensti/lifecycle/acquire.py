@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -228,7 +229,7 @@ class _StoredToken:
 
     bundle: TokenBundle
     anchors: tuple[x509.Certificate, ...]
-    verify: bool | str
+    verify: bool | ssl.SSLContext
     clock: Clock
 
     def request_token(
@@ -369,7 +370,7 @@ class CertificateService:
         check_token_claims(token, TokenExpectation(tnauthlist, fingerprint), now)
         anchors = self.accounts.stipa_trust_anchors(required=False)
         if anchors:
-            verify_token_issuer(token, token_trust(anchors, verify=self.accounts.tls_verify), now)
+            verify_token_issuer(token, token_trust(anchors, verify=self.accounts.http_verify), now)
 
     def _entry_info(self, session: Session, entry: CertificateEntry) -> EntryInfo:
         active = active_certificate(session, entry.id)
@@ -450,7 +451,7 @@ class CertificateService:
         return _StoredToken(
             TokenBundle(token.reveal_text(), crl_url),
             self.accounts.stipa_trust_anchors(),
-            self.accounts.tls_verify,
+            self.accounts.http_verify,
             self.clock,
         )
 
