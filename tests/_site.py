@@ -80,7 +80,9 @@ def make_site(data_dir: Path, x5u_base: str = "https://127.0.0.1:8443") -> Itera
             create_acme_account(
                 session, box, name="acct", ca="sandbox", key_pem=Secret(private_key_pem(new_key()))
             )
-            entry = create_entry(session, name="main", spc=SPC, acme_account="acct")
+            entry = create_entry(
+                session, name="main", spc=SPC, acme_account="acct", is_default_signer=True
+            )
             certificate = add_certificate(
                 session,
                 box,

@@ -7,7 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests._servers import TLSFiles, make_tls_files
+from tests.api.api_support import mgmt, repository_site, site_dir
 from tests.api.stir_support import Deployment, deployment
+
+__all__ = ["mgmt", "repository_site", "site_dir"]
 
 
 @pytest.fixture(scope="module")

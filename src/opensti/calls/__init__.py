@@ -11,6 +11,7 @@ from opensti.calls._query import (
     CertificateInfo,
     call_dict,
     certificate_info,
+    describe_certificate,
     find_calls,
     list_calls,
 )
@@ -24,6 +25,7 @@ __all__ = (
     "CertificateInfo",
     "call_dict",
     "certificate_info",
+    "describe_certificate",
     "find_calls",
     "keyring_certificates",
     "list_calls",

@@ -27,6 +27,7 @@ __all__ = [
     "CertificateInfo",
     "call_dict",
     "certificate_info",
+    "describe_certificate",
     "find_calls",
     "list_calls",
 ]
@@ -139,7 +140,8 @@ def _leaf(chain_pem: str | None) -> x509.Certificate | None:
         return None
 
 
-def _from_row(row: Certificate, x5u: str | None) -> CertificateInfo:
+def describe_certificate(row: Certificate, x5u: str | None = None) -> CertificateInfo:
+    """Subject, SPC, issuer, validity and fingerprint of one of our certificates."""
     leaf = _leaf(row.chain_pem)
     tnauthlist = tnauthlist_of(leaf) if leaf is not None else None
     return CertificateInfo(
@@ -167,7 +169,7 @@ def certificate_info(session: Session, message: SipMessage) -> CertificateInfo |
             select(Certificate).where(Certificate.x5u_url == message.x5u).limit(1)
         ).first()
     if row is not None:
-        return _from_row(row, message.x5u)
+        return describe_certificate(row, message.x5u)
     return CertificateInfo(x5u=message.x5u) if message.x5u else None
 
 

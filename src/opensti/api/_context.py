@@ -1,0 +1,50 @@
+"""What the routes share: the App, the signing and verification services, the call log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from opensti.app import App
+from opensti.calls import CallLog
+from opensti.signing import SigningService
+from opensti.store import Database
+from opensti.verification import VerificationService
+
+__all__ = ["APIContext", "Context"]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class APIContext:
+    app: App
+    signer: SigningService
+    verifier: VerificationService | None
+    call_log: CallLog | None
+    clock: Callable[[], dt.datetime] = _utc_now
+
+    @property
+    def database(self) -> Database:
+        return self.app.database
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    def reload_signing(self) -> None:
+        """Give the STI-AS the entries' current certificates (after one became active)."""
+        self.signer.keyring.replace(self.app.certificates.signing_entries())
+
+
+def _context(request: Request) -> APIContext:
+    context: APIContext = request.app.state.opensti
+    return context
+
+
+Context = Annotated[APIContext, Depends(_context)]

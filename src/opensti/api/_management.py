@@ -1,0 +1,300 @@
+"""CAs, ACME accounts, STI-PA credentials, certificate entries, certificates, tokens, settings.
+
+Thin over :class:`opensti.lifecycle.accounts.AccountService` and
+:class:`opensti.lifecycle.acquire.CertificateService`: the routes translate bodies,
+and the services do the checking. Handlers are plain functions (run in the thread
+pool) because the services talk to CAs and the STI-PA synchronously.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response, status
+
+from opensti.api._auth import require
+from opensti.api._context import Context
+from opensti.api._models import (
+    AccountImportIn,
+    AccountIn,
+    AccountOut,
+    AcquisitionOut,
+    CAIn,
+    CAOut,
+    CertificateDetailOut,
+    CertificateOut,
+    EntryDetailOut,
+    EntryIn,
+    EntryOut,
+    SettingIn,
+    SettingOut,
+    StiPaIn,
+    StiPaOut,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
+)
+from opensti.calls import describe_certificate
+from opensti.core.errors import InvalidInput, NoActiveCertificate
+from opensti.store import (
+    Role,
+    Secret,
+    active_certificate,
+    create_api_token,
+    get_certificate,
+    get_entry,
+    get_secret_setting,
+    get_setting,
+    list_api_tokens,
+    put_secret_setting,
+    put_setting,
+    revoke_api_token,
+)
+
+__all__ = ["router"]
+
+PEM_CHAIN = "application/pem-certificate-chain"
+
+router = APIRouter()
+ReadOnly = [Depends(require(Role.READ_ONLY))]
+Operator = [Depends(require(Role.OPERATOR))]
+Admin = [Depends(require(Role.ADMIN))]
+Created = status.HTTP_201_CREATED
+
+
+def _secret(value: object) -> Secret | None:
+    reveal = getattr(value, "get_secret_value", None)
+    return None if reveal is None else Secret.from_text(reveal())
+
+
+# -- CAs ------------------------------------------------------------------------------
+
+
+@router.get("/cas", tags=["accounts"], dependencies=ReadOnly)
+def list_cas(ctx: Context) -> list[CAOut]:
+    """Built-in CA profiles and custom CAs."""
+    return [CAOut.model_validate(ca.to_dict()) for ca in ctx.app.accounts.list_cas()]
+
+
+@router.post("/cas", tags=["accounts"], dependencies=Admin, status_code=Created)
+def add_ca(ctx: Context, body: CAIn) -> CAOut:
+    """A custom CA by its ACME directory URL."""
+    fields = body.model_dump(exclude={"name", "directory_url"})
+    info = ctx.app.accounts.add_ca(body.name, body.directory_url, **fields)
+    return CAOut.model_validate(info.to_dict())
+
+
+# -- ACME accounts ---------------------------------------------------------------------
+
+
+@router.get("/accounts", tags=["accounts"], dependencies=ReadOnly)
+def list_accounts(ctx: Context) -> list[AccountOut]:
+    return [AccountOut.model_validate(a.to_dict()) for a in ctx.app.accounts.list_accounts()]
+
+
+@router.get("/accounts/{name}", tags=["accounts"], dependencies=ReadOnly)
+def show_account(ctx: Context, name: str) -> AccountOut:
+    """The account URL, and the thumbprint and fingerprint to give the STI-PA."""
+    return AccountOut.model_validate(ctx.app.accounts.show_account(name).to_dict())
+
+
+@router.post("/accounts", tags=["accounts"], dependencies=Admin, status_code=Created)
+def add_account(ctx: Context, body: AccountIn) -> AccountOut:
+    """Register a new account at the CA (with external account binding when given)."""
+    info = ctx.app.accounts.add_account(
+        body.ca,
+        email=body.email,
+        agree_tos=body.agree_tos,
+        staging=body.staging,
+        eab_kid=body.eab_kid,
+        eab_hmac_key=_secret(body.eab_hmac_key),
+        name=body.name,
+    )
+    return AccountOut.model_validate(info.to_dict())
+
+
+@router.post("/accounts/import", tags=["accounts"], dependencies=Admin, status_code=Created)
+def import_account(ctx: Context, body: AccountImportIn) -> AccountOut:
+    """An account registered elsewhere, found at the CA by its key."""
+    key = _secret(body.key_pem)
+    assert key is not None
+    info = ctx.app.accounts.import_account(
+        body.ca, key, account_url=body.account_url, staging=body.staging, name=body.name
+    )
+    return AccountOut.model_validate(info.to_dict())
+
+
+# -- STI-PA ----------------------------------------------------------------------------
+
+
+@router.get("/stipa", tags=["stipa"], dependencies=ReadOnly)
+def list_stipa(ctx: Context) -> list[StiPaOut]:
+    return [StiPaOut.model_validate(s.to_dict()) for s in ctx.app.accounts.list_stipa()]
+
+
+@router.put("/stipa/{account_id}", tags=["stipa"], dependencies=Admin)
+def set_stipa(ctx: Context, account_id: str, body: StiPaIn) -> StiPaOut:
+    """Create or replace one STI-PA account's API credentials (the password is write-only)."""
+    password = _secret(body.password)
+    assert password is not None
+    info = ctx.app.accounts.set_stipa(
+        account_id=account_id,
+        user_id=body.user_id,
+        password=password,
+        staging=body.staging,
+        base_url=body.base_url,
+    )
+    return StiPaOut.model_validate(info.to_dict())
+
+
+@router.post("/stipa/{account_id}/test", tags=["stipa"], dependencies=Admin)
+def check_stipa(ctx: Context, account_id: str, staging: bool | None = None) -> StiPaOut:
+    """Log in with the stored credentials: 200, or the STI-PA's refusal as a 502."""
+    info = ctx.app.accounts.test_stipa(account_id, staging=staging)
+    return StiPaOut.model_validate(info.to_dict())
+
+
+# -- certificate entries -----------------------------------------------------------------
+
+
+@router.get("/entries", tags=["certificates"], dependencies=ReadOnly)
+def list_entries(ctx: Context) -> list[EntryOut]:
+    return [EntryOut.model_validate(e.to_dict()) for e in ctx.app.certificates.list_entries()]
+
+
+@router.post("/entries", tags=["certificates"], dependencies=Admin, status_code=Created)
+def add_entry(ctx: Context, body: EntryIn) -> EntryOut:
+    """A certificate entry for one SPC, with an STI-PA account or an SPC token brought here."""
+    token_file = _secret(body.token_file)
+    token = _secret(body.token)
+    info = ctx.app.certificates.add_entry(
+        name=body.name,
+        spc=body.spc,
+        acme_account=body.acme_account,
+        stipa_account_id=body.stipa_account_id,
+        crl_url=body.crl_url,
+        token_file=None if token_file is None else token_file.reveal(),
+        token=None if token is None else token.reveal_text(),
+    )
+    return EntryOut.model_validate(info.to_dict())
+
+
+@router.get("/entries/{name}", tags=["certificates"], dependencies=ReadOnly)
+def show_entry(ctx: Context, name: str) -> EntryDetailOut:
+    """The entry, its certificates (newest first) and its recent lifecycle events."""
+    return EntryDetailOut.model_validate(ctx.app.certificates.show_entry(name).to_dict())
+
+
+@router.get("/entries/{name}/certificates", tags=["certificates"], dependencies=ReadOnly)
+def list_entry_certificates(ctx: Context, name: str) -> list[CertificateOut]:
+    detail = ctx.app.certificates.show_entry(name, events=1)
+    return [CertificateOut.model_validate(c.to_dict()) for c in detail.certificates]
+
+
+@router.post("/entries/{name}/request", tags=["certificates"], dependencies=Operator)
+def request_certificate(ctx: Context, name: str) -> AcquisitionOut:
+    """Get a new certificate for the entry now (SPC token, ACME order, validation) and
+    make it the active one; signing uses it from the next call."""
+    result = ctx.app.certificates.request_certificate(name)
+    ctx.reload_signing()
+    return AcquisitionOut.model_validate(result.to_dict())
+
+
+@router.get(
+    "/entries/{name}/chain",
+    tags=["certificates"],
+    dependencies=ReadOnly,
+    response_class=Response,
+    responses={200: {"content": {PEM_CHAIN: {}}}},
+)
+def export_chain(ctx: Context, name: str) -> Response:
+    """The active certificate's chain as PEM (the private key never leaves by the API)."""
+    with ctx.database.read_session() as session:
+        cert = active_certificate(session, get_entry(session, name).id)
+        if cert is None or cert.chain_pem is None:
+            raise NoActiveCertificate(f"entry {name!r} has no active certificate", value=name)
+        return Response(cert.chain_pem, media_type=PEM_CHAIN)
+
+
+# -- certificates ---------------------------------------------------------------------
+
+
+@router.get("/certificates/{certificate_id}", tags=["certificates"], dependencies=ReadOnly)
+def show_certificate(ctx: Context, certificate_id: int) -> CertificateDetailOut:
+    """Subject, SPC, issuer, validity, fingerprint and x5u of one certificate."""
+    with ctx.database.read_session() as session:
+        info = describe_certificate(get_certificate(session, certificate_id))
+    return CertificateDetailOut.model_validate(info.to_dict())
+
+
+@router.get(
+    "/certificates/{certificate_id}/chain.pem",
+    tags=["certificates"],
+    dependencies=ReadOnly,
+    response_class=Response,
+    responses={200: {"content": {PEM_CHAIN: {}}}},
+)
+def certificate_chain(ctx: Context, certificate_id: int) -> Response:
+    with ctx.database.read_session() as session:
+        cert = get_certificate(session, certificate_id)
+        if cert.chain_pem is None:
+            raise NoActiveCertificate(f"certificate {certificate_id} has not been issued yet")
+        return Response(cert.chain_pem, media_type=PEM_CHAIN)
+
+
+# -- API tokens -----------------------------------------------------------------------
+
+
+def _token_out(row: object) -> dict[str, object]:
+    names = ("name", "role", "created_at", "expires_at", "last_used_at", "revoked")
+    return {name: getattr(row, name) for name in names}
+
+
+@router.get("/tokens", tags=["admin"], dependencies=Admin)
+def list_tokens(ctx: Context) -> list[TokenOut]:
+    with ctx.database.read_session() as session:
+        return [TokenOut.model_validate(_token_out(row)) for row in list_api_tokens(session)]
+
+
+@router.post("/tokens", tags=["admin"], dependencies=Admin, status_code=Created)
+def create_token(ctx: Context, body: TokenIn) -> TokenCreated:
+    """A new bearer token; its value is in this response only."""
+    with ctx.database.session() as session:
+        row, value = create_api_token(
+            session, name=body.name, role=body.role, expires_at=body.expires_at
+        )
+        fields = _token_out(row)
+    return TokenCreated.model_validate({**fields, "token": value.reveal_text()})
+
+
+@router.delete("/tokens/{name}", tags=["admin"], dependencies=Admin)
+def revoke_token(ctx: Context, name: str) -> TokenOut:
+    with ctx.database.session() as session:
+        return TokenOut.model_validate(_token_out(revoke_api_token(session, name)))
+
+
+# -- settings -------------------------------------------------------------------------
+
+
+def _setting(ctx: Context, key: str) -> SettingOut:
+    with ctx.database.read_session() as session:
+        value = get_setting(session, key)
+        secret_set = get_secret_setting(session, ctx.app.box, key) is not None
+    return SettingOut(key=key, value=value, secret_set=secret_set)
+
+
+@router.get("/settings/{key}", tags=["admin"], dependencies=Admin)
+def read_setting(ctx: Context, key: str) -> SettingOut:
+    """A setting's value; a secret one only says that it is set."""
+    return _setting(ctx, key)
+
+
+@router.put("/settings/{key}", tags=["admin"], dependencies=Admin)
+def write_setting(ctx: Context, key: str, body: SettingIn) -> SettingOut:
+    if (body.secret is None) == (body.value is None):
+        raise InvalidInput("give a setting either a value or a secret")
+    with ctx.database.session() as session:
+        secret = _secret(body.secret)
+        if secret is not None:
+            put_secret_setting(session, ctx.app.box, key, secret)
+        else:
+            put_setting(session, key, body.value)
+    return _setting(ctx, key)

@@ -1,0 +1,313 @@
+"""Request and response bodies of ``/api/v1``, as the OpenAPI document shows them.
+
+Secrets only ever appear in request models, as :class:`SecretStr` (write-only): no
+response model has a field that could hold an EAB HMAC key, an STI-PA password, a
+private key or an SPC token. Response models are filled from the services' ``to_dict``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from opensti.store import Role
+
+MAX_BATCH = 1000
+
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+Url = Annotated[str, Field(min_length=1, max_length=2048)]
+TN = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- CAs and accounts ---------------------------------------------------------------
+
+
+class CAIn(_Request):
+    name: Name
+    directory_url: Url
+    staging_directory_url: Url | None = None
+    needs_eab: bool = False
+    terms_url: Url | None = None
+    identifier_encoding: str = "padded"
+    tkauth_field: str = "atc"
+    fingerprint_algorithm: str = "jwk_thumbprint"
+    cert_key_is_account_key: bool = False
+    honours_validity: bool = False
+
+
+class CAOut(_Response):
+    name: str
+    kind: str
+    directory_url: str
+    staging_directory_url: str | None
+    needs_eab: bool
+    terms_url: str | None
+    identifier_encoding: str
+    tkauth_field: str
+    fingerprint_algorithm: str
+    cert_key_is_account_key: bool
+    honours_validity: bool
+
+
+class AccountIn(_Request):
+    """Register a new ACME account (the key is made here and never leaves the store)."""
+
+    ca: Name
+    email: Annotated[str, Field(max_length=254)]
+    agree_tos: bool
+    staging: bool = False
+    eab_kid: Annotated[str | None, Field(max_length=256)] = None
+    eab_hmac_key: Annotated[SecretStr | None, Field(max_length=1024)] = None
+    name: Name | None = None
+
+
+class AccountImportIn(_Request):
+    """An account registered elsewhere: its key PEM (write-only) and optional URL."""
+
+    ca: Name
+    key_pem: Annotated[SecretStr, Field(max_length=16384)]
+    account_url: Url | None = None
+    staging: bool = False
+    name: Name | None = None
+
+
+class AccountOut(_Response):
+    name: str
+    ca: str
+    staging: bool
+    email: str | None
+    account_url: str | None
+    thumbprint: str = Field(description="RFC 7638 JWK thumbprint, for the STI-PA portal")
+    fingerprint: str = Field(description="The SPC token fingerprint of the account key")
+    status: str
+    origin: str
+    eab_kid: str | None
+    created_at: dt.datetime
+
+
+class StiPaIn(_Request):
+    user_id: Annotated[str, Field(min_length=1, max_length=1024)]
+    password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+    staging: bool = False
+    base_url: Url | None = None
+
+
+class StiPaOut(_Response):
+    account_id: str
+    environment: str
+    user_id: str
+    base_url: str
+
+
+# -- entries and certificates -------------------------------------------------------
+
+
+class EntryIn(_Request):
+    name: Name
+    spc: Annotated[str, Field(min_length=1, max_length=16)]
+    acme_account: Name
+    stipa_account_id: Annotated[str | None, Field(max_length=16)] = None
+    crl_url: Url | None = None
+    #: An SPC token brought from elsewhere: the JWT, or a token file's content.
+    token: Annotated[SecretStr | None, Field(max_length=65536)] = None
+    token_file: Annotated[SecretStr | None, Field(max_length=65536)] = None
+
+
+class CertificateOut(_Response):
+    id: int
+    entry: str
+    state: str
+    serial: str | None
+    fingerprint: str | None
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    x5u: str | None
+
+
+class CertificateDetailOut(_Response):
+    certificate_id: int | None
+    entry: str | None
+    state: str | None
+    subject: str | None
+    issuer: str | None
+    spc: str | None
+    serial: str | None
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    fingerprint: str | None
+    x5u: str | None
+
+
+class EntryOut(_Response):
+    name: str
+    spc: str
+    acme_account: str
+    ca: str
+    stipa_account_id: str | None
+    crl_url: str | None
+    has_token: bool
+    enabled: bool
+    active: CertificateOut | None
+
+
+class EventOut(_Response):
+    at: dt.datetime
+    step: str
+    outcome: str
+    error: str | None
+    certificate_id: int | None
+
+
+class EntryDetailOut(EntryOut):
+    certificates: list[CertificateOut]
+    events: list[EventOut]
+
+
+class AcquisitionOut(_Response):
+    entry: str
+    spc: str
+    certificate: CertificateOut
+    superseded_id: int | None
+    steps: list[str]
+
+
+# -- tokens and settings ------------------------------------------------------------
+
+
+class TokenIn(_Request):
+    name: Name
+    role: Role
+    expires_at: dt.datetime | None = None
+
+
+class TokenOut(_Response):
+    name: str
+    role: Role
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    revoked: bool
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The bearer token: shown this once, only its hash is kept")
+
+
+class SettingIn(_Request):
+    """Either a JSON ``value`` or a write-only ``secret``."""
+
+    value: Any = None
+    secret: Annotated[SecretStr | None, Field(max_length=16384)] = None
+
+
+class SettingOut(_Response):
+    key: str
+    value: Any
+    secret_set: bool
+
+
+# -- signing and verification -------------------------------------------------------
+
+
+class SignIn(_Request):
+    orig: TN
+    dest: TN | Annotated[list[TN], Field(min_length=1, max_length=64)]
+    attest: Annotated[str | None, Field(max_length=1)] = None
+    origid: Annotated[str | None, Field(max_length=256)] = None
+    entry: Name | None = None
+    call_id: Annotated[str | None, Field(max_length=255)] = None
+    iat: Annotated[int | None, Field(ge=0)] = None
+
+
+class SignOut(_Response):
+    identity: str
+    entry: str
+    x5u: str
+
+
+class VerifyIn(_Request):
+    identity: Annotated[str | None, Field(max_length=16384)] = None
+    identities: Annotated[list[str] | None, Field(max_length=8)] = None
+    from_: TN = Field(alias="from")
+    to: TN | Annotated[list[TN], Field(min_length=1, max_length=64)]
+    now: Annotated[int | None, Field(ge=0)] = None
+    call_id: Annotated[str | None, Field(max_length=255)] = None
+
+
+class VerifyOut(_Response):
+    verstat: str
+    sip_code: int | None
+    reason: str
+    attest: str | None
+    orig: str | None
+    dest: list[str] | None
+    origid: str | None
+    iat: int | None
+    x5u: str | None
+    result_class: str
+
+
+class Problem(_Response):
+    type: str
+    title: str
+    detail: str
+    status: int
+
+
+class SignBatchIn(_Request):
+    requests: Annotated[list[SignIn], Field(max_length=MAX_BATCH)]
+
+
+class SignBatchOut(_Response):
+    results: list[SignOut | Problem]
+
+
+class VerifyBatchIn(_Request):
+    requests: Annotated[list[VerifyIn], Field(max_length=MAX_BATCH)]
+
+
+class VerifyBatchOut(_Response):
+    results: list[VerifyOut | Problem]
+
+
+# -- the call log -------------------------------------------------------------------
+
+
+class CallOut(_Response):
+    id: int
+    at: dt.datetime
+    call_id: str
+    direction: str
+    action: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    attest: str | None
+    verstat: str | None
+    sip_code: int | None
+    reason: str | None
+    certificate_id: int | None
+    x5u: str | None
+
+
+class CallPageOut(_Response):
+    calls: list[CallOut]
+    next_cursor: str | None
+
+
+class CallRecordOut(CallOut):
+    certificate: CertificateDetailOut | None
+
+
+class CallDetailOut(_Response):
+    call_id: str
+    records: list[CallRecordOut]
