@@ -2,11 +2,12 @@
 
 HTTPS only unless allowed, a connect and read timeout and a deadline on the whole
 fetch (redirects included, so a peer that trickles bytes cannot hold a call), a cap
-on the body size, few
-redirects, and no connections to loopback, private or link-local addresses unless
-allowed (an x5u is chosen by whoever signed the call, so it must not reach into our
-own network). The address is checked after resolution and the connection is pinned
-to the checked address, so DNS cannot swap it between the check and the connect.
+on the body size, few redirects, and no connections to loopback, private or
+link-local addresses unless allowed (an x5u is chosen by whoever signed the call,
+so it must not reach into our own network). The address is checked after
+resolution and the connection is pinned to the checked address, so DNS cannot swap
+it between the check and the connect. Proxy variables are ignored for the same
+reason: a proxy would connect on our behalf to an address we never checked.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from opensti.core.errors import BadIdentityInfo
 
 __all__ = ["FetchPolicy", "TLSVerify", "X5UFetcher"]
 
-#: True (the certifi roots), an SSL context, or the path of a CA file or directory.
+#: True (the system trust store, which honours SSL_CERT_FILE/SSL_CERT_DIR), an SSL
+#: context, or the path of a CA file or directory.
 TLSVerify = bool | ssl.SSLContext | str | os.PathLike[str]
 
 _ACCEPTED_TYPES = (
@@ -53,6 +55,8 @@ class FetchPolicy:
 def _ssl_context(verify: TLSVerify) -> ssl.SSLContext | bool:
     # httpx deprecates a CA path as ``verify`` and fails late on a Path object, so
     # paths become a context here, where a bad one is a clear error at construction.
+    if verify is True:
+        return ssl.create_default_context()
     if isinstance(verify, bool | ssl.SSLContext):
         return verify
     path = os.fspath(verify)
@@ -77,6 +81,7 @@ class X5UFetcher:
         self._client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
+            trust_env=False,
             verify=_ssl_context(verify),
             headers={"Accept": "application/pem-certificate-chain, */*;q=0.1"},
         )
