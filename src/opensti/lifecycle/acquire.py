@@ -426,7 +426,11 @@ class CertificateService:
             )
             crl_url = entry.crl_url
         try:
-            anchors = self._ca_anchors(stipa)
+            if stipa is None and self.settings.ca_trust_anchors is None:
+                raise InvalidInput(
+                    "no STI-CA trust list to check the certificate against: set "
+                    "OPENSTI_CA_TRUST_ANCHORS or give the entry an STI-PA account"
+                )
             source = stipa if stored is None else self._stored_source(stored, crl_url)
             assert source is not None  # add_entry requires an STI-PA account or a token
             issued = obtain_certificate(
@@ -437,6 +441,7 @@ class CertificateService:
                 progress=recorder,
             )
             recorder(AcquireStep.VALIDATE)
+            anchors = self._ca_anchors(stipa)
             _check_trusted(issued.chain, anchors, self.clock())
             recorder(AcquireStep.ACTIVATE)
             return self._store(entry_id, name, spc, issued, recorder)
@@ -458,13 +463,9 @@ class CertificateService:
     def _ca_anchors(self, stipa: StiPaClient | None) -> tuple[x509.Certificate, ...]:
         """The STI-CA roots an issued chain must lead to: configured, or the STI-PA's list."""
         path = self.settings.ca_trust_anchors
-        if path is not None:
+        if path is not None or stipa is None:
+            assert path is not None  # request_certificate checked one of them is there
             return load_pem_certificates(path, "STI-CA trust anchors file")
-        if stipa is None:
-            raise InvalidInput(
-                "no STI-CA trust list to check the certificate against: set "
-                "OPENSTI_CA_TRUST_ANCHORS or give the entry an STI-PA account"
-            )
         return tuple(stipa.ca_list())
 
     def _store(
