@@ -14,7 +14,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from opensti.web import _pages_auth, _pages_certificates
+from opensti.web import (
+    _pages_accounts,
+    _pages_auth,
+    _pages_calls,
+    _pages_certificates,
+    _pages_settings,
+    _pages_stipa,
+)
 from opensti.web._auth import CSRFRefused, Forbidden, SignInRequired, csrf_protect
 from opensti.web._middleware import SecurityHeadersMiddleware, SessionMiddleware, session_key
 from opensti.web._render import redirect, render, templates_env
@@ -56,9 +63,19 @@ def create_web(app: Any, *, clock: Callable[[], dt.datetime] | None = None) -> F
     return web
 
 
+_PAGES = (
+    _pages_auth,
+    _pages_certificates,
+    _pages_accounts,
+    _pages_stipa,
+    _pages_calls,
+    _pages_settings,
+)
+
+
 def page_routers() -> list[APIRouter]:
     """Every page's router; all are mounted behind the CSRF check."""
-    return [module.router for module in (_pages_auth, _pages_certificates)]
+    return [module.router for module in _PAGES]
 
 
 def _add_handlers(web: FastAPI) -> None:

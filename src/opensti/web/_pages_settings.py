@@ -1,0 +1,160 @@
+"""Settings: SMTP and the technical contact (with a test email), the notification
+policy, the repository base URL, and API tokens (create shows the value once; revoke)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from fastapi import APIRouter
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from opensti.core.errors import InvalidInput, OpenSTIError
+from opensti.lifecycle.notify import (
+    Notifier,
+    NotifyPolicy,
+    SMTPSecurity,
+    SMTPSettings,
+    SummaryPeriod,
+    get_contacts,
+    get_policy,
+    load_smtp_settings,
+    save_smtp_settings,
+    set_contacts,
+    set_policy,
+)
+from opensti.store import Role, Secret, create_api_token, list_api_tokens, revoke_api_token
+from opensti.web._deps import Admin, backend
+from opensti.web._forms import optional, text
+from opensti.web._render import flash, form_failed, redirect, render
+
+router = APIRouter()
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _context(request: Request) -> dict[str, Any]:
+    app = backend(request)
+    with app.database.read_session() as session:
+        smtp = load_smtp_settings(session, app.box)
+        values: dict[str, Any] = {} if smtp is None else dict(smtp.public())
+        values["contacts"] = ", ".join(get_contacts(session))
+        policy = get_policy(session)
+        tokens = list(list_api_tokens(session))
+    values.update(at_risk_hours=f"{policy.at_risk_hours:g}", summary=str(policy.summary))
+    return {
+        "title": "Settings",
+        "values": {k: "" if v is None else str(v) for k, v in values.items()},
+        "has_password": smtp is not None and smtp.password is not None,
+        "tokens": tokens,
+        "public_base_url": app.settings.public_base_url,
+        "roles": [role.value for role in Role],
+    }
+
+
+@router.get("/settings")
+async def settings_page(request: Request, user: Admin) -> Response:
+    return render(request, "settings.html", _context(request))
+
+
+def _number(form: FormData, name: str, what: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(text(form, name))
+    except ValueError:
+        raise InvalidInput(f"{what} must be a number") from None
+
+
+def _choice(cls: type[_E], value: str, what: str) -> _E:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in cls)
+        raise InvalidInput(f"{what} {value!r} is not one of {choices}") from None
+
+
+def _smtp(form: FormData, previous: SMTPSettings | None) -> SMTPSettings:
+    password = optional(form, "smtp_password")
+    username = optional(form, "username")
+    kept = previous.password if previous is not None and username else None
+    return SMTPSettings(
+        host=text(form, "host"),
+        from_address=text(form, "from_address"),
+        port=_number(form, "port", "the SMTP port", int),
+        security=_choice(SMTPSecurity, text(form, "security") or "starttls", "SMTP security"),
+        username=username,
+        password=Secret.from_text(password) if password else kept,
+    )
+
+
+@router.post("/settings/mail")
+async def save_mail(request: Request, user: Admin) -> Response:
+    app = backend(request)
+    form = await request.form()
+    try:
+        with app.database.session() as session:
+            smtp = _smtp(form, load_smtp_settings(session, app.box))
+            contacts = [a.strip() for a in text(form, "contacts").split(",") if a.strip()]
+            save_smtp_settings(session, app.box, smtp)
+            set_contacts(session, contacts)
+            set_policy(
+                session,
+                NotifyPolicy(
+                    at_risk_hours=_number(form, "at_risk_hours", "the at-risk threshold", float),
+                    summary=_choice(SummaryPeriod, text(form, "summary") or "off", "summary"),
+                ),
+            )
+    except (OpenSTIError, ValueError) as exc:
+        error = exc if isinstance(exc, OpenSTIError) else InvalidInput(str(exc))
+        return form_failed(
+            request, "settings.html", _context(request), error, form, "smtp_password"
+        )
+    flash(request, "Mail and notification settings saved.")
+    return redirect("/settings")
+
+
+@router.post("/settings/mail/test")
+async def test_mail(request: Request, user: Admin) -> Response:
+    app = backend(request)
+    try:
+        sent = await Notifier(app.database, app.box).send_test(now=request.app.state.clock())
+    except OpenSTIError as exc:
+        flash(request, f"Test email not sent: {exc}", "error")
+    else:
+        flash(request, f"Test email sent to {', '.join(sent)}.")
+    return redirect("/settings")
+
+
+@router.post("/settings/tokens")
+async def create_token(request: Request, user: Admin) -> Response:
+    app = backend(request)
+    form = await request.form()
+    try:
+        role = _choice(Role, text(form, "role"), "role")
+        with app.database.session() as session:
+            _, value = create_api_token(
+                session, name=text(form, "token_name"), role=role, user_id=user.id
+            )
+    except ValueError:
+        error = InvalidInput(
+            f"role {text(form, 'role')!r} is not one of admin, operator, read-only"
+        )
+        return form_failed(request, "settings.html", _context(request), error, form)
+    except OpenSTIError as exc:
+        return form_failed(request, "settings.html", _context(request), exc, form)
+    context = {**_context(request), "new_token": value.reveal_text()}
+    context["new_token_name"] = text(form, "token_name")
+    return render(request, "settings.html", context)
+
+
+@router.post("/settings/tokens/{name}/revoke")
+async def revoke_token(request: Request, name: str, user: Admin) -> Response:
+    app = backend(request)
+    try:
+        with app.database.session() as session:
+            revoke_api_token(session, name)
+    except OpenSTIError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"API token {name} revoked.")
+    return redirect("/settings#tokens")

@@ -1,0 +1,234 @@
+"""The pages over the real services and a real sandbox (STI-PA + STI-CA on 127.0.0.1):
+forms, the service's errors in the form with the input kept, limits, the main flows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from opensti.sandbox.config import DEMO_PASSWORD
+from opensti.store import (
+    Role,
+    Secret,
+    SipAction,
+    SipDirection,
+    SipMessage,
+    SipRecord,
+    active_certificate,
+    append_sip_messages,
+    create_user,
+    get_entry,
+)
+from opensti.web import create_web
+from tests.lifecycle.acquire_support import World, world
+from tests.sandbox.conftest import clock, sandbox_factory
+from tests.web.conftest import PASSWORD, csrf, sign_in
+
+__all__ = ["clock", "sandbox_factory", "world"]
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def ui(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    with world.app.database.session() as session:
+        create_user(session, name="oscar", password=Secret.from_text(PASSWORD), role=Role.OPERATOR)
+    transport = httpx.ASGITransport(app=create_web(world.app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        assert (await sign_in(http, "oscar")).status_code == 303
+        yield http
+
+
+async def post(ui: httpx.AsyncClient, page: str, action: str, **data: str) -> httpx.Response:
+    return await ui.post(action, data={**data, "csrf_token": await csrf(ui, page)})
+
+
+async def test_add_account_with_eab_shows_the_thumbprint(
+    ui: httpx.AsyncClient, world: World
+) -> None:
+    world.add_sandbox_ca()
+    kid, key = world.eab()
+    response = await post(
+        ui,
+        "/accounts/new",
+        "/accounts/new",
+        ca="sandbox",
+        email="ops@example.net",
+        agree_tos="on",
+        eab_kid=kid,
+        eab_hmac_key=key.reveal_text(),
+        name="main",
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/accounts/main"
+    page = await ui.get("/accounts/main")
+    info = world.app.accounts.show_account("main")
+    assert f'value="{info.thumbprint}"' in page.text
+    assert f'value="{info.account_url}"' in page.text
+    assert key.reveal_text() not in page.text
+
+
+async def test_account_refusals_are_shown_in_the_form(ui: httpx.AsyncClient, world: World) -> None:
+    world.add_sandbox_ca()
+    before = world.snapshot()
+    no_tos = await post(ui, "/accounts/new", "/accounts/new", ca="sandbox", email="ops@example.net")
+    assert no_tos.status_code == 400
+    assert "agree to the CA&#39;s terms" in no_tos.text
+    bad_key = await post(
+        ui,
+        "/accounts/new",
+        "/accounts/new",
+        ca="sandbox",
+        email="ops@example.net",
+        agree_tos="on",
+        eab_kid="kid-1",
+        eab_hmac_key="not base64url!",
+    )
+    assert bad_key.status_code == 400
+    assert "not base64url" in bad_key.text
+    assert 'value="kid-1"' in bad_key.text  # the input is kept
+    assert "not base64url!" not in bad_key.text.replace("not base64url text", "")  # not the key
+    assert world.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("field", "length", "message"),
+    [("user_id", 256, "STI-PA user id has 256 characters"), ("password", 190, "password has 190")],
+)
+async def test_stipa_limits(
+    ui: httpx.AsyncClient, world: World, field: str, length: int, message: str
+) -> None:
+    data = {"account_id": "123H", "user_id": "demo", "password": DEMO_PASSWORD, field: "x" * length}
+    before = world.snapshot()
+    response = await post(ui, "/stipa", "/stipa", **data)
+    assert response.status_code == 400
+    assert message in response.text
+    assert 'role="alert"' in response.text
+    assert world.snapshot() == before
+
+
+async def test_stipa_set_and_test_connection(ui: httpx.AsyncClient, world: World) -> None:
+    saved = await post(
+        ui,
+        "/stipa",
+        "/stipa",
+        account_id="123h",
+        user_id="demo",
+        password=DEMO_PASSWORD,
+        base_url=world.sandbox.stipa_base_url,
+    )
+    assert saved.status_code == 303
+    page = await ui.get("/stipa")
+    assert "123H" in page.text
+    assert DEMO_PASSWORD not in page.text
+    tested = await post(ui, "/stipa", "/stipa/test", account_id="123H", environment="production")
+    assert tested.status_code == 303
+    assert "signed in at" in (await ui.get("/stipa")).text
+
+
+async def test_wrong_stipa_password_fails_the_test(ui: httpx.AsyncClient, world: World) -> None:
+    world.stipa(password="wrong-password")
+    await post(ui, "/stipa", "/stipa/test", account_id="123H", environment="production")
+    assert "connection failed" in (await ui.get("/stipa")).text
+
+
+async def test_entries_become_active_and_renew(ui: httpx.AsyncClient, world: World) -> None:
+    account = world.ready()
+    for name, spc in (("east", "123H"), ("west", "456J")):
+        response = await post(
+            ui,
+            "/certificates/new",
+            "/certificates/new",
+            name=name,
+            spc=spc,
+            acme_account=account,
+            stipa_account_id="123H",
+            request_now="on",
+        )
+        assert response.status_code == 303
+    main = await ui.get("/")
+    assert main.text.count('class="badge active"') == 2
+    assert "All 2 certificate entries are healthy." in main.text
+    with world.app.database.read_session() as session:
+        first = active_certificate(session, get_entry(session, "east").id)
+    assert first is not None
+    await post(ui, "/certificates/east", "/certificates/east/renew")
+    with world.app.database.read_session() as session:
+        second = active_certificate(session, get_entry(session, "east").id)
+    assert second is not None
+    assert second.id != first.id
+    detail = await ui.get("/certificates/east")
+    assert "superseded" in detail.text
+    chain = await ui.get("/certificates/east/chain.pem")
+    assert chain.text == second.chain_pem
+
+
+async def test_entry_form_keeps_input_on_error(ui: httpx.AsyncClient, world: World) -> None:
+    account = world.ready()
+    response = await post(
+        ui,
+        "/certificates/new",
+        "/certificates/new",
+        name="bad",
+        spc="TOOLONG1",
+        acme_account=account,
+        stipa_account_id="123H",
+    )
+    assert response.status_code == 400
+    assert "is not valid: expected an OCN" in response.text
+    assert 'value="TOOLONG1"' in response.text
+
+
+async def test_entry_without_certificate_is_at_risk(ui: httpx.AsyncClient, world: World) -> None:
+    account = world.ready()
+    world.app.certificates.add_entry(
+        name="pending", spc="123H", acme_account=account, stipa_account_id="123H"
+    )
+    page = await ui.get("/stipa")
+    assert "At risk:" in page.text
+    assert "pending</a> (no active certificate)" in page.text
+
+
+async def test_calls_page_shows_the_signing_certificate(
+    ui: httpx.AsyncClient, world: World
+) -> None:
+    account = world.ready()
+    world.app.certificates.add_entry(
+        name="east", spc="123H", acme_account=account, stipa_account_id="123H"
+    )
+    result = world.app.certificates.request_certificate("east")
+    at = dt.datetime.now(dt.UTC)
+    with world.app.database.session() as session:
+        append_sip_messages(
+            session,
+            [
+                SipRecord(
+                    at=at - dt.timedelta(seconds=i),
+                    direction=SipDirection.OUTBOUND,
+                    action=SipAction.SIGNED,
+                    call_id=f"call-{i}@example.net",
+                    from_tn="12025550100",
+                    to_tn="12025550199",
+                    attest="A",
+                    certificate_id=result.certificate.id,
+                )
+                for i in range(60)
+            ],
+        )
+    first = await ui.get("/calls")
+    assert first.text.count(">Show</a>") == 50
+    assert "Older calls" in first.text
+    filtered = await ui.get("/calls", params={"call_id": "call-7@example.net"})
+    assert filtered.text.count(">Show</a>") == 1
+    with world.app.database.read_session() as session:
+        message_id = session.query(SipMessage.id).filter_by(call_id="call-7@example.net").scalar()
+    shown = await ui.get(f"/calls/{message_id}")
+    assert "123H" in shown.text
+    assert result.certificate.fingerprint in shown.text
+    assert "BEGIN CERTIFICATE" in shown.text
+    bad = await ui.get("/calls", params={"since": "yesterday"})
+    assert bad.status_code == 400
+    assert "is not a date" in bad.text
