@@ -8,13 +8,14 @@ clients trust it by loading :attr:`TLSFiles.root_pem`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import os
 import ssl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "client_env",
     "make_tls_files",
     "serve",
+    "serve_asgi",
 ]
 
 #: Proxy settings that would send a client's request for 127.0.0.1 elsewhere.
@@ -262,3 +264,27 @@ def serve(tls: TLSFiles | None = None) -> Iterator[LocalHTTPServer]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@asynccontextmanager
+async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Run an ASGI app under a real uvicorn on 127.0.0.1; yields its ``http://`` base URL."""
+    import uvicorn
+
+    class _Uvicorn(uvicorn.Server):
+        def install_signal_handlers(self) -> None:
+            """The test runner owns the signals."""
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)
+    server = _Uvicorn(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -3,47 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from opensti.core.certs import load_certificate_chain
-from opensti.repository import RepositoryApp, create_repository_app, x5u_for
+from opensti.repository import create_repository_app, x5u_for
+from tests._servers import serve_asgi
 from tests.lifecycle.lifecycle_support import Store
 
 pytestmark = pytest.mark.integration
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        """The test runner owns the signals."""
-
-
-@asynccontextmanager
-async def _uvicorn(app: RepositoryApp) -> AsyncIterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_serves_old_and_new_chains_over_a_socket(store: Store) -> None:
     entry = store.entry()
     old = store.certificate(entry, days=2)
     app = create_repository_app(store.db, max_age_cap=3600, refresh_interval=0.05)
-    async with _uvicorn(app) as base, httpx.AsyncClient(trust_env=False) as client:
+    async with serve_asgi(app, lifespan="on") as base, httpx.AsyncClient(trust_env=False) as client:
         first = await client.get(x5u_for(old.id, base))
         assert first.status_code == 200
         assert first.headers["cache-control"] == "public, max-age=3600"
