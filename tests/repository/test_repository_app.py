@@ -131,8 +131,20 @@ async def test_revoked_certificate_is_withdrawn(store: Store, app: RepositoryApp
     assert (await _get(app, cert.id)).status_code == 404
 
 
-async def test_pending_certificate_is_not_published(store: Store, app: RepositoryApp) -> None:
+async def test_issued_pending_certificate_is_published_before_activation(
+    store: Store, app: RepositoryApp
+) -> None:
+    # The x5u must answer before the first call is signed with the new certificate.
     cert = store.certificate(store.entry(), activate=False)
+    await app.reload()
+    assert (await _get(app, cert.id)).status_code == 200
+
+
+async def test_failed_certificate_is_not_published(store: Store, app: RepositoryApp) -> None:
+    cert = store.certificate(store.entry(), activate=False)
+    with store.db.session() as session:
+        set_certificate_state(session, cert.id, CertificateState.FAILED, now=store.pki.now)
+    await app.reload()
     assert (await _get(app, cert.id)).status_code == 404
 
 

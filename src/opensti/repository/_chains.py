@@ -1,11 +1,11 @@
 """The published chains, held in memory so that serving one never touches the database.
 
 :class:`PublishedChains` is a snapshot of every certificate the store says is published
-(active or superseded, not yet expired), replaced as a whole on :meth:`reload`. A
-request for an id the snapshot does not know, but newer than any it knows, triggers a
-reload at most once per ``miss_reload_interval``: a certificate another process just
-activated is then served at once, while a scan of made-up ids costs no more than one
-query per interval.
+(active, superseded, or issued and about to become active; not yet expired), replaced
+as a whole on :meth:`reload`. A request for an id the snapshot does not know, but
+newer than any it knows, triggers a reload at most once per ``miss_reload_interval``:
+a certificate another process just activated is then served at once, while a scan of
+made-up ids costs no more than one query per interval.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Collection, Sequence
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from opensti.core.certs import load_certificate_chain
@@ -204,10 +204,18 @@ def pending_certificate(session: Session, entry_id: int) -> Certificate | None:
 
 
 def published_certificates(session: Session, *, now: dt.datetime) -> Sequence[Certificate]:
-    """What the STI-CR serves: active and superseded certificates not yet expired."""
+    """What the STI-CR serves: active and superseded certificates not yet expired, and a
+    pending one once its chain is stored, so its x5u answers before anyone signs with it.
+
+    The reconcile loop stores a chain only after validating it; a chain that fails is
+    marked ``failed`` and never served.
+    """
+    issued_pending = and_(
+        Certificate.state == CertificateState.PENDING, Certificate.chain_pem.is_not(None)
+    )
     return session.scalars(
         select(Certificate)
-        .where(Certificate.state.in_(_PUBLISHED), Certificate.not_after > now)
+        .where(or_(Certificate.state.in_(_PUBLISHED), issued_pending), Certificate.not_after > now)
         .order_by(Certificate.id)
     ).all()
 
