@@ -9,8 +9,9 @@ import pytest
 from tests._servers import TLSFiles, make_tls_files
 from tests.api.api_support import mgmt, repository_site, site_dir
 from tests.api.stir_support import Deployment, deployment
+from tests.sandbox.conftest import clock, sandbox_factory
 
-__all__ = ["mgmt", "repository_site", "site_dir"]
+__all__ = ["clock", "mgmt", "repository_site", "sandbox_factory", "site_dir"]
 
 
 @pytest.fixture(scope="module")
