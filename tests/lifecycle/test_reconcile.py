@@ -1,0 +1,202 @@
+"""The reconcile loop against the real sandbox: first certificate, renewal before expiry
+with the old chain still published, deployment, leases, isolation and clock jumps."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opensti.lifecycle.deploy import create_deployment_task
+from opensti.lifecycle.reconcile import (
+    FlowStep,
+    ReconcilePolicy,
+    backoff_delay,
+    entry_statuses,
+    request_renewal,
+)
+from opensti.store import CertificateState, DeploymentTaskKind, LifecycleEvent, list_events
+from tests.lifecycle.reconcile_support import World, start_world, states
+
+pytestmark = pytest.mark.integration
+
+FULL_FLOW = [
+    FlowStep.PREPARE,
+    FlowStep.SPC_TOKEN,
+    FlowStep.NEW_ORDER,
+    FlowStep.CHALLENGE,
+    FlowStep.FINALIZE,
+    FlowStep.DOWNLOAD,
+    FlowStep.VALIDATE,
+    FlowStep.STORE,
+    FlowStep.PUBLISH,
+    FlowStep.DEPLOY,
+    FlowStep.ACTIVATE,
+]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with start_world(tmp_path) as started:
+        started.add_entries("123H")
+        yield started
+
+
+def _events(world: World, name: str) -> list[LifecycleEvent]:
+    with world.app.database.read_session() as session:
+        entry_id = world.entry(name).id
+        return list(reversed(list_events(session, entry_id, limit=1000)))
+
+
+async def test_first_certificate_then_renewal_before_expiry(world: World, tmp_path: Path) -> None:
+    deploy_dir = tmp_path / "deployed"
+    with world.app.database.session() as session:
+        create_deployment_task(
+            session,
+            world.app.box,
+            "e123H",
+            name="files",
+            kind=DeploymentTaskKind.DIRECTORY,
+            config={"path": str(deploy_dir)},
+        )
+    reconciler = world.reconciler()
+
+    [first] = await reconciler.pass_once()
+    assert first.outcome == "activated"
+    assert list(first.steps) == [step.value for step in FULL_FLOW]
+    old = world.active("e123H")
+    assert old is not None
+    assert old.id == first.certificate_id
+    assert old.x5u_url == f"{world.base_url}/sti-cr/{old.id}.pem"
+    assert world.valid_published("e123H")
+    assert (deploy_dir / "chain.pem").read_text() == old.chain_pem
+
+    # Not due yet: nothing is started.
+    assert await reconciler.pass_once() == []
+
+    # Seven of ten minutes later less than a third of the life is left: renew.
+    world.clock.advance(dt.timedelta(minutes=7))
+    [second] = await reconciler.pass_once()
+    assert second.outcome == "activated"
+    new = world.active("e123H")
+    assert new is not None
+    assert new.id != old.id
+    assert new.not_after > old.not_after
+    assert states(world.certificates("e123H")) == [
+        CertificateState.ACTIVE,
+        CertificateState.SUPERSEDED,
+    ]
+    assert (deploy_dir / "chain.pem").read_text() == new.chain_pem
+
+    # Calls signed a minute ago with the old certificate must still verify.
+    assert old.x5u_url is not None
+    response = world.fetch(old.x5u_url)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pem-certificate-chain"
+    max_age = int(response.headers["cache-control"].rpartition("=")[2])
+    assert 0 < max_age <= (old.not_after - world.clock()).total_seconds()
+    assert world.chain_valid(response.content, "123H", world.clock())
+    assert world.valid_published("e123H")
+
+    # Once the old certificate has expired it is gone; the new one is served.
+    world.clock.advance(dt.timedelta(minutes=3, seconds=30))
+    world.repository.chains.reload()
+    assert world.fetch(old.x5u_url).status_code in (404, 410)
+    assert world.valid_published("e123H")
+
+
+async def test_status_shows_expiry_and_next_renewal(world: World) -> None:
+    policy = ReconcilePolicy()
+    [before] = entry_statuses(world.app.database, policy)
+    assert (before.certificate_id, before.next_renewal) == (None, None)
+    await world.reconciler().pass_once()
+    [after] = entry_statuses(world.app.database, policy, public_base_url=world.base_url)
+    active = world.active("e123H")
+    assert active is not None
+    assert after.certificate_id == active.id
+    assert after.not_after == active.not_after
+    assert after.x5u == active.x5u_url
+    # A third of the lifetime before expiry.
+    lifetime = active.not_after - active.not_before
+    assert after.next_renewal == active.not_after - lifetime / 3
+    assert after.to_dict()["next_renewal"] == after.next_renewal.isoformat()
+
+
+async def test_renewal_on_request_even_when_not_due(world: World) -> None:
+    reconciler = world.reconciler()
+    await reconciler.pass_once()
+    first = world.active("e123H")
+    assert await reconciler.pass_once() == []
+    request_renewal(world.app.database, "e123H")
+    [result] = await reconciler.pass_once()
+    assert result.outcome == "activated"
+    assert result.certificate_id != (first and first.id)
+    # The request is used up.
+    assert await reconciler.pass_once() == []
+
+
+async def test_two_workers_on_one_store_issue_one_certificate(world: World) -> None:
+    world.add_entries("456J", "789K")
+    workers = [world.reconciler(holder=f"worker-{n}") for n in range(3)]
+    results = await asyncio.gather(*(worker.pass_once() for worker in workers))
+    outcomes = sorted(r.outcome for batch in results for r in batch)
+    assert outcomes.count("activated") == 3
+    assert set(outcomes) <= {"activated", "busy", "up-to-date"}
+    for name in ("e123H", "e456J", "e789K"):
+        assert states(world.certificates(name)) == [CertificateState.ACTIVE]
+    assert sorted(world.issued_serials()) == sorted(world.stored_serials())
+
+
+async def test_one_failing_entry_does_not_hold_back_the_others(world: World) -> None:
+    # 999Z is not an SPC of the STI-PA account: its token requests are refused.
+    world.add_entries("999Z", "456J")
+    results = {r.entry: r for r in await world.reconciler().pass_once()}
+    assert results["e999Z"].outcome == "failed"
+    assert "999Z" in (results["e999Z"].error or "")
+    assert results["e123H"].outcome == results["e456J"].outcome == "activated"
+    failing = world.entry("e999Z")
+    assert failing.failure_count == 1
+    assert failing.last_error == results["e999Z"].error
+    failed = [e for e in _events(world, "e999Z") if e.outcome.value == "failed"]
+    assert [e.step for e in failed] == [FlowStep.SPC_TOKEN.value]
+
+
+async def test_backoff_grows_and_a_clock_jump_back_does_not_stall(world: World) -> None:
+    world.sandbox.state.faults.set("ca", "refuse")
+    reconciler = world.reconciler(backoff_max=120)
+    [first] = await reconciler.pass_once()
+    assert first.outcome == "failed"
+    entry = world.entry("e123H")
+    delay = (entry.next_attempt_at - world.clock()).total_seconds()
+    assert 30 * 0.75 - 1 <= delay <= 30
+    assert await reconciler.pass_once() == []  # waiting
+
+    world.clock.advance(dt.timedelta(seconds=31))
+    [second] = await reconciler.pass_once()
+    assert second.outcome == "failed"
+    entry = world.entry("e123H")
+    assert entry.failure_count == 2
+    delay = (entry.next_attempt_at - world.clock()).total_seconds()
+    assert 60 * 0.75 - 1 <= delay <= 60
+
+    # The wall clock goes back four minutes: the deadline is now five minutes away,
+    # beyond any backoff the policy allows (two), so the entry is tried now.
+    world.sandbox.state.faults.set("ca", "ok")
+    world.clock.advance(dt.timedelta(minutes=-4))
+    [third] = await reconciler.pass_once()
+    assert third.outcome == "activated"
+    assert world.entry("e123H").failure_count == 0
+
+
+def test_backoff_is_bounded_with_jitter() -> None:
+    import random
+
+    policy = ReconcilePolicy(backoff_initial=10, backoff_max=100, backoff_jitter=0.5)
+    rng = random.Random(7)
+    delays = [backoff_delay(n, policy, rng) for n in range(1, 40)]
+    assert all(5 <= d <= 10 for d in delays[:1])
+    assert all(50 <= d <= 100 for d in delays[5:])
+    assert len({round(d, 6) for d in delays[5:]}) > 1  # jittered, not a fixed value
