@@ -89,7 +89,7 @@ async def test_account_to_certificate_to_signed_call(flow: tuple[Mgmt, World]) -
     cert_id = issued["certificate"]["id"]
     assert issued["steps"][-1] == "activate"
     detail = await ok(await mgmt.call("GET", "/entries/west", Role.READ_ONLY))
-    assert detail["active"]["id"] == cert_id
+    assert detail["entry"]["active"]["id"] == cert_id
     assert [c["id"] for c in detail["certificates"]] == [cert_id]
     listed = await ok(await mgmt.call("GET", "/entries/west/certificates", Role.READ_ONLY))
     assert [c["state"] for c in listed] == ["active"]

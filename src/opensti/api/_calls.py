@@ -29,10 +29,9 @@ from opensti.api._models import (
     VerifyOut,
 )
 from opensti.api._problems import error_problem
+from opensti.api.stir import _full_identity
 from opensti.calls import MAX_PAGE, call_dict, certificate_info, find_calls, list_calls
 from opensti.core.errors import InvalidInput, NotFound, OpenSTIError
-from opensti.core.identity import format_identity
-from opensti.core.passport import decode_passport
 from opensti.store import Role
 
 __all__ = ["router"]
@@ -64,17 +63,6 @@ def _sign(ctx: APIContext, body: SignIn) -> dict[str, Any]:
     if ctx.call_log is not None:
         ctx.call_log.record_signed(signed, call_id=body.call_id)
     return {"identity": signed.identity, "entry": signed.entry, "x5u": signed.x5u}
-
-
-def _full_identity(value: str) -> str:
-    """A bare PASSporT gets ``;info=<x5u>;alg=ES256;ppt=shaken`` from its own header."""
-    if ";" in value:
-        return value
-    try:
-        x5u = decode_passport(value.strip()).x5u
-    except OpenSTIError:
-        return value  # the verification reports what is wrong with it
-    return format_identity(value.strip(), x5u) if x5u else value
 
 
 def _identities(body: VerifyIn) -> list[str]:

@@ -15,25 +15,21 @@ from opensti.api._context import Context
 from opensti.api._models import (
     AccountImportIn,
     AccountIn,
-    AccountOut,
     AcquisitionOut,
     CAIn,
-    CAOut,
-    CertificateDetailOut,
-    CertificateOut,
-    EntryDetailOut,
     EntryIn,
-    EntryOut,
     SettingIn,
     SettingOut,
     StiPaIn,
-    StiPaOut,
     TokenCreated,
     TokenIn,
     TokenOut,
 )
+from opensti.calls import CertificateInfo as SigningCertificate
 from opensti.calls import describe_certificate
 from opensti.core.errors import InvalidInput, NoActiveCertificate
+from opensti.lifecycle.accounts import AccountInfo, CAInfo, StiPaInfo
+from opensti.lifecycle.acquire import CertificateInfo, EntryDetail, EntryInfo
 from opensti.store import (
     Role,
     Secret,
@@ -69,37 +65,36 @@ def _secret(value: object) -> Secret | None:
 
 
 @router.get("/cas", tags=["accounts"], dependencies=ReadOnly)
-def list_cas(ctx: Context) -> list[CAOut]:
+def list_cas(ctx: Context) -> list[CAInfo]:
     """Built-in CA profiles and custom CAs."""
-    return [CAOut.model_validate(ca.to_dict()) for ca in ctx.app.accounts.list_cas()]
+    return ctx.app.accounts.list_cas()
 
 
 @router.post("/cas", tags=["accounts"], dependencies=Admin, status_code=Created)
-def add_ca(ctx: Context, body: CAIn) -> CAOut:
+def add_ca(ctx: Context, body: CAIn) -> CAInfo:
     """A custom CA by its ACME directory URL."""
     fields = body.model_dump(exclude={"name", "directory_url"})
-    info = ctx.app.accounts.add_ca(body.name, body.directory_url, **fields)
-    return CAOut.model_validate(info.to_dict())
+    return ctx.app.accounts.add_ca(body.name, body.directory_url, **fields)
 
 
 # -- ACME accounts ---------------------------------------------------------------------
 
 
 @router.get("/accounts", tags=["accounts"], dependencies=ReadOnly)
-def list_accounts(ctx: Context) -> list[AccountOut]:
-    return [AccountOut.model_validate(a.to_dict()) for a in ctx.app.accounts.list_accounts()]
+def list_accounts(ctx: Context) -> list[AccountInfo]:
+    return ctx.app.accounts.list_accounts()
 
 
 @router.get("/accounts/{name}", tags=["accounts"], dependencies=ReadOnly)
-def show_account(ctx: Context, name: str) -> AccountOut:
+def show_account(ctx: Context, name: str) -> AccountInfo:
     """The account URL, and the thumbprint and fingerprint to give the STI-PA."""
-    return AccountOut.model_validate(ctx.app.accounts.show_account(name).to_dict())
+    return ctx.app.accounts.show_account(name)
 
 
 @router.post("/accounts", tags=["accounts"], dependencies=Admin, status_code=Created)
-def add_account(ctx: Context, body: AccountIn) -> AccountOut:
+def add_account(ctx: Context, body: AccountIn) -> AccountInfo:
     """Register a new account at the CA (with external account binding when given)."""
-    info = ctx.app.accounts.add_account(
+    return ctx.app.accounts.add_account(
         body.ca,
         email=body.email,
         agree_tos=body.agree_tos,
@@ -108,64 +103,60 @@ def add_account(ctx: Context, body: AccountIn) -> AccountOut:
         eab_hmac_key=_secret(body.eab_hmac_key),
         name=body.name,
     )
-    return AccountOut.model_validate(info.to_dict())
 
 
 @router.post("/accounts/import", tags=["accounts"], dependencies=Admin, status_code=Created)
-def import_account(ctx: Context, body: AccountImportIn) -> AccountOut:
+def import_account(ctx: Context, body: AccountImportIn) -> AccountInfo:
     """An account registered elsewhere, found at the CA by its key."""
     key = _secret(body.key_pem)
     assert key is not None
-    info = ctx.app.accounts.import_account(
+    return ctx.app.accounts.import_account(
         body.ca, key, account_url=body.account_url, staging=body.staging, name=body.name
     )
-    return AccountOut.model_validate(info.to_dict())
 
 
 # -- STI-PA ----------------------------------------------------------------------------
 
 
 @router.get("/stipa", tags=["stipa"], dependencies=ReadOnly)
-def list_stipa(ctx: Context) -> list[StiPaOut]:
-    return [StiPaOut.model_validate(s.to_dict()) for s in ctx.app.accounts.list_stipa()]
+def list_stipa(ctx: Context) -> list[StiPaInfo]:
+    return ctx.app.accounts.list_stipa()
 
 
 @router.put("/stipa/{account_id}", tags=["stipa"], dependencies=Admin)
-def set_stipa(ctx: Context, account_id: str, body: StiPaIn) -> StiPaOut:
+def set_stipa(ctx: Context, account_id: str, body: StiPaIn) -> StiPaInfo:
     """Create or replace one STI-PA account's API credentials (the password is write-only)."""
     password = _secret(body.password)
     assert password is not None
-    info = ctx.app.accounts.set_stipa(
+    return ctx.app.accounts.set_stipa(
         account_id=account_id,
         user_id=body.user_id,
         password=password,
         staging=body.staging,
         base_url=body.base_url,
     )
-    return StiPaOut.model_validate(info.to_dict())
 
 
 @router.post("/stipa/{account_id}/test", tags=["stipa"], dependencies=Admin)
-def check_stipa(ctx: Context, account_id: str, staging: bool | None = None) -> StiPaOut:
+def check_stipa(ctx: Context, account_id: str, staging: bool | None = None) -> StiPaInfo:
     """Log in with the stored credentials: 200, or the STI-PA's refusal as a 502."""
-    info = ctx.app.accounts.test_stipa(account_id, staging=staging)
-    return StiPaOut.model_validate(info.to_dict())
+    return ctx.app.accounts.test_stipa(account_id, staging=staging)
 
 
 # -- certificate entries -----------------------------------------------------------------
 
 
 @router.get("/entries", tags=["certificates"], dependencies=ReadOnly)
-def list_entries(ctx: Context) -> list[EntryOut]:
-    return [EntryOut.model_validate(e.to_dict()) for e in ctx.app.certificates.list_entries()]
+def list_entries(ctx: Context) -> list[EntryInfo]:
+    return ctx.app.certificates.list_entries()
 
 
 @router.post("/entries", tags=["certificates"], dependencies=Admin, status_code=Created)
-def add_entry(ctx: Context, body: EntryIn) -> EntryOut:
+def add_entry(ctx: Context, body: EntryIn) -> EntryInfo:
     """A certificate entry for one SPC, with an STI-PA account or an SPC token brought here."""
     token_file = _secret(body.token_file)
     token = _secret(body.token)
-    info = ctx.app.certificates.add_entry(
+    return ctx.app.certificates.add_entry(
         name=body.name,
         spc=body.spc,
         acme_account=body.acme_account,
@@ -174,19 +165,17 @@ def add_entry(ctx: Context, body: EntryIn) -> EntryOut:
         token_file=None if token_file is None else token_file.reveal(),
         token=None if token is None else token.reveal_text(),
     )
-    return EntryOut.model_validate(info.to_dict())
 
 
 @router.get("/entries/{name}", tags=["certificates"], dependencies=ReadOnly)
-def show_entry(ctx: Context, name: str) -> EntryDetailOut:
+def show_entry(ctx: Context, name: str) -> EntryDetail:
     """The entry, its certificates (newest first) and its recent lifecycle events."""
-    return EntryDetailOut.model_validate(ctx.app.certificates.show_entry(name).to_dict())
+    return ctx.app.certificates.show_entry(name)
 
 
 @router.get("/entries/{name}/certificates", tags=["certificates"], dependencies=ReadOnly)
-def list_entry_certificates(ctx: Context, name: str) -> list[CertificateOut]:
-    detail = ctx.app.certificates.show_entry(name, events=1)
-    return [CertificateOut.model_validate(c.to_dict()) for c in detail.certificates]
+def list_entry_certificates(ctx: Context, name: str) -> list[CertificateInfo]:
+    return ctx.app.certificates.show_entry(name, events=1).certificates
 
 
 @router.post("/entries/{name}/request", tags=["certificates"], dependencies=Operator)
@@ -218,11 +207,10 @@ def export_chain(ctx: Context, name: str) -> Response:
 
 
 @router.get("/certificates/{certificate_id}", tags=["certificates"], dependencies=ReadOnly)
-def show_certificate(ctx: Context, certificate_id: int) -> CertificateDetailOut:
+def show_certificate(ctx: Context, certificate_id: int) -> SigningCertificate:
     """Subject, SPC, issuer, validity, fingerprint and x5u of one certificate."""
     with ctx.database.read_session() as session:
-        info = describe_certificate(get_certificate(session, certificate_id))
-    return CertificateDetailOut.model_validate(info.to_dict())
+        return describe_certificate(get_certificate(session, certificate_id))
 
 
 @router.get(

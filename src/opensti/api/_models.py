@@ -2,7 +2,9 @@
 
 Secrets only ever appear in request models, as :class:`SecretStr` (write-only): no
 response model has a field that could hold an EAB HMAC key, an STI-PA password, a
-private key or an SPC token. Response models are filled from the services' ``to_dict``.
+private key or an SPC token. Responses are the services' own result dataclasses
+(``AccountInfo``, ``EntryInfo``...) where they exist, so the documented shape cannot
+drift from what the services return; the models below cover the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from opensti.calls import CertificateInfo as SigningCertificate
+from opensti.lifecycle.acquire import CertificateInfo
 from opensti.store import Role
 
 MAX_BATCH = 1000
@@ -45,20 +49,6 @@ class CAIn(_Request):
     honours_validity: bool = False
 
 
-class CAOut(_Response):
-    name: str
-    kind: str
-    directory_url: str
-    staging_directory_url: str | None
-    needs_eab: bool
-    terms_url: str | None
-    identifier_encoding: str
-    tkauth_field: str
-    fingerprint_algorithm: str
-    cert_key_is_account_key: bool
-    honours_validity: bool
-
-
 class AccountIn(_Request):
     """Register a new ACME account (the key is made here and never leaves the store)."""
 
@@ -81,32 +71,11 @@ class AccountImportIn(_Request):
     name: Name | None = None
 
 
-class AccountOut(_Response):
-    name: str
-    ca: str
-    staging: bool
-    email: str | None
-    account_url: str | None
-    thumbprint: str = Field(description="RFC 7638 JWK thumbprint, for the STI-PA portal")
-    fingerprint: str = Field(description="The SPC token fingerprint of the account key")
-    status: str
-    origin: str
-    eab_kid: str | None
-    created_at: dt.datetime
-
-
 class StiPaIn(_Request):
     user_id: Annotated[str, Field(min_length=1, max_length=1024)]
     password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
     staging: bool = False
     base_url: Url | None = None
-
-
-class StiPaOut(_Response):
-    account_id: str
-    environment: str
-    user_id: str
-    base_url: str
 
 
 # -- entries and certificates -------------------------------------------------------
@@ -123,60 +92,10 @@ class EntryIn(_Request):
     token_file: Annotated[SecretStr | None, Field(max_length=65536)] = None
 
 
-class CertificateOut(_Response):
-    id: int
-    entry: str
-    state: str
-    serial: str | None
-    fingerprint: str | None
-    not_before: dt.datetime | None
-    not_after: dt.datetime | None
-    x5u: str | None
-
-
-class CertificateDetailOut(_Response):
-    certificate_id: int | None
-    entry: str | None
-    state: str | None
-    subject: str | None
-    issuer: str | None
-    spc: str | None
-    serial: str | None
-    not_before: dt.datetime | None
-    not_after: dt.datetime | None
-    fingerprint: str | None
-    x5u: str | None
-
-
-class EntryOut(_Response):
-    name: str
-    spc: str
-    acme_account: str
-    ca: str
-    stipa_account_id: str | None
-    crl_url: str | None
-    has_token: bool
-    enabled: bool
-    active: CertificateOut | None
-
-
-class EventOut(_Response):
-    at: dt.datetime
-    step: str
-    outcome: str
-    error: str | None
-    certificate_id: int | None
-
-
-class EntryDetailOut(EntryOut):
-    certificates: list[CertificateOut]
-    events: list[EventOut]
-
-
 class AcquisitionOut(_Response):
     entry: str
     spc: str
-    certificate: CertificateOut
+    certificate: CertificateInfo
     superseded_id: int | None
     steps: list[str]
 
@@ -305,7 +224,7 @@ class CallPageOut(_Response):
 
 
 class CallRecordOut(CallOut):
-    certificate: CertificateDetailOut | None
+    certificate: SigningCertificate | None
 
 
 class CallDetailOut(_Response):

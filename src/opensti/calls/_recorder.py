@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -176,60 +177,69 @@ class CallLog:
             self._counts["queued"] += 1
         return True
 
-    def __call__(self, call: CallRecord) -> None:
-        """The SIP redirect server's message-log hook (:data:`opensti.sip.CallLog`)."""
-        direction, action = _DIRECTIONS.get(call.direction, _DIRECTIONS["inbound"])
-        self.record(
+    def _call(
+        self,
+        signed: bool,
+        call_id: str | None,
+        orig: str | None,
+        dest: Sequence[str],
+        *,
+        at: float | None = None,
+        reason: str | None = None,
+        x5u: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """One record, with every text clipped to its column (hostile input is not fatal)."""
+        direction, action = _DIRECTIONS["outbound" if signed else "inbound"]
+        return self.record(
             SipRecord(
-                at=_when(call.time),
+                at=_when(self._clock() if at is None else at),
                 direction=direction,
                 action=action,
-                call_id=call.call_id[:_CALL_ID_MAX],
-                from_tn=_clip(call.orig, _TN_MAX),
-                to_tn=_clip(call.dest[0], _TN_MAX) if call.dest else None,
-                attest=call.attest,
-                verstat=call.verstat,
-                sip_code=call.sip_code,
-                x5u=_clip(call.x5u, _URL_MAX),
+                call_id=(call_id or "")[:_CALL_ID_MAX],
+                from_tn=_clip(orig, _TN_MAX),
+                to_tn=_clip(dest[0], _TN_MAX) if dest else None,
+                reason=_clip(reason, _REASON_MAX),
+                x5u=_clip(x5u, _URL_MAX),
+                **fields,
             )
+        )
+
+    def __call__(self, call: CallRecord) -> None:
+        """The SIP redirect server's message-log hook (:data:`opensti.sip.CallLog`)."""
+        self._call(
+            call.direction == "outbound",
+            call.call_id,
+            call.orig,
+            call.dest,
+            at=call.time,
+            x5u=call.x5u,
+            attest=call.attest,
+            verstat=call.verstat,
+            sip_code=call.sip_code,
         )
 
     def record_signed(self, signed: SignedCall, *, call_id: str | None = None) -> bool:
         """A call the REST API signed."""
-        claims = signed.claims
-        certificate_id = signed.certificate_id
-        return self.record(
-            SipRecord(
-                at=_when(self._clock()),
-                direction=SipDirection.OUTBOUND,
-                action=SipAction.SIGNED,
-                call_id=(call_id or "")[:_CALL_ID_MAX],
-                from_tn=_clip(claims.orig, _TN_MAX),
-                to_tn=_clip(claims.dest[0], _TN_MAX) if claims.dest else None,
-                attest=claims.attest,
-                certificate_id=int(certificate_id)
-                if certificate_id and certificate_id.isdigit()
-                else None,
-                x5u=_clip(signed.x5u, _URL_MAX),
-            )
+        claims, certificate_id = signed.claims, signed.certificate_id
+        return self._call(
+            True,
+            call_id,
+            claims.orig,
+            claims.dest,
+            x5u=signed.x5u,
+            attest=claims.attest,
+            certificate_id=int(certificate_id)
+            if certificate_id and certificate_id.isdigit()
+            else None,
         )
 
     def record_sign_failure(
         self, error: OpenSTIError, orig: str | None, dest: Sequence[str], call_id: str | None
     ) -> bool:
         """A call the REST API could not sign (no entry, no active certificate)."""
-        return self.record(
-            SipRecord(
-                at=_when(self._clock()),
-                direction=SipDirection.OUTBOUND,
-                action=SipAction.SIGNED,
-                call_id=(call_id or "")[:_CALL_ID_MAX],
-                from_tn=_clip(orig, _TN_MAX),
-                to_tn=_clip(dest[0], _TN_MAX) if dest else None,
-                sip_code=sip_service_response(error)[0],
-                reason=_clip(error.message, _REASON_MAX),
-            )
-        )
+        code = sip_service_response(error)[0]
+        return self._call(True, call_id, orig, dest, reason=error.message, sip_code=code)
 
     def record_verified(
         self,
@@ -241,20 +251,16 @@ class CallLog:
     ) -> bool:
         """A call the REST API verified; ``orig``/``dest`` as the request gave them."""
         claims = result.claims
-        return self.record(
-            SipRecord(
-                at=_when(self._clock()),
-                direction=SipDirection.INBOUND,
-                action=SipAction.VERIFIED,
-                call_id=(call_id or "")[:_CALL_ID_MAX],
-                from_tn=_clip(claims.orig if claims else orig, _TN_MAX),
-                to_tn=_clip(dest[0], _TN_MAX) if dest else None,
-                attest=claims.attest if claims else None,
-                verstat=result.verstat.value,
-                sip_code=result.sip_code,
-                reason=_clip(result.reason, _REASON_MAX),
-                x5u=_clip(result.x5u, _URL_MAX),
-            )
+        return self._call(
+            False,
+            call_id,
+            claims.orig if claims else orig,
+            dest,
+            reason=result.reason,
+            x5u=result.x5u,
+            attest=claims.attest if claims else None,
+            verstat=result.verstat.value,
+            sip_code=result.sip_code,
         )
 
     # -- the writer ---------------------------------------------------------------------
