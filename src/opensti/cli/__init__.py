@@ -27,6 +27,7 @@ from opensti.cli import token as _token  # noqa: F401  isort: skip
 from opensti.cli import calls as _calls  # noqa: F401  isort: skip
 from opensti.cli import lifecycle as _lifecycle  # noqa: F401  isort: skip
 from opensti.cli import lifecycle_loop as _lifecycle_loop  # noqa: F401  isort: skip
+from opensti.cli import serve as _serve  # noqa: F401  isort: skip
 from opensti.cli import users as _users  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

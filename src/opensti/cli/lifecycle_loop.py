@@ -32,7 +32,7 @@ from opensti.lifecycle.reconcile import (
     request_renewal,
 )
 
-__all__ = ["PolicyOptions", "build_reconciler", "policy_from", "stop_on_signals"]
+__all__ = ["build_reconciler", "policy_from", "stop_on_signals"]
 
 JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TickOption = Annotated[float, typer.Option(help="Seconds between passes over the entries.")]
@@ -66,10 +66,6 @@ def policy_from(
         attempt_timeout=max(_DEFAULTS.attempt_timeout, lease_ttl),
         concurrency=concurrency,
     )
-
-
-#: The option values that make a policy, in the order :func:`policy_from` takes them.
-PolicyOptions = tuple[float, float, float, float, int]
 
 
 def build_reconciler(

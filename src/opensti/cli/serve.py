@@ -1,0 +1,294 @@
+"""``opensti serve``: one process with the whole service.
+
+One HTTP(S) port carries the STI-CR (``/sti-cr/{id}.pem``, the x5u every verifier
+fetches), the ATIS STIR API for SBCs (``/stir/v1/...``, ``/health``, ``/metrics``),
+and, when installed, the management API (``/api/v1``) and the web UI (``/``). Beside
+it: the SIP redirect server on the ``--sip-listen`` listeners, the reconcile loop
+(unless ``--no-worker``), and a watcher that swaps the signing keyring whenever a
+certificate becomes active, here or on another node. SIGTERM stops everything after
+the steps in flight.
+
+The STI-CR must be HTTPS for real verifiers: give ``--tls-cert``/``--tls-key``. Plain
+HTTP is only accepted on a loopback address, with ``--insecure-http`` (tests, demos).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from opensti.api.stir import create_stir_app
+from opensti.app import App
+from opensti.cli._app import app, console
+from opensti.cli._context import open_app
+from opensti.cli.lifecycle_loop import (
+    BackoffInitialOption,
+    BackoffMaxOption,
+    ConcurrencyOption,
+    LeaseTTLOption,
+    TickOption,
+    WorkerIdOption,
+    build_reconciler,
+    policy_from,
+    stop_on_signals,
+)
+from opensti.core.errors import InvalidInput, UpstreamError
+from opensti.lifecycle.keyring_watch import KeyringWatcher
+from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy
+from opensti.repository import RepositoryApp, create_repository_app
+from opensti.signing import CallSignerAdapter, SigningService
+from opensti.sip import ListenerSpec, SIPServer, SIPServices, parse_listeners
+from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
+
+__all__ = ["Dispatcher", "ServeOptions", "check_front", "run_server"]
+
+Scope = MutableMapping[str, Any]
+ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+_STIR_PATHS = ("/stir/", "/health", "/metrics")
+_log = logging.getLogger(__name__)
+
+_DEFAULTS = ReconcilePolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure_http: bool = False
+    sip_listeners: tuple[ListenerSpec, ...] = ()
+    worker: bool = True
+    policy: ReconcilePolicy = _DEFAULTS
+    worker_id: str | None = None
+
+
+def check_front(options: ServeOptions) -> None:
+    """HTTPS with a certificate and key, or plain HTTP on loopback when asked for."""
+    if (options.tls_cert is None) != (options.tls_key is None):
+        raise InvalidInput("give both --tls-cert and --tls-key")
+    if options.tls_cert is not None:
+        if options.insecure_http:
+            raise InvalidInput("--insecure-http and --tls-cert exclude each other")
+        return
+    if not options.insecure_http:
+        raise InvalidInput(
+            "the STI-CR must be served over HTTPS: give --tls-cert and --tls-key "
+            "(or --insecure-http on a loopback address, for tests and demos)"
+        )
+    if options.host not in _LOOPBACK:
+        raise InvalidInput(
+            f"plain HTTP is only allowed on a loopback address, not {options.host!r}"
+        )
+
+
+class Dispatcher:
+    """Routes by path prefix: STI-CR, STIR API, then the management API and web UI."""
+
+    def __init__(self, repository: ASGI, stir: ASGI, management: ASGI | None) -> None:
+        self.repository = repository
+        self.stir = stir
+        self.management = management
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return
+        path: str = scope["path"]
+        if path.startswith("/sti-cr/"):
+            await self.repository(scope, receive, send)
+        elif path.startswith(_STIR_PATHS) or self.management is None:
+            await self.stir(scope, receive, send)
+        else:
+            await self.management(scope, receive, send)
+
+
+def _management(application: App, signing: SigningService, verifier: Any) -> ASGI | None:
+    """``/api/v1`` and the web UI, when this installation has them."""
+    try:
+        from opensti.api import API_PREFIX, create_api
+    except ImportError:
+        return None
+    api = create_api(application, signer=signing, verifier=verifier)
+    try:
+        from opensti.web import create_web
+    except ImportError:
+        return api
+    web = create_web(application)
+
+    async def route(scope: Scope, receive: Any, send: Any) -> None:
+        target = api if scope["path"].startswith(API_PREFIX) else web
+        await target(scope, receive, send)
+
+    return route
+
+
+async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
+    """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS)."""
+    anchors = application.settings.ca_trust_anchors
+    if anchors is None:
+        _log.warning("no OPENSTI_CA_TRUST_ANCHORS: verification is not offered")
+        return None
+    verify = application.accounts.tls_verify
+    trust = TrustStore(source=anchors, fetch=HTTPGet(verify=verify))
+    fetcher = await stack.enter_async_context(X5UFetcher(FetchPolicy()))
+    return VerificationService(fetcher, trust)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UpstreamError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    return sock
+
+
+def _uvicorn(dispatcher: Dispatcher, options: ServeOptions, log_level: str) -> uvicorn.Server:
+    config: dict[str, Any] = {
+        "lifespan": "off",
+        "log_level": log_level.lower(),
+        "access_log": False,
+    }
+    if options.tls_cert is not None and options.tls_key is not None:
+        config.update(ssl_certfile=str(options.tls_cert), ssl_keyfile=str(options.tls_key))
+    return uvicorn.Server(uvicorn.Config(dispatcher, **config))
+
+
+async def run_server(
+    application: App,
+    options: ServeOptions,
+    stop: asyncio.Event,
+    *,
+    ready: Callable[[tuple[str, int]], None] | None = None,
+) -> None:
+    """Serve until ``stop`` is set; ``ready`` gets the HTTP address once it listens."""
+    check_front(options)
+    settings = application.settings
+    keyring = application.keyring()
+    signing = SigningService(keyring)
+    watcher = KeyringWatcher(
+        application.database, keyring, application.certificates.signing_entries
+    )
+    repository: RepositoryApp = create_repository_app(
+        application.database,
+        max_age_cap=settings.sti_cr_max_age,
+        refresh_interval=settings.sti_cr_refresh_seconds,
+    )
+    async with AsyncExitStack() as stack:
+        verifier = await _verifier(application, stack)
+        dispatcher = Dispatcher(
+            repository,
+            create_stir_app(signing, verifier),
+            _management(application, signing, verifier),
+        )
+        await repository.start()
+        stack.push_async_callback(repository.stop)
+        if options.sip_listeners:
+            services = SIPServices(signer=CallSignerAdapter(signing), verifier=verifier)
+            await stack.enter_async_context(SIPServer(options.sip_listeners, services))
+        sock = _bind(options.host, options.port)
+        server = _uvicorn(dispatcher, options, settings.log_level)
+        tasks = [
+            asyncio.create_task(server.serve(sockets=[sock])),
+            asyncio.create_task(watcher.run(stop)),
+        ]
+        if options.worker:
+            reconciler = build_reconciler(
+                application,
+                options.policy,
+                holder=options.worker_id,
+                hooks=ReconcileHooks(published=repository.reload, activated=watcher.refresh),
+            )
+            tasks.append(asyncio.create_task(reconciler.run(stop)))
+        while not server.started and not tasks[0].done():
+            await asyncio.sleep(0.01)
+        if ready is not None and server.started:
+            ready(sock.getsockname()[:2])
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopped, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopped.cancel()
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+@app.command("serve")
+def serve_command(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address of the HTTP(S) front.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the HTTP(S) front.")] = 8443,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="TLS certificate chain (PEM) for HTTPS.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM) for HTTPS.")] = None,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http", help="Plain HTTP on a loopback address (tests and demos only)."
+        ),
+    ] = False,
+    sip_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="SIP listeners, e.g. udp:0.0.0.0:5060/sign,tcp:0.0.0.0:5061/verify/reject."
+        ),
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run the reconcile loop here.")
+    ] = False,
+    tick: TickOption = _DEFAULTS.tick,
+    backoff_initial: BackoffInitialOption = _DEFAULTS.backoff_initial,
+    backoff_max: BackoffMaxOption = _DEFAULTS.backoff_max,
+    lease_ttl: LeaseTTLOption = _DEFAULTS.lease_ttl,
+    concurrency: ConcurrencyOption = _DEFAULTS.concurrency,
+    worker_id: WorkerIdOption = None,
+) -> None:
+    """Run everything: STI-CR, STIR API, management API and web UI, SIP, renewals."""
+    options = ServeOptions(
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure_http=insecure_http,
+        sip_listeners=tuple(parse_listeners(sip_listen)) if sip_listen else (),
+        worker=not no_worker,
+        policy=policy_from(tick, backoff_initial, backoff_max, lease_ttl, concurrency),
+        worker_id=worker_id,
+    )
+    check_front(options)
+    with open_app(ctx) as application:
+        logging.basicConfig(
+            level=application.settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        asyncio.run(_serve(application, options))
+
+
+async def _serve(application: App, options: ServeOptions) -> None:
+    stop = asyncio.Event()
+    scheme = "https" if options.tls_cert else "http"
+
+    def announce(address: tuple[str, int]) -> None:
+        host, port = address
+        console.print(f"opensti serving on {scheme}://{host}:{port}", highlight=False)
+
+    with stop_on_signals(stop):
+        await run_server(application, options, stop, ready=announce)

@@ -1,0 +1,109 @@
+"""``opensti serve`` as a real subprocess: it gets the certificates, publishes them on
+the STI-CR, signs with them through the STIR API, switches signing to a renewed
+certificate without a restart, and stops cleanly on SIGTERM; plain HTTP is refused
+off loopback."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opensti.core.identity import parse_identity
+from opensti.core.passport import decode_passport
+from opensti.lifecycle.reconcile import request_renewal
+from tests.lifecycle.reconcile_support import World, start_world
+
+pytestmark = pytest.mark.integration
+
+OPENSTI = str(Path(sys.executable).with_name("opensti"))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with start_world(tmp_path, repository=False) as started:
+        started.add_entries("123H")
+        yield started
+
+
+def _wait(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _sign(base_url: str) -> str:
+    body = {
+        "signingRequest": {
+            "orig": {"tn": "12025550100"},
+            "dest": {"tn": ["12025550101"]},
+            "attest": "A",
+            "entry": "e123H",
+        }
+    }
+    response = httpx.post(f"{base_url}/stir/v1/signing", json=body, trust_env=False)
+    assert response.status_code == 200, response.text
+    identity = parse_identity(response.json()["signingResponse"]["identity"])
+    x5u = decode_passport(identity.token).header["x5u"]
+    assert isinstance(x5u, str)
+    return x5u
+
+
+def test_serve_publishes_signs_and_follows_renewals(world: World) -> None:
+    # The world's public base URL names a free port (no STI-CR of its own runs there).
+    port = int(world.base_url.rpartition(":")[2])
+    env = world.env()
+    command = [OPENSTI, "serve", "--insecure-http", f"--port={port}", "--tick=0.2"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline().decode()
+        assert re.search(rf"serving on http://127\.0\.0\.1:{port}", line), line
+        _wait(lambda: world.active("e123H") is not None, 30, "the first certificate")
+        first = world.active("e123H")
+        assert first is not None
+        assert first.x5u_url == f"{world.base_url}/sti-cr/{first.id}.pem"
+        _wait(lambda: world.valid_published("e123H"), 10, "the chain on the STI-CR")
+        assert httpx.get(f"{world.base_url}/health", trust_env=False).status_code == 200
+        _wait(lambda: _sign(world.base_url) == first.x5u_url, 10, "signing with it")
+
+        request_renewal(world.app.database, "e123H")
+        _wait(lambda: world.active("e123H").id != first.id, 30, "the renewal")  # type: ignore[union-attr]
+        second = world.active("e123H")
+        assert second is not None
+        # Signing follows without a restart; the old chain stays published.
+        _wait(lambda: _sign(world.base_url) == second.x5u_url, 10, "signing with the new one")
+        assert first.x5u_url is not None
+        assert httpx.get(first.x5u_url, trust_env=False).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            pytest.fail("opensti serve did not stop on SIGTERM")
+    assert code == 0, server.stderr.read().decode() if server.stderr else ""
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--insecure-http", "--host=0.0.0.0"], "only allowed on a loopback"),
+        ([], "must be served over HTTPS"),
+        (["--tls-cert=/nonexistent.pem"], "both --tls-cert and --tls-key"),
+    ],
+)
+def test_serve_refuses_an_unsafe_front(world: World, options: list[str], message: str) -> None:
+    result = subprocess.run(
+        [OPENSTI, "serve", *options], env=world.env(), capture_output=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
