@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use for real: secsipidx (the third-party STIR/SHAKEN peer),
-# sip-tester (SIPp, a SIP load generator and UAC), openssl (the benchmark baseline).
-DEBIAN_PACKAGES=(secsipidx sip-tester openssl)
+# sip-tester (SIPp, a SIP load generator and UAC), openssl (the benchmark baseline),
+# chromium + chromium-driver (the web UI's browser tests, driven by Playwright).
+DEBIAN_PACKAGES=(secsipidx sip-tester openssl chromium chromium-driver)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
