@@ -4,6 +4,7 @@ serving the web app over an App wired to the sandbox."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -30,7 +31,11 @@ FLAGS = (
     "--disable-sync",
     "--no-first-run",
 )
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to artifacts/ (ignored by git); OPENSTI_SCREENSHOTS=docs/screenshots
+# refreshes the ones the README shows.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / os.environ.get(
+    "OPENSTI_SCREENSHOTS", "artifacts/screenshots"
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
