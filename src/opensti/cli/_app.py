@@ -18,8 +18,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Emoji codes are off: a fingerprint such as "SHA256 ..:EA:AB:69.." contains ":ab:",
+# which Rich would otherwise print as an emoji.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def print_json(value: Any) -> None:
