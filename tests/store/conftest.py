@@ -1,4 +1,5 @@
-"""A migrated SQLite file per test, a secret box, and small builders for rows."""
+"""A migrated database per test (SQLite or PostgreSQL, see tests/conftest.py), a secret
+box, and small builders for rows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -23,22 +27,20 @@ from opensti.store import (
     create_acme_account,
     create_ca,
     create_entry,
+    current_revision,
+    head_revision,
     load_secret_box,
     open_database,
     upgrade,
 )
+from opensti.store._migrate import alembic_config
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "opensti.db"
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{db_path}")
+def db(database_url: str) -> Iterator[Database]:
+    database = open_database(database_url)
     upgrade(database)
     yield database
     database.dispose()
@@ -92,9 +94,33 @@ def row_counts(db: Database) -> dict[str, int]:
         }
 
 
-def db_bytes(db_path: Path) -> bytes:
-    """The database file and its WAL, as someone copying the data dir gets them."""
-    return b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+def db_bytes(db: Database) -> bytes:
+    """What someone copying the database gets: on SQLite the file and its WAL, byte for
+    byte; on PostgreSQL every value of every table."""
+    if db.is_sqlite:
+        path = Path(db.url.database or "")
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    with db.read_session() as session:
+        rows = [
+            value if isinstance(value, bytes) else str(value).encode()
+            for table in Base.metadata.sorted_tables
+            for row in session.execute(select(table))
+            for value in row
+        ]
+    return b"\n".join(rows)
+
+
+def revisions() -> list[str]:
+    """Every shipped revision, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def assert_schema_matches_the_models(database: Database) -> None:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    assert current_revision(database) == head_revision()
 
 
 def race_for_lease(url: str, entry_id: int, workers: int) -> list[str]:

@@ -28,7 +28,7 @@ from opensti.store import (
 from .conftest import NOW, db_bytes, row_counts
 
 
-def test_api_token_is_shown_once_and_stored_hashed(db, db_path) -> None:  # type: ignore[no-untyped-def]
+def test_api_token_is_shown_once_and_stored_hashed(db) -> None:  # type: ignore[no-untyped-def]
     with db.session() as session:
         _, token = create_api_token(session, name="ci", role=Role.OPERATOR)
         create_api_token(
@@ -37,7 +37,7 @@ def test_api_token_is_shown_once_and_stored_hashed(db, db_path) -> None:  # type
     assert token.reveal_text().startswith("osti_")
     assert "osti_" not in repr(token)
     db.dispose()
-    assert token.reveal() not in db_bytes(db_path)
+    assert token.reveal() not in db_bytes(db)
     with db.session() as session:
         found = authenticate_api_token(session, token, now=NOW)
         assert isinstance(found, ApiToken)
@@ -84,7 +84,7 @@ def test_users_and_passwords(db) -> None:  # type: ignore[no-untyped-def]
     assert row_counts(db) == before
 
 
-def test_settings_plain_and_secret(db, box, db_path) -> None:  # type: ignore[no-untyped-def]
+def test_settings_plain_and_secret(db, box) -> None:  # type: ignore[no-untyped-def]
     smtp = {"host": "127.0.0.1", "port": 2525, "starttls": True}
     with db.session() as session:
         put_setting(session, "smtp", smtp)
@@ -104,4 +104,4 @@ def test_settings_plain_and_secret(db, box, db_path) -> None:  # type: ignore[no
         assert get_setting(session, "notify.contact") == "other@carrier.example"
         assert get_setting(session, "smtp") is None
     db.dispose()
-    assert b"mail-pass-123" not in db_bytes(db_path)
+    assert b"mail-pass-123" not in db_bytes(db)

@@ -15,12 +15,14 @@ from opensti.store._database import BUSY_TIMEOUT_MS, normalize_url
 from .conftest import add_ca
 
 
-def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(db) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'wal.db'}")  # SQLite whatever --db-url says
     with db.engine.connect() as connection:
         pragma = connection.exec_driver_sql
         assert pragma("PRAGMA journal_mode").scalar() == "wal"
         assert pragma("PRAGMA foreign_keys").scalar() == 1
         assert pragma("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+    db.dispose()
 
 
 def test_the_data_directory_is_created_private(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -181,11 +180,11 @@ def test_lease_arguments_and_missing_entry(db, box) -> None:  # type: ignore[no-
 
 
 def test_concurrent_workers_on_separate_connections_get_one_lease(
-    db: Database, box: SecretBox, db_path: Path
+    db: Database, box: SecretBox, database_url: str
 ) -> None:
-    """Eight workers, each with its own engine on the same file, race for one entry."""
+    """Eight workers, each with its own engine on the same database, race for one entry."""
     entry = add_entry(db, box)
-    winners = race_for_lease(f"sqlite:///{db_path}", entry.id, 8)
+    winners = race_for_lease(database_url, entry.id, 8)
     assert len(winners) == 1
     with db.read_session() as session:
         assert get_entry_by_id(session, entry.id).lease_holder == winners[0]

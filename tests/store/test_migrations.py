@@ -1,12 +1,11 @@
-"""The shipped migrations build exactly the models' schema, and go back down."""
+"""The shipped migrations build exactly the models' schema, from empty or from any earlier
+revision, and go back down: on SQLite and on PostgreSQL (--db-url)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from setuptools import find_packages
 from sqlalchemy import inspect
 
@@ -21,6 +20,8 @@ from opensti.store import (
 )
 from opensti.store._migrate import MIGRATIONS_DIR
 
+from .conftest import assert_schema_matches_the_models, revisions
+
 
 def _tables(url: str) -> set[str]:
     database = open_database(url)
@@ -30,8 +31,8 @@ def _tables(url: str) -> set[str]:
         database.dispose()
 
 
-def test_upgrade_creates_every_model_table_and_downgrade_removes_them(db_path: Path) -> None:
-    url = f"sqlite:///{db_path}"
+def test_upgrade_creates_every_model_table_and_downgrade_removes_them(database_url: str) -> None:
+    url = database_url
     upgrade(url)
     assert _tables(url) == set(Base.metadata.tables)
     downgrade(url, "base")
@@ -40,21 +41,48 @@ def test_upgrade_creates_every_model_table_and_downgrade_removes_them(db_path: P
     assert _tables(url) == set(Base.metadata.tables)
 
 
-def test_migrated_schema_matches_the_models(db_path: Path) -> None:
-    database = open_database(f"sqlite:///{db_path}")
+def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    database = open_database(database_url)
     upgrade(database)
-    with database.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, Base.metadata) == []
-    assert current_revision(database) == head_revision()
+    assert_schema_matches_the_models(database)
     database.dispose()
 
 
-def test_unknown_revision_is_a_clear_error(db_path: Path) -> None:
+@pytest.mark.parametrize("start", ["base", *revisions()])
+def test_every_earlier_revision_upgrades_to_head(database_url: str, start: str) -> None:
+    """A database left at any revision (or empty) reaches exactly the head schema."""
+    database = open_database(database_url)
+    try:
+        if start != "base":
+            upgrade(database, start)
+        assert current_revision(database) == (None if start == "base" else start)
+        upgrade(database, "head")
+        assert_schema_matches_the_models(database)
+    finally:
+        database.dispose()
+
+
+def test_revisions_walk_up_and_down_one_step_at_a_time(database_url: str) -> None:
+    database = open_database(database_url)
+    try:
+        chain = revisions()
+        assert chain[-1] == head_revision()
+        for revision in chain:
+            upgrade(database, revision)
+            assert current_revision(database) == revision
+        for older in [*reversed(chain[:-1]), None]:
+            downgrade(database, older or "base")
+            assert current_revision(database) == older
+        assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        database.dispose()
+
+
+def test_unknown_revision_is_a_clear_error(database_url: str) -> None:
     from opensti.core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="'nope'"):
-        upgrade(f"sqlite:///{db_path}", "nope")
+        upgrade(database_url, "nope")
 
 
 def test_migrations_are_packages_so_an_install_ships_them() -> None:

@@ -96,7 +96,7 @@ def test_key_from_the_environment_value(tmp_path: Path) -> None:
         load_secret_box(tmp_path, "not base64 at all!")
 
 
-def test_no_plaintext_secret_reaches_the_database_file(db, box, db_path, pki) -> None:  # type: ignore[no-untyped-def]
+def test_no_plaintext_secret_reaches_the_database_file(db, box, pki) -> None:  # type: ignore[no-untyped-def]
     account_key = key_pem()
     eab_key = Secret(b"c2VjcmV0LWVhYi1obWFjLWtleS12YWx1ZS0xMjM0NTY3OA")
     password = Secret.from_text("Pa$$w0rd-'quoted\"-<STIPA>")
@@ -143,7 +143,7 @@ def test_no_plaintext_secret_reaches_the_database_file(db, box, db_path, pki) ->
         )
     db.dispose()
 
-    stored = db_bytes(db_path)
+    stored = db_bytes(db)
     for secret in (account_key, eab_key, password, token, smtp, hook, cert_key_pem):
         value = secret.reveal()
         assert value not in stored
