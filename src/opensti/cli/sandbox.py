@@ -24,7 +24,7 @@ from opensti.sandbox.config import (
     load_providers,
     parse_duration,
 )
-from opensti.sandbox.server import serve
+from opensti.sandbox.server import STIPA_CERT_FILE, TRUST_ANCHORS_FILE, serve
 from opensti.sandbox.state import Sandbox
 
 sandbox_app = typer.Typer(
@@ -104,7 +104,14 @@ def _announce(sandbox: Sandbox, tls_root: Path | None) -> None:
     console.print(f"Trust list:      {urls.ca_list}", highlight=False, soft_wrap=True)
     if tls_root is not None:
         console.print(f"TLS root (trust this): {tls_root}", highlight=False, soft_wrap=True)
-    console.print(f"Data dir: {sandbox.config.data_dir}", highlight=False, soft_wrap=True)
+    data_dir = sandbox.config.data_dir
+    console.print(
+        f"STI-PA certificate: {data_dir / STIPA_CERT_FILE}", highlight=False, soft_wrap=True
+    )
+    console.print(
+        f"Trust anchors: {data_dir / TRUST_ANCHORS_FILE}", highlight=False, soft_wrap=True
+    )
+    console.print(f"Data dir: {data_dir}", highlight=False, soft_wrap=True)
     console.print(f"CA profile: {sandbox.config.profile.name}", highlight=False)
     console.file.flush()
 

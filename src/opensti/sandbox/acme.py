@@ -30,7 +30,7 @@ from starlette.routing import Route
 from opensti.core.errors import InvalidTNAuthList
 from opensti.core.tnauthlist import TNAUTHLIST_OID, TNAuthList
 from opensti.sandbox.jws import FlattenedJWS, b64url_decode, parse_jwk, verify_eab
-from opensti.sandbox.pki import issue_shaken_certificate, to_pem
+from opensti.sandbox.pki import SHAKEN_POLICY_OID, issue_shaken_certificate, to_pem
 from opensti.sandbox.problems import Problem
 from opensti.sandbox.state import Sandbox
 from opensti.sandbox.store import (
@@ -626,7 +626,7 @@ def _issue(
         crl_url=sandbox.urls.crl,
         not_before=not_before,
         not_after=not_after,
-        **({"policy_oid": NON_SHAKEN_POLICY_OID} if sandbox.faults.bad_profile else {}),
+        policy_oid=NON_SHAKEN_POLICY_OID if sandbox.faults.bad_profile else SHAKEN_POLICY_OID,
     )
     record = Certificate(
         account_id=order.account_id,

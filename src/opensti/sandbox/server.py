@@ -178,9 +178,22 @@ class _Prepared:
     tls: TLSFiles | None
 
 
+#: What a client of the sandbox must trust, written to the data dir on every start.
+STIPA_CERT_FILE = "sti-pa.pem"
+TRUST_ANCHORS_FILE = "trust-anchors.pem"
+
+
+def _publish_trust_files(sandbox: Sandbox, data_dir: Path) -> None:
+    """Write the STI-PA certificate (signer of SPC tokens and the CRL) and the trust
+    list (the CA root), as a real STI-PA publishes them for SPs to download."""
+    (data_dir / STIPA_CERT_FILE).write_bytes(sandbox.pki.stipa.pem)
+    (data_dir / TRUST_ANCHORS_FILE).write_bytes(sandbox.pki.root.pem)
+
+
 def _prepare(config: SandboxConfig, clock: Callable[[], dt.datetime]) -> _Prepared:
     sock = bind_socket(config.host, config.port)
     sandbox = Sandbox(config, _base_url(config, sock.getsockname()[1]), clock=clock)
+    _publish_trust_files(sandbox, config.data_dir)
     tls = None if config.http else ensure_tls_files(config.data_dir, clock())
     options: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "access_log": False}
     if tls is not None:
