@@ -1,0 +1,498 @@
+"""One attempt at an entry's next certificate, step by step, resumable after a crash.
+
+    prepare (key, pending row) -> spc-token -> new-order (URL stored) -> tkauth-01
+      -> finalize -> download -> validate (STI-PA trust list, SHAKEN profile)
+      -> store -> publish -> deploy -> activate
+
+The pending certificate row is the flow's memory: its key is stored before the CA is
+asked, its order URL as soon as the CA names it, its chain once validated. An attempt
+killed at any point resumes from that row (the stored order is polled and reused,
+never placed again), so no certificate is issued twice or lost. A chain that fails
+validation marks the row ``failed``: it is never activated nor published. Every step
+is recorded as a :class:`~opensti.store.LifecycleEvent`, a failure against the step
+under way. The caller holds the entry's lease; each step renews it, and stops the
+attempt with :class:`LeaseLost` if another worker took the entry over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from acme import messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.orm import Session
+
+from opensti.acme import AcmeClient, AcmeOrder, shaken_csr
+from opensti.config import Settings
+from opensti.core.certs import CertificateChain, TrustContext, validate_shaken_certificate
+from opensti.core.errors import (
+    AcmeProblem,
+    Conflict,
+    InvalidInput,
+    LeaseLost,
+    OpenSTIError,
+    UpstreamError,
+)
+from opensti.core.passport import load_private_key
+from opensti.core.tnauthlist import TNAuthList
+from opensti.lifecycle.accounts import AccountService, Clock, load_pem_certificates
+from opensti.lifecycle.deploy import run_deployment_tasks
+from opensti.repository import x5u_for
+from opensti.stipa import (
+    DEFAULT_MIN_LIFE,
+    SPCToken,
+    StiPaClient,
+    TokenBundle,
+    TokenExpectation,
+    token_trust,
+    validate_spc_token,
+)
+from opensti.store import (
+    Certificate,
+    CertificateEntry,
+    CertificateState,
+    Database,
+    EventOutcome,
+    Lease,
+    Secret,
+    SecretBox,
+    activate_certificate,
+    certificate_key,
+    create_pending_certificate,
+    delete_setting,
+    entry_spc_token,
+    get_certificate,
+    get_entry_by_id,
+    pending_certificate,
+    record_event,
+    record_issued_chain,
+    renew_lease,
+    set_certificate_state,
+)
+
+__all__ = [
+    "FORCE_PREFIX",
+    "FlowAttempt",
+    "FlowContext",
+    "FlowStep",
+    "IssuedChain",
+    "ReconcileHooks",
+    "run_flow",
+]
+
+#: Setting rows ``lifecycle.force.<entry id>``: renew that entry even if not due.
+FORCE_PREFIX = "lifecycle.force."
+# Problems a CA answers while an order still exists (transient); others mean it is gone.
+_TRANSIENT_PROBLEMS = ("serverInternal", "rateLimited", "badNonce")
+_log = logging.getLogger(__name__)
+
+
+class FlowStep(StrEnum):
+    PREPARE = "prepare"
+    SPC_TOKEN = "spc-token"  # noqa: S105  (a step name)
+    NEW_ORDER = "new-order"
+    RESUME_ORDER = "resume-order"
+    CHALLENGE = "tkauth-01"
+    FINALIZE = "finalize"
+    DOWNLOAD = "download"
+    VALIDATE = "validate"
+    STORE = "store"
+    PUBLISH = "publish"
+    DEPLOY = "deploy"
+    ACTIVATE = "activate"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileHooks:
+    """What the process around the loop wants to hear (``opensti serve`` wires these)."""
+
+    #: A new chain was stored: reload the STI-CR snapshot so it is served at once.
+    published: Callable[[], Awaitable[object]] | None = None
+    #: A certificate became active: refresh the signing keyring.
+    activated: Callable[[int], Awaitable[object]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowContext:
+    """What an attempt works with: the store, the services and the limits."""
+
+    db: Database
+    box: SecretBox
+    settings: Settings
+    accounts: AccountService
+    clock: Clock
+    #: Seconds each step extends the entry's lease by.
+    lease_ttl: float
+    #: How long the CA may take to validate a token or issue a certificate.
+    acme_poll_timeout: float
+    #: Seconds to wait after the n-th failure in a row (the caller's backoff).
+    retry_delay: Callable[[int], float]
+
+
+@dataclass
+class IssuedChain:
+    chain_pem: bytes
+    chain: CertificateChain = field(repr=False)
+    x5u: str | None
+
+
+class FlowAttempt:
+    """The steps of one attempt on one entry; every step method runs in a worker thread."""
+
+    def __init__(self, context: FlowContext, lease: Lease, cancel: threading.Event) -> None:
+        self.ctx = context
+        self.lease = lease
+        self.cancel = cancel
+        self.entry_id = lease.entry_id
+        self.steps: list[str] = []
+        #: The step under way: a failure is recorded against it.
+        self.current = FlowStep.PREPARE
+        self._token: SPCToken | None = None
+        self.certificate_id: int | None = None
+        self._acme: AcmeClient | None = None
+        self._stipa: StiPaClient | None = None
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        return self.ctx.clock()
+
+    def begin(self, step: FlowStep) -> None:
+        self.current = step
+
+    def checkpoint(self) -> None:
+        """Between steps: stop if timed out, and keep the lease (or learn it is lost)."""
+        if self.cancel.is_set():
+            raise UpstreamError("the attempt took longer than its timeout")
+        ttl = dt.timedelta(seconds=self.ctx.lease_ttl)
+        with self.ctx.db.session() as session:
+            lease = renew_lease(session, self.lease, now=self.now(), ttl=ttl)
+        if lease is None:
+            raise LeaseLost(f"lost the lease on entry {self.entry_id}")
+        self.lease = lease
+
+    def record(
+        self,
+        session: Session,
+        step: FlowStep,
+        *,
+        certificate_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.steps.append(step.value)
+        record_event(
+            session,
+            self.entry_id,
+            step.value,
+            EventOutcome.SUCCEEDED,
+            at=self.now(),
+            certificate_id=certificate_id,
+            detail=detail,
+        )
+
+    def done(self, step: FlowStep, certificate_id: int | None = None, **detail: Any) -> None:
+        with self.ctx.db.session() as session:
+            self.record(session, step, certificate_id=certificate_id, detail=detail or None)
+
+    def close(self) -> None:
+        if self._stipa is not None:
+            self._stipa.close()
+
+    # -- clients ----------------------------------------------------------------------
+
+    def _entry(self, session: Session) -> CertificateEntry:
+        return get_entry_by_id(session, self.entry_id)
+
+    def acme(self) -> AcmeClient:
+        if self._acme is None:
+            with self.ctx.db.read_session() as session:
+                account = self._entry(session).acme_account
+                client = self.ctx.accounts.acme_client(account)
+            client._poll_timeout = dt.timedelta(seconds=self.ctx.acme_poll_timeout)
+            self._acme = client
+        return self._acme
+
+    def stipa(self) -> StiPaClient | None:
+        if self._stipa is None:
+            with self.ctx.db.read_session() as session:
+                entry = self._entry(session)
+                if entry.stipa_account is None:
+                    return None
+                self._stipa = self.ctx.accounts.stipa_client(
+                    entry.stipa_account, expected_crl_url=entry.crl_url
+                )
+        return self._stipa
+
+    # -- the steps --------------------------------------------------------------------
+
+    def prepare(self) -> Certificate:
+        """The pending row: resumed if one exists, else a new key stored before any order."""
+        with self.ctx.db.session() as session:
+            pending = pending_certificate(session, self.entry_id)
+            if pending is not None:
+                self.certificate_id = pending.id
+                return pending
+        self.begin(FlowStep.PREPARE)
+        acme = self.acme()
+        key = (
+            acme.key
+            if acme.profile.cert_key_is_account_key
+            else ec.generate_private_key(ec.SECP256R1())
+        )
+        with self.ctx.db.session() as session:
+            pending = create_pending_certificate(
+                session, self.ctx.box, self.entry_id, key_pem=_pem(key), now=self.now()
+            )
+            self.record(session, FlowStep.PREPARE, certificate_id=pending.id)
+            self.certificate_id = pending.id
+            return pending
+
+    def spc_token(self) -> SPCToken:
+        self.begin(FlowStep.SPC_TOKEN)
+        acme = self.acme()
+        with self.ctx.db.read_session() as session:
+            entry = self._entry(session)
+            spc, crl_url = entry.spc, entry.crl_url
+            brought = entry_spc_token(self.ctx.box, entry)
+        tnauthlist = TNAuthList.for_spc(spc)
+        if brought is not None:
+            token = self._brought_token(brought, crl_url, tnauthlist, acme.fingerprint)
+        else:
+            stipa = self.stipa()
+            if stipa is None:
+                raise InvalidInput("the entry has neither an STI-PA account nor an SPC token")
+            padded = acme.profile.padded_identifiers
+            token = stipa.request_token(tnauthlist, acme.fingerprint, padded=padded)
+        self.done(FlowStep.SPC_TOKEN)
+        return token
+
+    def _brought_token(
+        self, token: Secret, crl_url: str | None, tnauthlist: TNAuthList, fingerprint: str
+    ) -> SPCToken:
+        expected = TokenExpectation(tnauthlist, fingerprint, False, DEFAULT_MIN_LIFE)
+        accounts = self.ctx.accounts
+        trust = token_trust(accounts.stipa_trust_anchors(), verify=accounts.tls_verify)
+        return validate_spc_token(
+            TokenBundle(token.reveal_text(), crl_url), expected, trust=trust, now=self.now()
+        )
+
+    def order(self, pending: Certificate) -> AcmeOrder:
+        """The pending row's order: polled if stored, else placed and stored at once."""
+        acme = self.acme()
+        if pending.order_url is not None:
+            self.begin(FlowStep.RESUME_ORDER)
+            try:
+                order = acme.get_order(pending.order_url)
+            except AcmeProblem as exc:
+                if exc.problem_type.rsplit(":", 1)[-1] in _TRANSIENT_PROBLEMS:
+                    raise
+                self._forget_order(pending, str(exc))
+                raise
+            self.done(FlowStep.RESUME_ORDER, pending.id, status=str(order.body.status))
+            if order.body.status == messages.STATUS_INVALID:
+                self._forget_order(pending, "the CA marked the order invalid")
+                raise UpstreamError(f"the CA marked order {order.url} invalid")
+            return order
+        token = self.spc_token()
+        self.checkpoint()
+        self.begin(FlowStep.NEW_ORDER)
+        order = acme.new_order(token.tkvalue)
+        with self.ctx.db.session() as session:
+            row = get_certificate(session, pending.id)
+            row.order_url = order.url
+            self.record(session, FlowStep.NEW_ORDER, certificate_id=pending.id)
+        pending.order_url = order.url
+        self._token = token
+        return order
+
+    def _forget_order(self, pending: Certificate, why: str) -> None:
+        """The CA no longer has a usable order: the next attempt places a new one."""
+        with self.ctx.db.session() as session:
+            get_certificate(session, pending.id).order_url = None
+            record_event(
+                session,
+                self.entry_id,
+                FlowStep.RESUME_ORDER.value,
+                EventOutcome.FAILED,
+                at=self.now(),
+                error=f"order {pending.order_url} abandoned: {why}",
+                certificate_id=pending.id,
+            )
+
+    def challenge(self, pending: Certificate, order: AcmeOrder) -> None:
+        if all(a.body.status == messages.STATUS_VALID for a in order.authorizations):
+            return
+        token = self._token or self.spc_token()
+        self.checkpoint()
+        self.begin(FlowStep.CHALLENGE)
+        self.acme().answer_tkauth(order, token.jwt)
+        self.done(FlowStep.CHALLENGE, pending.id)
+
+    def issue(self, pending: Certificate, order: AcmeOrder) -> IssuedChain:
+        self.begin(FlowStep.FINALIZE)
+        acme = self.acme()
+        with self.ctx.db.read_session() as session:
+            spc = self._entry(session).spc
+            key = load_private_key(certificate_key(self.ctx.box, pending).reveal())
+        csr = shaken_csr(key, TNAuthList.for_spc(spc), organization=self.ctx.settings.organization)
+        body = acme.finalize(order, csr)
+        self.done(FlowStep.FINALIZE, pending.id)
+        self.checkpoint()
+        self.begin(FlowStep.DOWNLOAD)
+        assert body.certificate is not None
+        pem, chain = acme.download_chain(body.certificate)
+        self.done(FlowStep.DOWNLOAD, pending.id, serial=format(chain.leaf.serial_number, "x"))
+        return IssuedChain(pem, chain, getattr(body, "x5u", None))
+
+    def validate_and_store(self, pending: Certificate, issued: IssuedChain) -> Certificate:
+        """Check the chain, then store it; a chain that fails is stored as ``failed``."""
+        self.begin(FlowStep.VALIDATE)
+        try:
+            self._validate(issued.chain)
+        except OpenSTIError as exc:
+            self._store_failed(pending, issued, exc)
+            raise UpstreamError(
+                f"the CA issued a certificate that fails validation: {exc}"
+            ) from None
+        self.done(FlowStep.VALIDATE, pending.id)
+        self.begin(FlowStep.STORE)
+        with self.ctx.db.session() as session:
+            row = get_certificate(session, pending.id)
+            record_issued_chain(session, self.ctx.box, row, issued.chain_pem)
+            base = self.ctx.settings.public_base_url
+            row.x5u_url = x5u_for(row.id, base) if base else issued.x5u
+            self.record(session, FlowStep.STORE, certificate_id=row.id)
+            return row
+
+    def _validate(self, chain: CertificateChain) -> None:
+        with self.ctx.db.read_session() as session:
+            spc = self._entry(session).spc
+        validated = validate_shaken_certificate(
+            chain, TrustContext(anchors=self._ca_anchors()), self.now()
+        )
+        if validated.spc != spc:
+            raise UpstreamError(f"the certificate is for SPC {validated.spc}, not {spc}")
+
+    def _ca_anchors(self) -> tuple[x509.Certificate, ...]:
+        path = self.ctx.settings.ca_trust_anchors
+        if path is not None:
+            return load_pem_certificates(path, "STI-CA trust anchors file")
+        stipa = self.stipa()
+        if stipa is None:
+            raise InvalidInput(
+                "no STI-CA trust list to check certificates against: set "
+                "OPENSTI_CA_TRUST_ANCHORS or give the entry an STI-PA account"
+            )
+        return tuple(stipa.ca_list())
+
+    def _store_failed(self, pending: Certificate, issued: IssuedChain, error: OpenSTIError) -> None:
+        with self.ctx.db.session() as session:
+            row = get_certificate(session, pending.id)
+            with contextlib.suppress(OpenSTIError):
+                # Kept for the audit trail when it fits our key; it is never published.
+                record_issued_chain(session, self.ctx.box, row, issued.chain_pem)
+            set_certificate_state(session, row.id, CertificateState.FAILED, now=self.now())
+
+    def activate(self, certificate_id: int) -> None:
+        self.begin(FlowStep.ACTIVATE)
+        with self.ctx.db.session() as session:
+            activate_certificate(session, certificate_id, now=self.now())
+            entry = self._entry(session)
+            entry.failure_count, entry.failing_since = 0, None
+            entry.last_error, entry.next_attempt_at = None, None
+            delete_setting(session, f"{FORCE_PREFIX}{self.entry_id}")
+            self.record(session, FlowStep.ACTIVATE, certificate_id=certificate_id)
+
+    def expire(self, pending: Certificate) -> None:
+        """An issued certificate that outlived the outage before activation: drop it."""
+        with self.ctx.db.session() as session:
+            set_certificate_state(session, pending.id, CertificateState.EXPIRED, now=self.now())
+
+    def fail(self, error: OpenSTIError) -> None:
+        """Record the failure and set the entry's backoff and failure episode."""
+        now = self.now()
+        with self.ctx.db.session() as session:
+            entry = self._entry(session)
+            entry.failure_count += 1
+            entry.failing_since = entry.failing_since or now
+            entry.last_error = str(error)
+            delay = self.ctx.retry_delay(entry.failure_count)
+            entry.next_attempt_at = now + dt.timedelta(seconds=delay)
+            record_event(
+                session,
+                self.entry_id,
+                self.current.value,
+                EventOutcome.FAILED,
+                at=now,
+                error=str(error),
+                certificate_id=self.certificate_id,
+                detail={"retry_in": round(delay, 1), "failures": entry.failure_count},
+            )
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> Secret:
+    return Secret(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+async def run_flow(a: FlowAttempt, hooks: ReconcileHooks) -> int:
+    """Every missing step, in order, from wherever the pending row stands; returns the
+    id of the certificate made active. Raises the failing step's error (the caller
+    records it with :meth:`FlowAttempt.fail`)."""
+    step = asyncio.to_thread
+    pending = await step(a.prepare)
+    if pending.chain_pem is None:
+        await step(a.checkpoint)
+        order = await step(a.order, pending)
+        await step(a.checkpoint)
+        await step(a.challenge, pending, order)
+        await step(a.checkpoint)
+        issued = await step(a.issue, pending, order)
+        pending = await step(a.validate_and_store, pending, issued)
+    elif pending.not_after is not None and pending.not_after <= a.now():
+        await step(a.expire, pending)
+        raise Conflict(f"certificate {pending.id} expired before it could be activated")
+    await step(a.checkpoint)
+    a.begin(FlowStep.PUBLISH)
+    if hooks.published is not None:
+        await hooks.published()
+    await step(a.done, FlowStep.PUBLISH, pending.id)
+    await _deploy(a, pending.id)
+    await step(a.checkpoint)
+    await step(a.activate, pending.id)
+    if hooks.activated is not None:
+        await hooks.activated(a.entry_id)
+    return pending.id
+
+
+async def _deploy(a: FlowAttempt, certificate_id: int) -> None:
+    """Deployment tasks for the new certificate; a failure is recorded (by the task
+    runner) and retried later, and never holds back the activation."""
+    try:
+        await run_deployment_tasks(
+            a.ctx.db,
+            a.ctx.box,
+            a.entry_id,
+            now=a.now(),
+            certificate_id=certificate_id,
+            only_pending=True,
+            public_base_url=a.ctx.settings.public_base_url,
+        )
+    except OpenSTIError as exc:
+        _log.warning("entry %d: deployment tasks not run: %s", a.entry_id, exc)
+    a.steps.append(FlowStep.DEPLOY.value)
