@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from opensti.api import create_api
 from opensti.lifecycle.deploy import create_deployment_task
 from opensti.lifecycle.reconcile import (
     FlowStep,
@@ -18,7 +21,8 @@ from opensti.lifecycle.reconcile import (
     entry_statuses,
     request_renewal,
 )
-from opensti.store import CertificateState, DeploymentTaskKind, LifecycleEvent, list_events
+from opensti.store import CertificateState, DeploymentTaskKind, LifecycleEvent, Role, list_events
+from tests.api.api_support import add_tokens
 from tests.lifecycle.reconcile_support import World, start_world, states
 
 pytestmark = pytest.mark.integration
@@ -192,11 +196,41 @@ async def test_backoff_grows_and_a_clock_jump_back_does_not_stall(world: World) 
 
 
 def test_backoff_is_bounded_with_jitter() -> None:
-    import random
-
     policy = ReconcilePolicy(backoff_initial=10, backoff_max=100, backoff_jitter=0.5)
     rng = random.Random(7)
     delays = [backoff_delay(n, policy, rng) for n in range(1, 40)]
     assert all(5 <= d <= 10 for d in delays[:1])
     assert all(50 <= d <= 100 for d in delays[5:])
     assert len({round(d, 6) for d in delays[5:]}) > 1  # jittered, not a fixed value
+
+
+async def test_rest_status_and_renew(world: World) -> None:
+    tokens = add_tokens(world.app)
+    transport = httpx.ASGITransport(app=create_api(world.app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+
+        def auth(role: Role) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tokens[role]}"}
+
+        status = await client.get("/api/v1/lifecycle/status", headers=auth(Role.READ_ONLY))
+        assert status.status_code == 200
+        assert [s["name"] for s in status.json()] == ["e123H"]
+        assert status.json()[0]["certificate_id"] is None
+        refused = await client.post("/api/v1/entries/e123H/renew", headers=auth(Role.READ_ONLY))
+        assert refused.status_code == 403
+        renewed = await client.post(
+            "/api/v1/entries/e123H/renew", params={"now": "true"}, headers=auth(Role.OPERATOR)
+        )
+        assert renewed.status_code == 200, renewed.text
+        assert renewed.json()["outcome"] == "activated"
+        active = world.active("e123H")
+        assert active is not None
+        assert renewed.json()["certificate_id"] == active.id
+        queued = await client.post("/api/v1/entries/e123H/renew", headers=auth(Role.OPERATOR))
+        assert queued.json() == {"entry": "e123H", "outcome": "requested"}
+        [row] = (await client.get("/api/v1/lifecycle/status", headers=auth(Role.READ_ONLY))).json()
+        assert row["certificate_id"] == active.id
+        assert row["next_renewal"] is not None
+    # The queued request is taken by the loop at its next pass.
+    [result] = await world.reconciler().pass_once()
+    assert result.outcome == "activated"

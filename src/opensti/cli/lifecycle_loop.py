@@ -16,23 +16,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from opensti.app import App
 from opensti.cli._app import app, console, print_json
 from opensti.cli._context import open_app
 from opensti.cli.cert import cert_app
 from opensti.core.errors import UpstreamError
-from opensti.lifecycle.notify import Notifier
 from opensti.lifecycle.reconcile import (
     AttemptResult,
     EntryStatus,
-    ReconcileHooks,
     ReconcilePolicy,
     Reconciler,
     entry_statuses,
+    reconciler_for,
     request_renewal,
 )
 
-__all__ = ["build_reconciler", "policy_from", "stop_on_signals"]
+__all__ = ["policy_from", "stop_on_signals"]
 
 JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TickOption = Annotated[float, typer.Option(help="Seconds between passes over the entries.")]
@@ -65,25 +63,6 @@ def policy_from(
         lease_ttl=lease_ttl,
         attempt_timeout=max(_DEFAULTS.attempt_timeout, lease_ttl),
         concurrency=concurrency,
-    )
-
-
-def build_reconciler(
-    application: App,
-    policy: ReconcilePolicy,
-    *,
-    holder: str | None = None,
-    hooks: ReconcileHooks | None = None,
-) -> Reconciler:
-    return Reconciler(
-        application.database,
-        application.box,
-        application.settings,
-        application.accounts,
-        policy=policy,
-        notifier=Notifier(application.database, application.box),
-        hooks=hooks,
-        holder=holder,
     )
 
 
@@ -122,7 +101,7 @@ def worker_command(
     policy = policy_from(tick, backoff_initial, backoff_max, lease_ttl, concurrency)
     with open_app(ctx) as application:
         _configure_logging(application.settings.log_level)
-        reconciler = build_reconciler(application, policy, holder=worker_id)
+        reconciler = reconciler_for(application, policy, holder=worker_id)
         if once:
             results = asyncio.run(reconciler.pass_once())
             _print_results(results)
@@ -206,7 +185,7 @@ def cert_renew(
             else:
                 console.print(message, highlight=False, markup=False)
             return
-        reconciler = build_reconciler(application, _DEFAULTS)
+        reconciler = reconciler_for(application, _DEFAULTS)
         result = asyncio.run(reconciler.reconcile(name, force=True))
     if json_output:
         print_json(result.to_dict())

@@ -38,13 +38,12 @@ from opensti.cli.lifecycle_loop import (
     LeaseTTLOption,
     TickOption,
     WorkerIdOption,
-    build_reconciler,
     policy_from,
     stop_on_signals,
 )
 from opensti.core.errors import InvalidInput, UpstreamError
 from opensti.lifecycle.keyring_watch import KeyringWatcher
-from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy
+from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.signing import CallSignerAdapter, SigningService
 from opensti.sip import ListenerSpec, SIPServer, SIPServices, parse_listeners
@@ -209,7 +208,7 @@ async def run_server(
             asyncio.create_task(watcher.run(stop)),
         ]
         if options.worker:
-            reconciler = build_reconciler(
+            reconciler = reconciler_for(
                 application,
                 options.policy,
                 holder=options.worker_id,

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,7 @@ __all__ = [
     "backoff_delay",
     "default_holder",
     "entry_statuses",
+    "reconciler_for",
     "renew_before",
     "request_renewal",
 ]
@@ -444,3 +445,36 @@ class Reconciler:
         finally:
             await asyncio.to_thread(attempt.close)
         return AttemptResult(name, "activated", certificate_id, steps=tuple(attempt.steps))
+
+
+class _Services(Protocol):
+    """What :func:`reconciler_for` needs of the application (:class:`opensti.app.App`)."""
+
+    @property
+    def database(self) -> Database: ...
+    @property
+    def box(self) -> SecretBox: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def accounts(self) -> AccountService: ...
+
+
+def reconciler_for(
+    application: _Services,
+    policy: ReconcilePolicy | None = None,
+    *,
+    holder: str | None = None,
+    hooks: ReconcileHooks | None = None,
+) -> Reconciler:
+    """The loop over an application's store, emailing the contact through its settings."""
+    return Reconciler(
+        application.database,
+        application.box,
+        application.settings,
+        application.accounts,
+        policy=policy,
+        notifier=Notifier(application.database, application.box),
+        hooks=hooks,
+        holder=holder,
+    )
