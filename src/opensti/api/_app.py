@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, FastAPI
 
 from opensti import __version__
-from opensti.api import _calls, _management
+from opensti.api import _calls, _lifecycle, _management
 from opensti.api._context import APIContext, _utc_now
 from opensti.api._problems import install_problem_handlers
 from opensti.app import App
@@ -65,5 +65,6 @@ def create_api(
     v1 = APIRouter(prefix=API_PREFIX)
     v1.include_router(_management.router)
     v1.include_router(_calls.router)
+    v1.include_router(_lifecycle.router)
     api.include_router(v1)
     return api
