@@ -234,3 +234,37 @@ async def test_rest_status_and_renew(world: World) -> None:
     # The queued request is taken by the loop at its next pass.
     [result] = await world.reconciler().pass_once()
     assert result.outcome == "activated"
+
+
+async def test_failed_deployment_never_holds_back_activation_and_is_retried(
+    world: World, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the task wants a directory")
+    with world.app.database.session() as session:
+        create_deployment_task(
+            session,
+            world.app.box,
+            "e123H",
+            name="files",
+            kind=DeploymentTaskKind.DIRECTORY,
+            config={"path": str(blocker / "out")},
+        )
+    reconciler = world.reconciler(backoff_initial=0.01, backoff_max=0.05)
+    [first] = await reconciler.pass_once()
+    assert first.outcome == "activated"
+    active = world.active("e123H")
+    assert active is not None
+    deploys = [e for e in _events(world, "e123H") if e.step == FlowStep.DEPLOY.value]
+    assert [e.outcome.value for e in deploys] == ["failed"]
+    assert world.entry("e123H").failing_since is None  # the certificate itself is fine
+
+    [retry] = await reconciler.pass_once()
+    assert retry.outcome == "deploy-failed"
+    blocker.unlink()
+    await asyncio.sleep(0.1)  # past the deployment backoff
+    [retry] = await reconciler.pass_once()
+    assert retry.outcome == "deployed"
+    assert (blocker / "out" / "chain.pem").read_text() == active.chain_pem
+    assert world.active("e123H").id == active.id  # type: ignore[union-attr]
+    assert await reconciler.pass_once() == []

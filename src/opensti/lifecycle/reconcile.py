@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from opensti.config import Settings
 from opensti.core.errors import InvalidInput, LeaseLost, OpenSTIError, UpstreamError
 from opensti.lifecycle.accounts import AccountService, Clock, utc_now
+from opensti.lifecycle.deploy import run_deployment_tasks
 from opensti.lifecycle.flow import (
     FORCE_PREFIX,
     FlowAttempt,
@@ -53,6 +54,7 @@ from opensti.store import (
     Certificate,
     CertificateEntry,
     Database,
+    EventOutcome,
     Lease,
     SecretBox,
     acquire_lease,
@@ -60,6 +62,7 @@ from opensti.store import (
     get_entry,
     get_entry_by_id,
     get_setting,
+    list_deployment_tasks,
     list_entries,
     pending_certificate,
     put_setting,
@@ -125,7 +128,8 @@ class AttemptResult:
 
     entry: str
     #: ``up-to-date``, ``waiting`` (backoff), ``busy`` (another worker's lease),
-    #: ``activated``, ``failed``.
+    #: ``activated``, ``failed``; ``deployed`` or ``deploy-failed`` for a retry of the
+    #: deployment tasks of the active certificate.
     outcome: str
     certificate_id: int | None = None
     error: str | None = None
@@ -242,6 +246,19 @@ class _Plan:
     due: bool
     waiting_until: dt.datetime | None
     reason: str
+    #: The active certificate has deployment tasks that have not succeeded for it.
+    deploy_pending: bool = False
+
+
+def _deploy_pending(session: Session, entry_id: int) -> bool:
+    active = active_certificate(session, entry_id)
+    return active is not None and any(
+        task.enabled
+        and (
+            task.last_certificate_id != active.id or task.last_outcome is not EventOutcome.SUCCEEDED
+        )
+        for task in list_deployment_tasks(session, entry_id)
+    )
 
 
 def next_renewal(
@@ -271,7 +288,8 @@ def _plan(
     elif _forced(session, entry.id):
         reason = "renewal requested"
     else:
-        return _Plan(entry.id, entry.name, False, None, "up to date")
+        deploy = _deploy_pending(session, entry.id)
+        return _Plan(entry.id, entry.name, False, None, "up to date", deploy)
     waiting = entry.next_attempt_at
     # A deadline beyond the longest backoff is a wall clock that went back: go now.
     longest = dt.timedelta(seconds=policy.backoff_max)
@@ -325,6 +343,8 @@ class Reconciler:
             retry_delay=lambda failures: backoff_delay(failures, self.policy, self.rng),
         )
         self._running: dict[int, asyncio.Task[AttemptResult]] = {}
+        #: Per entry: deployment failures in a row and when to retry (monotonic).
+        self._deploy_backoff: dict[int, tuple[int, float]] = {}
         self._semaphore = asyncio.Semaphore(self.policy.concurrency)
 
     # -- passes -------------------------------------------------------------------------
@@ -345,12 +365,57 @@ class Reconciler:
     def start_due(self) -> list[asyncio.Task[AttemptResult]]:
         started = []
         for plan in self.plans():
-            if plan.due and plan.entry_id not in self._running:
-                task = asyncio.create_task(self._guarded(plan.entry_id, force=False))
-                self._running[plan.entry_id] = task
-                task.add_done_callback(functools.partial(self._finished, plan.entry_id))
-                started.append(task)
+            if plan.entry_id in self._running:
+                continue
+            if plan.due:
+                work = self._guarded(plan.entry_id, force=False)
+            elif plan.deploy_pending and self._deploy_retry_due(plan.entry_id):
+                work = self._guarded_deploy(plan.entry_id)
+            else:
+                continue
+            task = asyncio.create_task(work)
+            self._running[plan.entry_id] = task
+            task.add_done_callback(functools.partial(self._finished, plan.entry_id))
+            started.append(task)
         return started
+
+    def _deploy_retry_due(self, entry_id: int) -> bool:
+        _failures, due = self._deploy_backoff.get(entry_id, (0, 0.0))
+        return time.monotonic() >= due
+
+    async def _guarded_deploy(self, entry_id: int) -> AttemptResult:
+        """Run the deployment tasks that failed (or never ran) for the active certificate,
+        under the lease; their own backoff is kept here, apart from the entry's."""
+        ttl = dt.timedelta(seconds=self.policy.lease_ttl)
+        async with self._semaphore:
+            with self.db.session() as session:
+                lease = acquire_lease(session, entry_id, self.holder, now=self.clock(), ttl=ttl)
+                name = get_entry_by_id(session, entry_id).name
+            if lease is None:
+                return AttemptResult(name, "busy")
+            try:
+                results = await run_deployment_tasks(
+                    self.db,
+                    self.box,
+                    entry_id,
+                    now=self.clock(),
+                    only_pending=True,
+                    public_base_url=self.settings.public_base_url,
+                )
+            except OpenSTIError as exc:
+                error: str | None = str(exc)
+            else:
+                error = "; ".join(r.error or r.task_name for r in results if not r.ok) or None
+            finally:
+                with self.db.session() as session:
+                    release_lease(session, lease)
+        if error is None:
+            self._deploy_backoff.pop(entry_id, None)
+            return AttemptResult(name, "deployed", steps=(FlowStep.DEPLOY.value,))
+        failures = self._deploy_backoff.get(entry_id, (0, 0.0))[0] + 1
+        retry = time.monotonic() + backoff_delay(failures, self.policy, self.rng)
+        self._deploy_backoff[entry_id] = (failures, retry)
+        return AttemptResult(name, "deploy-failed", error=error, steps=(FlowStep.DEPLOY.value,))
 
     def _finished(self, entry_id: int, _task: asyncio.Task[AttemptResult]) -> None:
         self._running.pop(entry_id, None)
