@@ -117,6 +117,11 @@ class ServerLimits:
     max_tcp_write_buffer: int = 1 << 20
     #: Seconds to let running verifications finish on stop.
     stop_grace: float = 5.0
+    #: SO_RCVBUF asked for each UDP socket (the kernel caps it at net.core.rmem_max).
+    #: The default (about 200 KiB, some 90 INVITEs) overflows whenever a worker is
+    #: descheduled for a few milliseconds under load, and every datagram dropped there
+    #: costs the caller a 500 ms retransmission.
+    udp_receive_buffer: int = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +134,7 @@ class SIPServices:
     policy: RedirectPolicy = field(default_factory=RedirectPolicy)
 
 
-def _bind(spec: ListenerSpec, *, reuse_port: bool) -> socket.socket:
+def _bind(spec: ListenerSpec, *, reuse_port: bool, udp_receive_buffer: int = 0) -> socket.socket:
     kind = socket.SOCK_DGRAM if spec.transport == "udp" else socket.SOCK_STREAM
     try:
         family, _, _, _, address = socket.getaddrinfo(spec.host, spec.port, type=kind)[0]
@@ -141,6 +146,8 @@ def _bind(spec: ListenerSpec, *, reuse_port: bool) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if kind == socket.SOCK_DGRAM and udp_receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, udp_receive_buffer)
         sock.bind(address)
         if kind == socket.SOCK_STREAM:
             sock.listen(1024)
@@ -283,7 +290,11 @@ class SIPServer:
         loop = asyncio.get_running_loop()
         try:
             for spec, handler in zip(self._listeners, self._handlers, strict=True):
-                sock = _bind(spec, reuse_port=self._reuse_port)
+                sock = _bind(
+                    spec,
+                    reuse_port=self._reuse_port,
+                    udp_receive_buffer=self._limits.udp_receive_buffer,
+                )
                 self.addresses.append((spec, sock.getsockname()[:2]))
                 if spec.transport == "udp":
                     transport, _ = await loop.create_datagram_endpoint(
