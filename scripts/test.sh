@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use for real: secsipidx (the third-party STIR/SHAKEN peer),
 # sip-tester (SIPp, a SIP load generator and UAC), openssl (the benchmark baseline),
-# chromium + chromium-driver (the web UI's browser tests, driven by Playwright).
-DEBIAN_PACKAGES=(secsipidx sip-tester openssl chromium chromium-driver)
+# chromium + chromium-driver (the web UI's browser tests, driven by Playwright),
+# kamailio + its secsipid module (a SIP proxy signing and verifying with opensti).
+DEBIAN_PACKAGES=(secsipidx sip-tester openssl chromium chromium-driver kamailio kamailio-secsipid-modules)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -16,6 +17,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "==> apt-get install ${missing[*]}"
     apt-get update -qq
+    # Packages with daemons (kamailio) must not start them: the tests run their own.
+    policy_rc=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy_rc" ]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy_rc"
+      chmod +x "$policy_rc"
+      trap 'rm -f "$policy_rc"' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "warning: not root; missing Debian packages ${missing[*]}: their tests will be skipped" >&2
