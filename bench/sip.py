@@ -97,7 +97,8 @@ def _services_factory(config: dict[str, str]) -> Callable[[], object]:
         entry = SigningEntry(
             name="bench", spc="1234", key=key, x5u=config["x5u"], is_default=True, attest="A"
         )  # type: ignore[arg-type]
-        return SIPServices(signer=CallSignerAdapter(SigningService(Keyring([entry]))))
+        signer = CallSignerAdapter(SigningService(Keyring([entry])))
+        return SIPServices(signer=signer, log=_call_log(config.get("database")))
 
     def verify() -> SIPServices:
         from opensti.verification import (
@@ -135,6 +136,18 @@ def _profile_worker(seconds: float, directory: Path) -> None:
     # The factory runs inside the worker's event loop, so the dump runs in its thread.
     asyncio.get_running_loop().call_later(seconds, dump)
     profiler.enable()
+
+
+def _call_log(database_url: str | None) -> Callable[[object], None] | None:
+    """The SIP message log (bench/memory.py), one writer thread per worker."""
+    if not database_url:
+        return None
+    from opensti.calls import CallLog
+    from opensti.store import open_database
+
+    log = CallLog(open_database(database_url))
+    log.start()
+    return log  # type: ignore[return-value]
 
 
 def _serve(config_path: str) -> None:
@@ -405,14 +418,19 @@ def measure_mode(
         # Warm-up: each worker fetches and caches the x5u before the measured runs.
         run_sipp(scenario, port, 200, 2, work, server, inf=identities())
         ladder: list[Run] = []
-        for rate in _ladder_rates(args.start_rate, args.factor, args.max_rate):
+        rates = (
+            [args.fixed]
+            if args.fixed
+            else _ladder_rates(args.start_rate, args.factor, args.max_rate)
+        )
+        for rate in rates:
             run = run_sipp(scenario, port, rate, args.step, work, server, inf=identities())
             ladder.append(run)
             _print_step(mode, run)
             if run.failed or run.rate < 0.9 * rate:
                 break
         peak = max(ladder, key=lambda r: r.rate if not r.failed else 0.0)
-        half_rate = max(1, int(peak.rate / 2))
+        half_rate = args.fixed or max(1, int(peak.rate / 2))
         half = run_sipp(
             scenario, port, half_rate, args.latency, work, server, inf=identities(), rtt=True
         )
@@ -438,51 +456,62 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _ceiling(run: Run) -> float:
+    """Calls/s if the server had both cores to itself: 2 CPU-seconds / CPU per call."""
+    return 2e6 / run.server_us_per_call if run.successful else float("nan")
+
+
 def report(results: Sequence[ModeResult], raw_sign: float, raw_verify: float) -> None:
     targets = {"sign": (raw_sign, 0.20), "verify": (raw_verify, 0.40)}
     print()
     print(f"openssl speed -multi 2 ecdsap256: {raw_sign:,.0f} sign/s, {raw_verify:,.0f} verify/s")
     print()
-    head = (
-        f"{'mode':6} | {'peak calls/s':>12} | {'raw op/s':>9} | {'ratio':>6} | {'target':>6} | "
-        f"{'half rate':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'failed':>6} | "
-        f"{'sipp cpu':>8} | {'server cpu':>10} | {'us/call':>7}"
-    )
+    columns = (
+        ("mode", 6), ("peak/s", 7), ("raw/s", 7), ("ratio", 6), ("target", 6),
+        ("us/call", 7), ("ceiling", 7), ("ratio", 6), ("half/s", 6), ("p50 ms", 6),
+        ("p99 ms", 6), ("failed", 6), ("sipp", 5), ("server", 6),
+    )  # fmt: skip
+    head = " | ".join(f"{name:>{width}}" for name, width in columns)
     print(head)
     print("-" * len(head))
     for result in results:
         raw, target = targets[result.mode]
         peak, half = result.peak, result.half
-        ratio = peak.rate / raw
-        p50 = _percentile(half.rtts_ms, 0.50)
-        p99 = _percentile(half.rtts_ms, 0.99)
-        print(
-            f"{result.mode:6} | {peak.rate:12,.0f} | {raw:9,.0f} | {ratio:6.1%} | "
-            f"{'>=' + format(target, '.0%'):>6} | {half.offered:9,} | {p50:7.2f} | {p99:7.2f} | "
-            f"{half.failed:6} | {peak.share(peak.sipp_cpu):8.0%} | {peak.share(peak.server_cpu):10.0%} | "
-            f"{peak.server_us_per_call:7.0f}"
-        )
+        cells = (
+            result.mode, f"{peak.rate:,.0f}", f"{raw:,.0f}", f"{peak.rate / raw:.1%}",
+            f">={target:.0%}", f"{peak.server_us_per_call:.0f}", f"{_ceiling(peak):,.0f}",
+            f"{_ceiling(peak) / raw:.1%}", f"{half.offered:,}",
+            f"{_percentile(half.rtts_ms, 0.50):.0f}", f"{_percentile(half.rtts_ms, 0.99):.0f}",
+            f"{half.failed}", f"{peak.share(peak.sipp_cpu):.0%}",
+            f"{peak.share(peak.server_cpu):.0%}",
+        )  # fmt: skip
+        print(" | ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, columns, strict=True)))
     print()
     for result in results:
         raw, target = targets[result.mode]
         half = result.half
         p99 = _percentile(half.rtts_ms, 0.99)
-        verdict = [
-            f"ratio {'met' if result.peak.rate / raw >= target else 'MISSED'}",
-            f"p99 {'met' if p99 < 10 else 'MISSED'}",
-            f"failed calls at half peak {'0' if not half.failed else half.failed}",
-        ]
-        extra = f", x5u fetched {result.fetches}x" if result.mode == "verify" else ""
         mean = statistics.fmean(half.rtts_ms) if half.rtts_ms else float("nan")
-        samples = f"{len(half.rtts_ms)} response times, mean {mean:.2f} ms"
-        print(f"{result.mode}: {'; '.join(verdict)} ({samples}{extra})")
-    print(
-        "failed: SIPp failed calls in the half-peak run. cpu: share of the 2 cores during the\n"
-        "peak run (100% = both busy); SIPp shares the cores with the server. us/call: server\n"
-        "CPU (user + system, both workers) per successful call at the peak. Response times\n"
-        "are SIPp's, INVITE -> 302, in whole milliseconds."
-    )
+        verdict = (
+            f"{result.mode}: ratio {'met' if result.peak.rate / raw >= target else 'MISSED'}, "
+            f"p99 {'met' if p99 < 10 else 'MISSED'}, "
+            f"failed calls at half peak {half.failed} "
+            f"({len(half.rtts_ms)} response times, mean {mean:.2f} ms"
+        )
+        if result.mode == "verify":
+            verdict += f", x5u fetched {result.fetches} times"
+        print(verdict + ")")
+    print(_LEGEND)
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
+
+
+_LEGEND = """
+peak/s: successful calls/s at the best ladder step; ratio: peak/s over raw/s (the target).
+us/call: CPU (user + system, both workers) the server spent per call at the peak.
+ceiling: 2 cores / us/call, the rate if the server had both cores to itself (no SIPp,
+no neighbours), and its ratio to raw/s. p50/p99: SIPp response times INVITE -> 302 at
+half the peak rate, whole milliseconds. failed: SIPp failed calls in that run.
+sipp, server: share of the 2 cores each used during the peak step."""
 
 
 def main() -> None:
@@ -494,6 +523,9 @@ def main() -> None:
     parser.add_argument("--factor", type=float, default=1.4, help="rate increase per step")
     parser.add_argument("--max-rate", type=int, default=40000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--fixed", type=int, default=0, help="no ladder: one run at this rate (to compare builds)"
+    )
     parser.add_argument("--modes", default="sign,verify")
     parser.add_argument(
         "--profile",
