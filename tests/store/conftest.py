@@ -47,6 +47,15 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
+def pg(postgres_url: str) -> Iterator[Database]:
+    """A migrated PostgreSQL database, for PostgreSQL-only behaviour (see tests/conftest.py)."""
+    database = open_database(postgres_url)
+    upgrade(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def box(tmp_path: Path) -> SecretBox:
     return load_secret_box(tmp_path / "data")
 

@@ -7,8 +7,6 @@ PostgreSQL binaries are missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import inspect
 
@@ -21,21 +19,11 @@ from opensti.store import (
     add_certificate,
     downgrade,
     list_certificates,
-    open_database,
-    upgrade,
 )
 
 from .conftest import NOW, add_entry, assert_schema_matches_the_models, race_for_lease
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[Database]:
-    database = open_database(postgres_url)
-    upgrade(database)
-    yield database
-    database.dispose()
 
 
 def test_migrations_match_the_models_and_go_down(pg: Database) -> None:

@@ -103,9 +103,16 @@ from opensti.store._tasks import (
     record_task_run,
 )
 from opensti.store._validate import BROAD_SPC_PATTERN, OCN_PATTERN
+from opensti.store._watch import (
+    CERTIFICATES_CHANNEL,
+    active_certificate_ids,
+    notify_active_certificates_changed,
+    watch_active_certificates,
+)
 
 __all__ = (
     "BROAD_SPC_PATTERN",
+    "CERTIFICATES_CHANNEL",
     "OCN_PATTERN",
     "AccountOrigin",
     "AcmeAccount",
@@ -138,6 +145,7 @@ __all__ = (
     "acquire_lease",
     "activate_certificate",
     "active_certificate",
+    "active_certificate_ids",
     "add_certificate",
     "add_deployment_task",
     "append_sip_messages",
@@ -176,6 +184,7 @@ __all__ = (
     "list_sip_messages",
     "list_stipa_accounts",
     "load_secret_box",
+    "notify_active_certificates_changed",
     "open_database",
     "pending_certificate",
     "published_certificates",
@@ -193,4 +202,5 @@ __all__ = (
     "stipa_password",
     "upgrade",
     "verify_user_password",
+    "watch_active_certificates",
 )

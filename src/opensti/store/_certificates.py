@@ -4,7 +4,8 @@ A certificate row is made ``pending`` with its private key before the ACME order
 an interrupted run resumes with the same key and order; it gets its chain when issued
 and becomes ``active`` through :func:`activate_certificate`, which supersedes the
 previous one in the same transaction. Partial unique indexes keep at most one active
-and one pending certificate per entry.
+and one pending certificate per entry. Every change of an entry's active certificate
+notifies the other nodes at commit (see :mod:`opensti.store._watch`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from opensti.store._common import add, get_by_id
 from opensti.store._entries import get_entry_by_id
 from opensti.store._models import Certificate, CertificateState
 from opensti.store._secrets import Secret, SecretBox
+from opensti.store._watch import notify_active_certificates_changed
 
 __all__ = [
     "CERTIFICATE_KEY",
@@ -112,6 +114,7 @@ def add_certificate(
     if activate:
         _supersede_active(session, entry_id, now)
         cert.state, cert.activated_at = CertificateState.ACTIVE, now
+        notify_active_certificates_changed(session, entry_id)
     else:
         _refuse_second_pending(session, entry_id)
     return add(session, cert, "certificate")
@@ -150,6 +153,7 @@ def activate_certificate(session: Session, certificate_id: int, *, now: dt.datet
     _supersede_active(session, cert.entry_id, now)
     cert.state, cert.activated_at, cert.state_changed_at = CertificateState.ACTIVE, now, now
     session.flush()
+    notify_active_certificates_changed(session, cert.entry_id)
     return cert
 
 
@@ -170,8 +174,11 @@ def set_certificate_state(
     if state in (CertificateState.ACTIVE, CertificateState.PENDING):
         raise InvalidInput(f"use activate_certificate or a new certificate, not state {state}")
     cert = get_certificate(session, certificate_id)
+    was_active = cert.state is CertificateState.ACTIVE
     cert.state, cert.state_changed_at = state, now
     session.flush()
+    if was_active:
+        notify_active_certificates_changed(session, cert.entry_id)
     return cert
 
 
