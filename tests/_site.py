@@ -1,4 +1,5 @@
-"""A migrated SQLite store with a CA, an ACME account, one entry and its active certificate.
+"""A migrated store with a CA, an ACME account, one entry and its active certificate
+(SQLite, or PostgreSQL with --db-url).
 
 What the call log and the management API tests start from: the certificate is a real
 SHAKEN certificate from a :class:`DemoPKI`, stored as the lifecycle stores it, and
@@ -47,6 +48,11 @@ class Site:
     data_dir: Path
 
     @property
+    def database_url(self) -> str:
+        """For another engine or an ``opensti`` process on the same store."""
+        return self.database.url.render_as_string(hide_password=False)
+
+    @property
     def x5u(self) -> str:
         assert self.certificate.x5u_url is not None
         return self.certificate.x5u_url
@@ -67,11 +73,13 @@ class Site:
 
 
 @contextmanager
-def make_site(data_dir: Path, x5u_base: str = "https://127.0.0.1:8443") -> Iterator[Site]:
+def make_site(
+    data_dir: Path, x5u_base: str = "https://127.0.0.1:8443", database_url: str | None = None
+) -> Iterator[Site]:
     now = dt.datetime.fromtimestamp(time.time(), dt.UTC)
     pki = DemoPKI(now)
     key, leaf = pki.issue(SPC)
-    database = open_database(f"sqlite:///{data_dir / 'opensti.db'}")
+    database = open_database(database_url or f"sqlite:///{data_dir / 'opensti.db'}")
     upgrade(database)
     box = load_secret_box(data_dir)
     try:

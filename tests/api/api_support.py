@@ -74,9 +74,12 @@ def site_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def repository_site(tls: TLSFiles, site_dir: Path) -> Iterator[Site]:
+def repository_site(tls: TLSFiles, site_dir: Path, database_url: str) -> Iterator[Site]:
     """The store's certificate chain served at its x5u over HTTPS on 127.0.0.1."""
-    with serve(tls) as repository, make_site(site_dir, repository.url("")) as site:
+    with (
+        serve(tls) as repository,
+        make_site(site_dir, repository.url(""), database_url) as site,
+    ):
         path = site.x5u.removeprefix(repository.url(""))
         repository.routes[path] = Route.body(site.certificate.chain_pem.encode())  # type: ignore[union-attr]
         yield site
@@ -85,7 +88,7 @@ def repository_site(tls: TLSFiles, site_dir: Path) -> Iterator[Site]:
 @pytest.fixture
 async def mgmt(repository_site: Site, tls: TLSFiles) -> AsyncIterator[Mgmt]:
     site = repository_site
-    app = app_for(site.data_dir)
+    app = app_for(site.data_dir, database_url=site.database_url)
     keyring = app.keyring()
     call_log = CallLog(app.database, certificate_for_x5u=keyring_certificates(keyring))
     async with X5UFetcher(FetchPolicy(allow_private=True), verify=str(tls.root_pem)) as fetcher:

@@ -11,6 +11,6 @@ from tests._site import Site, make_site
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    with make_site(tmp_path / "data") as made:
+def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    with make_site(tmp_path / "data", database_url=database_url) as made:
         yield made

@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
@@ -110,8 +109,8 @@ def test_a_full_queue_drops_and_counts_without_blocking(site: Site) -> None:
     assert "opensti_call_log_dropped_total 3" in log.metrics_lines()
 
 
-def test_a_failing_database_loses_the_batch_and_counts_it(tmp_path: Path) -> None:
-    database = open_database(f"sqlite:///{tmp_path / 'empty.db'}")  # no schema: inserts fail
+def test_a_failing_database_loses_the_batch_and_counts_it(database_url: str) -> None:
+    database = open_database(database_url)  # no schema: inserts fail
     try:
         with CallLog(database) as log:
             log.record(record(1))

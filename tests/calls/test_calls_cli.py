@@ -24,7 +24,7 @@ OPENSTI = Path(sys.executable).with_name("opensti")
 def run(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
     env = client_env(
         OPENSTI_DATA_DIR=str(site.data_dir),
-        OPENSTI_DATABASE_URL=f"sqlite:///{site.data_dir / 'opensti.db'}",
+        OPENSTI_DATABASE_URL=site.database_url,
         COLUMNS="200",
     )
     env.pop("OPENSTI_CONFIG", None)

@@ -1,4 +1,5 @@
-"""A migrated SQLite store with entries and certificates made by the sandbox PKI.
+"""A migrated store (SQLite, or PostgreSQL with --db-url) with entries and certificates
+made by the sandbox PKI.
 
 Shared by tests/lifecycle and tests/repository. Certificates are real (DemoPKI) and are
 stored through the store's own functions, as the reconcile loop will store them.
@@ -41,6 +42,16 @@ class Store:
     db: Database
     box: SecretBox
     pki: DemoPKI
+    #: Where the secret key lives (and the SQLite file, unless --db-url says otherwise).
+    data_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points an ``opensti`` process at this store."""
+        return {
+            "OPENSTI_DATA_DIR": str(self.data_dir),
+            "OPENSTI_DATABASE_URL": self.db.url.render_as_string(hide_password=False),
+        }
 
     def entry(self, name: str = "main", spc: str = "123H") -> CertificateEntry:
         with self.db.session() as session:
@@ -77,15 +88,16 @@ class Store:
             )
 
 
-def open_store(directory: Path, now: dt.datetime) -> Store:
-    database = open_database(f"sqlite:///{directory / 'opensti.db'}")
+def open_store(directory: Path, now: dt.datetime, database_url: str | None = None) -> Store:
+    database = open_database(database_url or f"sqlite:///{directory / 'opensti.db'}")
     upgrade(database)
-    return Store(database, load_secret_box(directory), DemoPKI(now))
+    return Store(database, load_secret_box(directory), DemoPKI(now), directory)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(tmp_path: Path, database_url: str) -> Iterator[Store]:
     """A store whose PKI issues certificates valid from a few minutes ago."""
-    opened = open_store(tmp_path / "data", dt.datetime.now(dt.UTC).replace(microsecond=0))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    opened = open_store(tmp_path / "data", now, database_url)
     yield opened
     opened.db.dispose()
