@@ -25,10 +25,11 @@ def main() -> int:
     parser.add_argument("--validity", type=float, default=120.0, help="certificate life, s")
     parser.add_argument("--fail-rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="keep the store and logs in this directory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opensti-soak-") as tmp:
         report = run_soak(
-            Path(tmp),
+            args.keep or Path(tmp),
             args.seconds,
             cert_validity=args.validity,
             fail_rate=args.fail_rate,

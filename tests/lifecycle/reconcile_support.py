@@ -76,6 +76,7 @@ def fast_policy(**changes: Any) -> ReconcilePolicy:
         "attempt_timeout": 60.0,
         "acme_poll_timeout": 20.0,
         "tick": 0.2,
+        "quick_retry_delay": 0.01,
         "observe_interval": 3600.0,
     }
     values.update(changes)

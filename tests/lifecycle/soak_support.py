@@ -46,6 +46,8 @@ class SoakReport:
     renewals: int = 0
     failed_steps: int = 0
     outages: list[tuple[str, float, float]] = field(default_factory=list)
+    #: (second of the soak, entry, what was wrong), the first ones only.
+    incidents: list[tuple[int, str, str]] = field(default_factory=list)
     server_exit: int | None = None
 
     def lines(self) -> list[str]:
@@ -60,6 +62,7 @@ class SoakReport:
             f"seconds without a valid published cert: {self.bad_seconds}"
             + (f" {dict(self.bad_by_entry)}" if self.bad_by_entry else ""),
             f"opensti serve exit status: {self.server_exit}",
+            *(f"  at {t} s, {name}: {why}" for t, name, why in self.incidents[:20]),
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,18 +99,30 @@ class _Faults(threading.Thread):
 
 def _probe_round(world: World, report: SoakReport) -> None:
     now = dt.datetime.now(dt.UTC)
-    bad = [name for name in ENTRIES if not _valid(world, name, now)]
-    report.probes += 1
+    problems = {name: _problem(world, name, now) for name in ENTRIES}
+    bad = {name: why for name, why in problems.items() if why is not None}
     if bad:
         report.bad_seconds += 1
         report.bad_by_entry.update(bad)
+        if len(report.incidents) < 100:
+            report.incidents.extend((report.probes, name, why) for name, why in bad.items())
+    report.probes += 1
 
 
-def _valid(world: World, name: str, now: dt.datetime) -> bool:
+def _problem(world: World, name: str, now: dt.datetime) -> str | None:
+    """What keeps the entry's current x5u from verifying now, or None."""
+    active = world.active(name)
+    if active is None or active.x5u_url is None:
+        return "no active certificate"
     try:
-        return world.valid_published(name, now)
-    except httpx.HTTPError:
-        return False  # an unreachable STI-CR is an invalid second
+        response = world.fetch(active.x5u_url)
+    except httpx.HTTPError as exc:
+        return f"STI-CR unreachable: {exc!r}"
+    if response.status_code != 200:
+        return f"STI-CR answered {response.status_code} for #{active.id}"
+    if not world.chain_valid(response.content, world.entry(name).spc, now):
+        return f"#{active.id} does not validate (not after {active.not_after})"
+    return None
 
 
 def _count(world: World, *conditions: Any) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,3 +269,17 @@ async def test_failed_deployment_never_holds_back_activation_and_is_retried(
     assert (blocker / "out" / "chain.pem").read_text() == active.chain_pem
     assert world.active("e123H").id == active.id  # type: ignore[union-attr]
     assert await reconciler.pass_once() == []
+
+
+async def test_a_short_outage_is_absorbed_without_backoff(world: World) -> None:
+    world.sandbox.state.faults.set("stipa", "refuse")
+    restore = threading.Timer(0.3, world.sandbox.state.faults.set, ("stipa", "ok"))
+    restore.start()
+    [result] = await world.reconciler(quick_retry_delay=0.2).pass_once()
+    restore.join()
+    assert result.outcome == "activated"
+    entry = world.entry("e123H")
+    assert (entry.failure_count, entry.failing_since) == (0, None)
+    retried = [e for e in _events(world, "e123H") if e.outcome.value == "failed"]
+    assert retried
+    assert all(e.detail == {"retry": "at once"} for e in retried)

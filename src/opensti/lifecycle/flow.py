@@ -41,6 +41,8 @@ from opensti.core.errors import (
     InvalidInput,
     LeaseLost,
     OpenSTIError,
+    ServiceUnreachable,
+    StiPaRefused,
     UpstreamError,
 )
 from opensti.core.passport import load_private_key
@@ -87,6 +89,7 @@ __all__ = [
     "FlowStep",
     "IssuedChain",
     "ReconcileHooks",
+    "is_transient",
     "run_flow",
 ]
 
@@ -137,6 +140,9 @@ class FlowContext:
     acme_poll_timeout: float
     #: Seconds to wait after the n-th failure in a row (the caller's backoff).
     retry_delay: Callable[[int], float]
+    #: Immediate retries of a transient failure within one attempt, and the first delay.
+    quick_retries: int = 3
+    quick_retry_delay: float = 0.5
 
 
 @dataclass
@@ -357,10 +363,15 @@ class FlowAttempt:
     def validate_and_store(self, pending: Certificate, issued: IssuedChain) -> Certificate:
         """Check the chain, then store it; a chain that fails is stored as ``failed``."""
         self.begin(FlowStep.VALIDATE)
+        # Fetched first: the STI-PA being down is its failure, not the certificate's.
+        anchors = self._ca_anchors()
+        with self.ctx.db.read_session() as session:
+            spc = self._entry(session).spc
+            key = load_private_key(certificate_key(self.ctx.box, pending).reveal())
         try:
-            self._validate(issued.chain)
+            _check_issued(issued.chain, anchors, spc, key, self.now())
         except OpenSTIError as exc:
-            self._store_failed(pending, issued, exc)
+            self._store_failed(pending, issued)
             raise UpstreamError(
                 f"the CA issued a certificate that fails validation: {exc}"
             ) from None
@@ -374,15 +385,6 @@ class FlowAttempt:
             self.record(session, FlowStep.STORE, certificate_id=row.id)
             return row
 
-    def _validate(self, chain: CertificateChain) -> None:
-        with self.ctx.db.read_session() as session:
-            spc = self._entry(session).spc
-        validated = validate_shaken_certificate(
-            chain, TrustContext(anchors=self._ca_anchors()), self.now()
-        )
-        if validated.spc != spc:
-            raise UpstreamError(f"the certificate is for SPC {validated.spc}, not {spc}")
-
     def _ca_anchors(self) -> tuple[x509.Certificate, ...]:
         path = self.ctx.settings.ca_trust_anchors
         if path is not None:
@@ -395,7 +397,7 @@ class FlowAttempt:
             )
         return tuple(stipa.ca_list())
 
-    def _store_failed(self, pending: Certificate, issued: IssuedChain, error: OpenSTIError) -> None:
+    def _store_failed(self, pending: Certificate, issued: IssuedChain) -> None:
         with self.ctx.db.session() as session:
             row = get_certificate(session, pending.id)
             with contextlib.suppress(OpenSTIError):
@@ -417,6 +419,20 @@ class FlowAttempt:
         """An issued certificate that outlived the outage before activation: drop it."""
         with self.ctx.db.session() as session:
             set_certificate_state(session, pending.id, CertificateState.EXPIRED, now=self.now())
+
+    def note_retry(self, error: OpenSTIError) -> None:
+        """A transient failure retried at once: recorded, but no backoff nor episode."""
+        with self.ctx.db.session() as session:
+            record_event(
+                session,
+                self.entry_id,
+                self.current.value,
+                EventOutcome.FAILED,
+                at=self.now(),
+                error=str(error),
+                certificate_id=self.certificate_id,
+                detail={"retry": "at once"},
+            )
 
     def fail(self, error: OpenSTIError) -> None:
         """Record the failure and set the entry's backoff and failure episode."""
@@ -440,6 +456,21 @@ class FlowAttempt:
             )
 
 
+def _check_issued(
+    chain: CertificateChain,
+    anchors: tuple[x509.Certificate, ...],
+    spc: str,
+    key: ec.EllipticCurvePrivateKey,
+    now: dt.datetime,
+) -> None:
+    """Our key, our SPC, a path to the STI-PA trust list, the SHAKEN profile."""
+    if chain.leaf.public_key() != key.public_key():
+        raise UpstreamError("the CA certified another key than ours")
+    validated = validate_shaken_certificate(chain, TrustContext(anchors=anchors), now)
+    if validated.spc != spc:
+        raise UpstreamError(f"the certificate is for SPC {validated.spc}, not {spc}")
+
+
 def _pem(key: ec.EllipticCurvePrivateKey) -> Secret:
     return Secret(
         key.private_bytes(
@@ -455,18 +486,7 @@ async def run_flow(a: FlowAttempt, hooks: ReconcileHooks) -> int:
     id of the certificate made active. Raises the failing step's error (the caller
     records it with :meth:`FlowAttempt.fail`)."""
     step = asyncio.to_thread
-    pending = await step(a.prepare)
-    if pending.chain_pem is None:
-        await step(a.checkpoint)
-        order = await step(a.order, pending)
-        await step(a.checkpoint)
-        await step(a.challenge, pending, order)
-        await step(a.checkpoint)
-        issued = await step(a.issue, pending, order)
-        pending = await step(a.validate_and_store, pending, issued)
-    elif pending.not_after is not None and pending.not_after <= a.now():
-        await step(a.expire, pending)
-        raise Conflict(f"certificate {pending.id} expired before it could be activated")
+    pending = await _issued(a)
     await step(a.checkpoint)
     a.begin(FlowStep.PUBLISH)
     if hooks.published is not None:
@@ -478,6 +498,49 @@ async def run_flow(a: FlowAttempt, hooks: ReconcileHooks) -> int:
     if hooks.activated is not None:
         await hooks.activated(a.entry_id)
     return pending.id
+
+
+async def _issued(a: FlowAttempt) -> Certificate:
+    """The pending certificate with its validated chain stored: resumed, ordered, issued.
+
+    A transient failure (the CA or STI-PA unreachable or answering 5xx) is retried a
+    few times at once, resuming from the stored order each time, before the attempt
+    gives up and the entry backs off: most outages are shorter than a backoff.
+    """
+    step = asyncio.to_thread
+    retries, delay = a.ctx.quick_retries, a.ctx.quick_retry_delay
+    for quick in range(retries + 1):
+        try:
+            pending = await step(a.prepare)
+            if pending.chain_pem is None:
+                await step(a.checkpoint)
+                order = await step(a.order, pending)
+                await step(a.checkpoint)
+                await step(a.challenge, pending, order)
+                await step(a.checkpoint)
+                issued = await step(a.issue, pending, order)
+                pending = await step(a.validate_and_store, pending, issued)
+            elif pending.not_after is not None and pending.not_after <= a.now():
+                await step(a.expire, pending)
+                raise Conflict(f"certificate {pending.id} expired before it could be activated")
+            return pending
+        except OpenSTIError as exc:
+            if quick == retries or not is_transient(exc) or a.cancel.is_set():
+                raise
+            await step(a.note_retry, exc)
+            await asyncio.sleep(delay * 2**quick)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def is_transient(error: OpenSTIError) -> bool:
+    """A failure worth an immediate retry: the service was down or overloaded."""
+    if isinstance(error, ServiceUnreachable):
+        return True
+    if isinstance(error, AcmeProblem):
+        return error.problem_type.rsplit(":", 1)[-1] in _TRANSIENT_PROBLEMS
+    if isinstance(error, StiPaRefused):
+        return error.status is None or error.status >= 500
+    return False
 
 
 async def _deploy(a: FlowAttempt, certificate_id: int) -> None:

@@ -105,6 +105,9 @@ class ReconcilePolicy:
     attempt_timeout: float = 600.0
     #: How long the CA may take to validate a token or issue a certificate.
     acme_poll_timeout: float = 120.0
+    #: Immediate retries of a transient CA/STI-PA failure before backing off.
+    quick_retries: int = 3
+    quick_retry_delay: float = 0.5
     concurrency: int = 8
     #: Seconds between passes over the entries.
     tick: float = 5.0
@@ -341,6 +344,8 @@ class Reconciler:
             lease_ttl=self.policy.lease_ttl,
             acme_poll_timeout=self.policy.acme_poll_timeout,
             retry_delay=lambda failures: backoff_delay(failures, self.policy, self.rng),
+            quick_retries=self.policy.quick_retries,
+            quick_retry_delay=self.policy.quick_retry_delay,
         )
         self._running: dict[int, asyncio.Task[AttemptResult]] = {}
         #: Per entry: deployment failures in a row and when to retry (monotonic).
