@@ -134,11 +134,22 @@ def list_sip_messages(
     return session.scalars(query.order_by(*order).limit(_check_limit(limit))).all()
 
 
-def delete_sip_messages_before(session: Session, cutoff: dt.datetime) -> int:
-    """Retention: drop calls logged before ``cutoff``; returns how many."""
+def delete_sip_messages_before(
+    session: Session, cutoff: dt.datetime, *, limit: int | None = None
+) -> int:
+    """Retention: drop calls logged before ``cutoff``, at most ``limit`` of the oldest
+    (an index range on ``at``); returns how many.
+
+    Call it with a limit in a loop of short transactions until it returns less than the
+    limit, so a large purge never holds the write lock (SQLite) or one huge transaction.
+    """
+    condition = SipMessage.at < cutoff
+    if limit is not None:
+        # Ids first, then a delete by primary key: as one statement, PostgreSQL plans
+        # "id IN (subquery)" as a hash join over the whole table.
+        oldest = select(SipMessage.id).where(condition).order_by(SipMessage.at)
+        condition = SipMessage.id.in_(session.scalars(oldest.limit(_check_limit(limit))).all())
     result = session.execute(
-        delete(SipMessage)
-        .where(SipMessage.at < cutoff)
-        .execution_options(synchronize_session=False)
+        delete(SipMessage).where(condition).execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

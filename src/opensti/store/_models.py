@@ -350,7 +350,12 @@ class LifecycleEvent(Base):
 
 
 class SipMessage(Base):
-    """One signed or verified call (the SIP message log); written in batches."""
+    """One signed or verified call (the SIP message log); written in batches.
+
+    Every query is by time range (newest first, keyset pages on ``(at, id)``), Call-ID
+    or number, so each has a plain B-tree: ``at`` also serves the ordered scans and the
+    retention delete, which a BRIN index could not.
+    """
 
     __tablename__ = "sip_message"
 
@@ -360,7 +365,7 @@ class SipMessage(Base):
     action: Mapped[SipAction] = mapped_column(_enum(SipAction, "action"))
     call_id: Mapped[str] = mapped_column(String(255), index=True)
     from_tn: Mapped[str | None] = mapped_column(String(32), index=True)
-    to_tn: Mapped[str | None] = mapped_column(String(32))
+    to_tn: Mapped[str | None] = mapped_column(String(32), index=True)
     attest: Mapped[str | None] = mapped_column(String(1))
     verstat: Mapped[str | None] = mapped_column(String(32))
     sip_code: Mapped[int | None] = mapped_column(Integer)
