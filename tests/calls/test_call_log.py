@@ -21,6 +21,7 @@ from opensti.store import (
     SipDirection,
     SipMessage,
     SipRecord,
+    append_sip_messages,
     open_database,
 )
 from tests._site import SPC, Site
@@ -136,6 +137,21 @@ def test_retention_deletes_old_calls(site: Site) -> None:
         assert [m.call_id for m in session.scalars(select(SipMessage))] == ["call-9"]
     assert log.purge(NOW.timestamp(), days=1) == 1
     assert rows(site.database) == 0
+
+
+def test_a_large_purge_runs_in_short_transactions(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("opensti.calls._recorder.PURGE_BATCH", 2)
+    with site.database.session() as session:
+        old = NOW - dt.timedelta(days=40)
+        append_sip_messages(session, [record(n, at=old) for n in range(5)] + [record(9)])
+    log = CallLog(site.database, retention_days=30, clock=NOW.timestamp)
+    with commits(site.database) as committed:
+        assert log.purge() == 5
+    assert len(committed) == 3  # 2 + 2 + 1
+    assert log.stats().purged == 5
+    assert rows(site.database) == 1
 
 
 def test_retention_is_at_least_a_day() -> None:

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 #: Finds the certificate id of one of our x5u URLs (None for anyone else's).
 CertificateLookup = Callable[[str], int | None]
 Clock = Callable[[], float]
+#: Rows deleted per retention transaction.
+PURGE_BATCH = 5_000
 
 _DIRECTIONS = {
     "outbound": (SipDirection.OUTBOUND, SipAction.SIGNED),
@@ -358,10 +360,14 @@ class CallLog:
         if days is None:
             return 0
         cutoff = _when(self._clock() if now is None else now) - dt.timedelta(days=days)
-        with self.database.session() as session:
-            deleted = delete_sip_messages_before(session, cutoff)
-        self._count(purged=deleted)
-        return deleted
+        deleted = 0
+        while True:  # short transactions: a purge never holds the write lock for long
+            with self.database.session() as session:
+                batch = delete_sip_messages_before(session, cutoff, limit=PURGE_BATCH)
+            deleted += batch
+            self._count(purged=batch)
+            if batch < PURGE_BATCH:
+                return deleted
 
     def stats(self) -> CallLogStats:
         with self._progress:
