@@ -50,6 +50,19 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield started
 
 
+def _deploy_to(world: World, directory: Path) -> None:
+    """A directory deployment task for entry e123H."""
+    with world.app.database.session() as session:
+        create_deployment_task(
+            session,
+            world.app.box,
+            "e123H",
+            name="files",
+            kind=DeploymentTaskKind.DIRECTORY,
+            config={"path": str(directory)},
+        )
+
+
 def _events(world: World, name: str) -> list[LifecycleEvent]:
     with world.app.database.read_session() as session:
         entry_id = world.entry(name).id
@@ -58,15 +71,7 @@ def _events(world: World, name: str) -> list[LifecycleEvent]:
 
 async def test_first_certificate_then_renewal_before_expiry(world: World, tmp_path: Path) -> None:
     deploy_dir = tmp_path / "deployed"
-    with world.app.database.session() as session:
-        create_deployment_task(
-            session,
-            world.app.box,
-            "e123H",
-            name="files",
-            kind=DeploymentTaskKind.DIRECTORY,
-            config={"path": str(deploy_dir)},
-        )
+    _deploy_to(world, deploy_dir)
     reconciler = world.reconciler()
 
     [first] = await reconciler.pass_once()
@@ -242,15 +247,7 @@ async def test_failed_deployment_never_holds_back_activation_and_is_retried(
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the task wants a directory")
-    with world.app.database.session() as session:
-        create_deployment_task(
-            session,
-            world.app.box,
-            "e123H",
-            name="files",
-            kind=DeploymentTaskKind.DIRECTORY,
-            config={"path": str(blocker / "out")},
-        )
+    _deploy_to(world, blocker / "out")
     reconciler = world.reconciler(backoff_initial=0.01, backoff_max=0.05)
     [first] = await reconciler.pass_once()
     assert first.outcome == "activated"

@@ -30,7 +30,7 @@ from opensti.lifecycle.reconcile import (
     request_renewal,
 )
 
-__all__ = ["policy_from", "stop_on_signals"]
+__all__ = ["configure_logging", "policy_from", "stop_on_signals"]
 
 JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TickOption = Annotated[float, typer.Option(help="Seconds between passes over the entries.")]
@@ -80,7 +80,7 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -100,7 +100,7 @@ def worker_command(
     """Run the reconcile loop alone: renew certificates before they expire (until SIGTERM)."""
     policy = policy_from(tick, backoff_initial, backoff_max, lease_ttl, concurrency)
     with open_app(ctx) as application:
-        _configure_logging(application.settings.log_level)
+        configure_logging(application.settings.log_level)
         reconciler = reconciler_for(application, policy, holder=worker_id)
         if once:
             results = asyncio.run(reconciler.pass_once())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -38,13 +37,15 @@ from opensti.cli.lifecycle_loop import (
     LeaseTTLOption,
     TickOption,
     WorkerIdOption,
+    configure_logging,
     policy_from,
     stop_on_signals,
 )
-from opensti.core.errors import InvalidInput, UpstreamError
+from opensti.core.errors import InvalidInput
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.repository import RepositoryApp, create_repository_app
+from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, SigningService
 from opensti.sip import ListenerSpec, SIPServer, SIPServices, parse_listeners
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
@@ -145,19 +146,6 @@ async def _verifier(application: App, stack: AsyncExitStack) -> VerificationServ
     return VerificationService(fetcher, trust)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UpstreamError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(1024)
-    return sock
-
-
 def _uvicorn(dispatcher: Dispatcher, options: ServeOptions, log_level: str) -> uvicorn.Server:
     config: dict[str, Any] = {
         "lifespan": "off",
@@ -201,7 +189,7 @@ async def run_server(
         if options.sip_listeners:
             services = SIPServices(signer=CallSignerAdapter(signing), verifier=verifier)
             await stack.enter_async_context(SIPServer(options.sip_listeners, services))
-        sock = _bind(options.host, options.port)
+        sock = bind_socket(options.host, options.port)
         server = _uvicorn(dispatcher, options, settings.log_level)
         tasks = [
             asyncio.create_task(server.serve(sockets=[sock])),
@@ -274,10 +262,7 @@ def serve_command(
     )
     check_front(options)
     with open_app(ctx) as application:
-        logging.basicConfig(
-            level=application.settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(application.settings.log_level)
         asyncio.run(_serve(application, options))
 
 
