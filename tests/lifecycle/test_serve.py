@@ -5,6 +5,7 @@ off loopback."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -107,3 +108,42 @@ def test_serve_refuses_an_unsafe_front(world: World, options: list[str], message
     )
     assert result.returncode == 2
     assert message in result.stderr.decode()
+
+
+def _cli(world: World, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([OPENSTI, *args], env=world.env(), capture_output=True, timeout=120)
+
+
+def test_cert_status_and_renew_commands(world: World) -> None:
+    [before] = json.loads(_cli(world, "cert", "status", "--json").stdout)
+    assert (before["name"], before["certificate_id"], before["next_renewal"]) == (
+        "e123H",
+        None,
+        None,
+    )
+    renewed = _cli(world, "cert", "renew", "e123H", "--now", "--json")
+    assert renewed.returncode == 0, renewed.stderr.decode()
+    result = json.loads(renewed.stdout)
+    active = world.active("e123H")
+    assert active is not None
+    assert (result["outcome"], result["certificate_id"]) == ("activated", active.id)
+    assert result["steps"][-1] == "activate"
+    [after] = json.loads(_cli(world, "cert", "status", "--json").stdout)
+    assert after["certificate_id"] == active.id
+    assert after["x5u"] == active.x5u_url
+    assert after["not_after"] == active.not_after.isoformat()
+    table = _cli(world, "cert", "status").stdout.decode()
+    assert "e123H" in table
+    assert "ok" in table
+
+    queued = _cli(world, "cert", "renew", "e123H")
+    assert queued.returncode == 0
+    assert "renewal requested" in queued.stdout.decode()
+    once = _cli(world, "worker", "--once")
+    assert once.returncode == 0, once.stderr.decode()
+    assert "e123H: activated" in once.stdout.decode()
+    assert world.active("e123H").id != active.id  # type: ignore[union-attr]
+
+    missing = _cli(world, "cert", "renew", "nope", "--now")
+    assert missing.returncode == 3
+    assert "no certificate entry" in missing.stderr.decode()
