@@ -280,3 +280,24 @@ async def test_a_short_outage_is_absorbed_without_backoff(world: World) -> None:
     retried = [e for e in _events(world, "e123H") if e.outcome.value == "failed"]
     assert retried
     assert all(e.detail == {"retry": "at once"} for e in retried)
+
+
+async def test_stopping_mid_flow_leaves_a_resumable_pending_row(world: World) -> None:
+    # The CA is slow: the loop is stopped while an attempt waits on it.
+    world.sandbox.state.faults.set("ca", "delay", 1.0)
+    reconciler = world.reconciler()
+    stop = asyncio.Event()
+    loop = asyncio.create_task(reconciler.run(stop))
+    while not any(e.step == FlowStep.PREPARE.value for e in _events(world, "e123H")):
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(loop, 30)
+    [pending] = world.certificates("e123H")
+    assert pending.state is CertificateState.PENDING
+    entry = world.entry("e123H")
+    assert (entry.failure_count, entry.failing_since, entry.lease_holder) == (0, None, None)
+
+    world.sandbox.state.faults.set("ca", "ok")
+    [result] = await world.reconciler(holder="another").pass_once()
+    assert result.outcome == "activated"
+    assert result.certificate_id == pending.id

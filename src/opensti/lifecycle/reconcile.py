@@ -442,8 +442,15 @@ class Reconciler:
         await self.drain()
 
     async def drain(self) -> None:
-        """Wait for attempts in flight (each stops at its next step once cancelled)."""
+        """Stop the attempts in flight after their current step, and wait for them.
+
+        Every step commits on its own, so the store is consistent wherever an attempt
+        stops; the next worker resumes from the pending row. A stop is not a failure:
+        no backoff, no email.
+        """
         tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
