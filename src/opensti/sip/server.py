@@ -18,6 +18,7 @@ same ports with SO_REUSEPORT, so the kernel spreads calls over every core.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -26,7 +27,7 @@ import signal
 import socket
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 from opensti.core.errors import InvalidInput, SIPParseError
 from opensti.sip.message import (
@@ -158,20 +159,50 @@ def _bind(spec: ListenerSpec, *, reuse_port: bool, udp_receive_buffer: int = 0) 
     return sock
 
 
-class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: SIPServer, handler: RedirectHandler) -> None:
+#: Datagrams read per wake-up before the loop serves other work (TCP, timers, tasks).
+_UDP_BATCH = 64
+#: Responses queued while the socket's send buffer is full; beyond it they are dropped
+#: (the caller's retransmission asks again).
+_UDP_MAX_QUEUED = 1024
+#: A UDP datagram never exceeds this; larger requests are refused by the parser.
+_UDP_READ_SIZE = 65536
+
+
+class _UDPEndpoint:
+    """One UDP listener read straight from the loop's selector.
+
+    asyncio's datagram transport hands over one datagram per pass of the event loop;
+    under load many are waiting, and reading them all in one wake-up halves what the
+    transport costs per call (about 40 to 18 us per datagram here). Responses are sent
+    at once; only while the socket's send buffer is full are they queued (bounded) and
+    flushed when it drains. After :meth:`close`, responses are dropped, as a closed
+    datagram transport does.
+    """
+
+    def __init__(self, server: SIPServer, handler: RedirectHandler, sock: socket.socket) -> None:
         self._server = server
         self._handler = handler
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._loop = asyncio.get_running_loop()
+        self._queue: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._closed = False
+        self._loop.add_reader(self._fd, self._read_ready)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's UDP transport does not subclass DatagramTransport.
-        self._transport = cast(asyncio.DatagramTransport, transport)
+    def _read_ready(self) -> None:
+        for _ in range(_UDP_BATCH):
+            if self._closed:
+                return
+            try:
+                data, addr = self._sock.recvfrom(_UDP_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("UDP error: %s", exc)
+                return
+            self._received(data, addr)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        transport = self._transport
-        if transport is None:
-            return
+    def _received(self, data: bytes, addr: Any) -> None:
         try:
             message = frame_message(data)
         except SIPParseError as exc:
@@ -179,12 +210,48 @@ class _UDPProtocol(asyncio.DatagramProtocol):
             return
 
         def send(payload: bytes) -> None:
-            transport.sendto(payload, addr)
+            self._send(payload, addr)
 
         self._server.dispatch(self._handler, message, (addr[0], addr[1]), send)
 
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("UDP error: %s", exc)
+    def _send(self, payload: bytes, addr: Any) -> None:
+        if self._closed:
+            return
+        if not self._queue:
+            try:
+                self._sock.sendto(payload, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._fd, self._write_ready)
+            except OSError as exc:
+                logger.debug("UDP send to %s failed: %s", addr[0], exc)
+                return
+        if len(self._queue) >= _UDP_MAX_QUEUED:
+            logger.debug("UDP send queue full; dropped a response to %s", addr[0])
+            return
+        self._queue.append((payload, addr))
+
+    def _write_ready(self) -> None:
+        while self._queue:
+            payload, addr = self._queue[0]
+            try:
+                self._sock.sendto(payload, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("UDP send to %s failed: %s", addr[0], exc)
+            self._queue.popleft()
+        self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._fd)
+        if self._queue:
+            self._loop.remove_writer(self._fd)
+            self._queue.clear()
+        self._sock.close()
 
 
 class _TCPProtocol(asyncio.Protocol):
@@ -297,10 +364,7 @@ class SIPServer:
                 )
                 self.addresses.append((spec, sock.getsockname()[:2]))
                 if spec.transport == "udp":
-                    transport, _ = await loop.create_datagram_endpoint(
-                        functools.partial(_UDPProtocol, self, handler), sock=sock
-                    )
-                    self._closers.append(transport.close)
+                    self._closers.append(_UDPEndpoint(self, handler, sock).close)
                 else:
                     server = await loop.create_server(
                         functools.partial(_TCPProtocol, self, handler, self._limits), sock=sock
