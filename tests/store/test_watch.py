@@ -35,24 +35,31 @@ DEADLINE = 10.0
 
 
 class Watcher:
-    """A watch on its own engine, as another node would run it; counts the callbacks."""
+    """The callback of a watch: counts its calls, and fails each one if told to."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fail: bool = False) -> None:
         self.calls: asyncio.Queue[None] = asyncio.Queue()
         self.count = 0
+        self.fail = fail
 
     def __call__(self) -> None:
         self.count += 1
         self.calls.put_nowait(None)
+        if self.fail:
+            raise RuntimeError("keyring reload failed")
 
     async def next_call(self) -> None:
         await asyncio.wait_for(self.calls.get(), DEADLINE)
 
 
 @asynccontextmanager
-async def watching(url: str, **options: float) -> AsyncIterator[Watcher]:
+async def watching(
+    url: str, watcher: Watcher | None = None, **options: float
+) -> AsyncIterator[Watcher]:
+    """A watch on its own engine, as another node would run it; stopped on exit (it
+    must still be running then)."""
     database = open_database(url)
-    watcher = Watcher()
+    watcher = watcher or Watcher()
     task = asyncio.create_task(watch_active_certificates(database, watcher, **options))
     try:
         await watcher.next_call()  # the watch is in place
@@ -109,22 +116,13 @@ async def test_a_failing_callback_does_not_stop_the_watch(
     db: Database, box: SecretBox, pki: DemoPKI, database_url: str
 ) -> None:
     entry = add_entry(db, box)
-    failures = Watcher()
-
-    def failing() -> None:
-        failures()
-        raise RuntimeError("keyring reload failed")
-
-    database = open_database(database_url)
-    task = asyncio.create_task(watch_active_certificates(database, failing, poll_interval=0.1))
-    try:
-        await failures.next_call()
+    failing = Watcher(fail=True)
+    async with watching(database_url, failing, poll_interval=0.1):
         import_active(db, box, pki, entry.id)
-        await failures.next_call()
-        assert not task.done()
-    finally:
-        task.cancel()
-        database.dispose()
+        await failing.next_call()
+        activate_new(db, box, pki, entry.id)
+        await failing.next_call()
+    assert failing.count == 3
 
 
 @pytest.mark.integration
