@@ -58,7 +58,7 @@ class SoakReport:
             f"outages: {dict(roles)} ({sum(d for _, _, d in self.outages):.0f} s in all)",
             f"probe rounds: {self.probes}",
             f"renewals (activations after the first certificates): {self.renewals}",
-            f"failed steps (retried with backoff): {self.failed_steps}",
+            f"failed steps (retried at once or after a backoff): {self.failed_steps}",
             f"seconds without a valid published cert: {self.bad_seconds}"
             + (f" {dict(self.bad_by_entry)}" if self.bad_by_entry else ""),
             f"opensti serve exit status: {self.server_exit}",
