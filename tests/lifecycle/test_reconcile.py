@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from opensti.api import create_api
+from opensti.core.errors import AcmeProblem
 from opensti.lifecycle.deploy import create_deployment_task
 from opensti.lifecycle.reconcile import (
     FlowStep,
@@ -301,3 +302,18 @@ async def test_stopping_mid_flow_leaves_a_resumable_pending_row(world: World) ->
     [result] = await world.reconciler(holder="another").pass_once()
     assert result.outcome == "activated"
     assert result.certificate_id == pending.id
+
+
+async def test_run_now_reports_progress_and_raises_the_failure(world: World) -> None:
+    reconciler = world.reconciler(quick_retries=0)
+    seen: list[FlowStep] = []
+    certificate_id, steps = await reconciler.run_now("e123H", progress=seen.append)
+    assert list(steps) == [step.value for step in FULL_FLOW]
+    assert seen == FULL_FLOW
+    assert world.active("e123H").id == certificate_id  # type: ignore[union-attr]
+
+    world.sandbox.state.faults.set("ca", "refuse")
+    with pytest.raises(AcmeProblem, match="serverInternal"):
+        await reconciler.run_now("e123H")
+    assert world.entry("e123H").failure_count == 1
+    assert world.active("e123H").id == certificate_id  # type: ignore[union-attr]

@@ -155,8 +155,15 @@ class IssuedChain:
 class FlowAttempt:
     """The steps of one attempt on one entry; every step method runs in a worker thread."""
 
-    def __init__(self, context: FlowContext, lease: Lease, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        context: FlowContext,
+        lease: Lease,
+        cancel: threading.Event,
+        progress: Callable[[FlowStep], object] | None = None,
+    ) -> None:
         self.ctx = context
+        self.progress = progress
         self.lease = lease
         self.cancel = cancel
         self.entry_id = lease.entry_id
@@ -175,6 +182,8 @@ class FlowAttempt:
 
     def begin(self, step: FlowStep) -> None:
         self.current = step
+        if self.progress is not None:
+            self.progress(step)
 
     def checkpoint(self) -> None:
         """Between steps: stop if timed out, and keep the lease (or learn it is lost)."""
@@ -546,6 +555,7 @@ def is_transient(error: OpenSTIError) -> bool:
 async def _deploy(a: FlowAttempt, certificate_id: int) -> None:
     """Deployment tasks for the new certificate; a failure is recorded (by the task
     runner) and retried later, and never holds back the activation."""
+    a.begin(FlowStep.DEPLOY)
     try:
         await run_deployment_tasks(
             a.ctx.db,

@@ -31,13 +31,14 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from opensti.config import Settings
-from opensti.core.errors import InvalidInput, LeaseLost, OpenSTIError, UpstreamError
+from opensti.core.errors import Conflict, InvalidInput, LeaseLost, OpenSTIError, UpstreamError
 from opensti.lifecycle.accounts import AccountService, Clock, utc_now
 from opensti.lifecycle.deploy import run_deployment_tasks
 from opensti.lifecycle.flow import (
@@ -506,22 +507,51 @@ class Reconciler:
         return result
 
     async def _run_flow(self, lease: Lease, name: str) -> AttemptResult:
-        cancel = threading.Event()
-        attempt = FlowAttempt(self.context, lease, cancel)
+        attempt = FlowAttempt(self.context, lease, threading.Event())
         try:
-            certificate_id = await asyncio.wait_for(
+            certificate_id = await self._execute(attempt, name)
+        except OpenSTIError as error:
+            return AttemptResult(name, "failed", error=str(error), steps=tuple(attempt.steps))
+        return AttemptResult(name, "activated", certificate_id, steps=tuple(attempt.steps))
+
+    async def _execute(self, attempt: FlowAttempt, name: str) -> int:
+        """The flow under the attempt's lease; a failure is recorded, then raised."""
+        try:
+            return await asyncio.wait_for(
                 run_flow(attempt, self.hooks), timeout=self.policy.attempt_timeout
             )
         except (OpenSTIError, TimeoutError) as exc:
-            cancel.set()
+            attempt.cancel.set()
             error = exc if isinstance(exc, OpenSTIError) else UpstreamError("attempt timed out")
             if not isinstance(error, LeaseLost):
                 await asyncio.to_thread(attempt.fail, error)
             _log.warning("entry %s: %s", name, error)
-            return AttemptResult(name, "failed", error=str(error), steps=tuple(attempt.steps))
+            raise error from None
         finally:
             await asyncio.to_thread(attempt.close)
-        return AttemptResult(name, "activated", certificate_id, steps=tuple(attempt.steps))
+
+    async def run_now(
+        self, name: str, *, progress: Callable[[FlowStep], object] | None = None
+    ) -> tuple[int, tuple[str, ...]]:
+        """A new certificate for entry ``name`` now, due or not (``opensti cert request``):
+        the same resumable flow as the loop's, under the entry's lease. Returns the id of
+        the certificate made active and the steps done; raises the failing step's error
+        (recorded, with the entry's backoff, as the loop would)."""
+        ttl = dt.timedelta(seconds=self.policy.lease_ttl)
+        with self.db.session() as session:
+            entry_id = get_entry(session, name).id
+            lease = acquire_lease(session, entry_id, self.holder, now=self.clock(), ttl=ttl)
+        if lease is None:
+            raise Conflict(f"entry {name!r} is being worked on by another worker; try later")
+        attempt = FlowAttempt(self.context, lease, threading.Event(), progress)
+        try:
+            certificate_id = await self._execute(attempt, name)
+        finally:
+            with self.db.session() as session:
+                release_lease(session, lease)
+            if self.notifier is not None:
+                await self.notifier.observe_entry(entry_id, now=self.clock())
+        return certificate_id, tuple(attempt.steps)
 
 
 class _Services(Protocol):
