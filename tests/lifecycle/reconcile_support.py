@@ -210,6 +210,7 @@ class World:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env.update(
             OPENSTI_DATA_DIR=str(settings.data_dir),
+            OPENSTI_DATABASE_URL=settings.database_url,
             OPENSTI_TLS_CA_FILE=str(settings.tls_ca_file),
             OPENSTI_STIPA_TRUST_ANCHORS=str(settings.stipa_trust_anchors),
             OPENSTI_PUBLIC_BASE_URL=self.base_url,
@@ -247,6 +248,7 @@ def start_world(
     cert_validity: dt.timedelta = dt.timedelta(minutes=10),
     clock: Clock | None = None,
     repository: bool = True,
+    database_url: str = "",
     **sandbox_options: Any,
 ) -> Iterator[World]:
     """The sandbox, a store set up against it, and (unless told) the STI-CR."""
@@ -274,8 +276,9 @@ def start_world(
             tls_ca_file=sandbox.tls_root_path,
             stipa_trust_anchors=stipa_pem,
             public_base_url=base_url,
+            database_url=database_url,
         )
-        app = App.from_settings(settings, clock=clock)
+        app = App.from_settings(settings, clock=clock, migrate=True)
         stoppers.append(app.close)
         app.accounts.add_ca("local", sandbox.ca_directory_url, needs_eab=True)
         kid, hmac_key = sandbox.state.add_eab()
