@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use for real: secsipidx (the third-party STIR/SHAKEN peer),
 # sip-tester (SIPp, a SIP load generator and UAC), openssl (the benchmark baseline),
 # chromium + chromium-driver (the web UI's browser tests, driven by Playwright),
-# kamailio + its secsipid module (a SIP proxy signing and verifying with opensti).
-DEBIAN_PACKAGES=(secsipidx sip-tester openssl chromium chromium-driver kamailio kamailio-secsipid-modules)
+# kamailio + its secsipid module (a SIP proxy signing and verifying with opensti),
+# postgresql (the multi-node database; the tests run their own throwaway cluster).
+DEBIAN_PACKAGES=(secsipidx sip-tester openssl chromium chromium-driver kamailio
+  kamailio-secsipid-modules postgresql)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -19,12 +21,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     # Packages with daemons (kamailio) must not start them: the tests run their own.
     policy_rc=/usr/sbin/policy-rc.d
+    added_policy=no
     if [ ! -e "$policy_rc" ]; then
       printf '#!/bin/sh\nexit 101\n' > "$policy_rc"
       chmod +x "$policy_rc"
-      trap 'rm -f "$policy_rc"' EXIT
+      added_policy=yes
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$added_policy" = yes ]; then rm -f "$policy_rc"; fi
   else
     echo "warning: not root; missing Debian packages ${missing[*]}: their tests will be skipped" >&2
   fi
@@ -45,7 +49,7 @@ echo "==> ruff"
 echo "==> mypy"
 .venv/bin/mypy
 
-echo "==> pytest"
+echo "==> pytest (SQLite)"
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
@@ -55,4 +59,20 @@ if [ "$status" -eq 5 ]; then
   echo "error: pytest collected no tests" >&2
   exit 1
 fi
-exit "$status"
+if [ "$#" -gt 0 ]; then
+  exit "$status"  # a chosen subset: no second database run
+fi
+
+echo "==> pytest on PostgreSQL (every test that uses the database)"
+pgdir=$(mktemp -d /tmp/opensti-pg-XXXXXX)
+trap 'scripts/postgres-cluster.sh destroy "$pgdir" >/dev/null 2>&1 || true' EXIT
+pg_url=$(scripts/postgres-cluster.sh start "$pgdir")
+set +e
+.venv/bin/python -m pytest --db-url "$pg_url" \
+  tests/store tests/calls tests/api tests/repository tests/lifecycle
+pg_status=$?
+set -e
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+exit "$pg_status"
