@@ -1,6 +1,6 @@
 """Memory: RSS of the signing SIP redirect server while it logs every call to SQLite.
 
-Run on demand: ``.venv/bin/python bench/memory.py [--calls 200000] [--rate 2000]``.
+Run on demand: ``.venv/bin/python bench/memory.py [--calls 200000] [--rate 1500]``.
 Loopback only; needs ``sipp``. See bench/README.md.
 
 The server is bench/sip.py's sign mode (``serve(workers=2)``) with the SIP message log
@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--chunk", type=int, default=50_000)
-    parser.add_argument("--rate", type=int, default=2000, help="SIPp calls per second")
+    parser.add_argument("--rate", type=int, default=1500, help="SIPp calls per second")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if shutil.which("sipp") is None:
