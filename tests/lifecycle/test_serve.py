@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.lifecycle.reconcile import request_renewal
+from tests._servers import make_tls_files
 from tests.lifecycle.reconcile_support import World, start_world
 
 pytestmark = pytest.mark.integration
@@ -147,3 +149,29 @@ def test_cert_status_and_renew_commands(world: World) -> None:
     missing = _cli(world, "cert", "renew", "nope", "--now")
     assert missing.returncode == 3
     assert "no certificate entry" in missing.stderr.decode()
+
+
+def test_serve_over_https_publishes_the_chain(world: World, tmp_path: Path) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    port = int(world.base_url.rpartition(":")[2])
+    env = {**world.env(), "OPENSTI_PUBLIC_BASE_URL": f"https://127.0.0.1:{port}"}
+    command = [
+        OPENSTI, "serve", f"--port={port}", "--tick=0.2",
+        f"--tls-cert={tls.cert_pem}", f"--tls-key={tls.key_pem}",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        assert f"https://127.0.0.1:{port}" in server.stdout.readline().decode()
+        _wait(lambda: world.active("e123H") is not None, 30, "the first certificate")
+        active = world.active("e123H")
+        assert active is not None
+        assert active.x5u_url == f"https://127.0.0.1:{port}/sti-cr/{active.id}.pem"
+        context = ssl.create_default_context(cafile=str(tls.root_pem))
+        response = httpx.get(active.x5u_url, verify=context, trust_env=False)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/pem-certificate-chain"
+        assert world.chain_valid(response.content, "123H", world.clock())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
