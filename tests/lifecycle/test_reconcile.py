@@ -17,13 +17,22 @@ from opensti.api import create_api
 from opensti.core.errors import AcmeProblem
 from opensti.lifecycle.deploy import create_deployment_task
 from opensti.lifecycle.reconcile import (
+    RENEW_BEFORE_KEY,
     FlowStep,
     ReconcilePolicy,
     backoff_delay,
     entry_statuses,
     request_renewal,
 )
-from opensti.store import CertificateState, DeploymentTaskKind, LifecycleEvent, Role, list_events
+from opensti.store import (
+    CertificateState,
+    DeploymentTaskKind,
+    LifecycleEvent,
+    Role,
+    get_entry,
+    list_events,
+    put_setting,
+)
 from tests.api.api_support import add_tokens
 from tests.lifecycle.reconcile_support import World, start_world, states
 
@@ -317,3 +326,27 @@ async def test_run_now_reports_progress_and_raises_the_failure(world: World) -> 
         await reconciler.run_now("e123H")
     assert world.entry("e123H").failure_count == 1
     assert world.active("e123H").id == certificate_id  # type: ignore[union-attr]
+
+
+async def test_renew_before_per_entry_then_global_then_a_third(world: World) -> None:
+    await world.reconciler().pass_once()
+    active = world.active("e123H")
+    assert active is not None
+    lifetime = active.not_after - active.not_before
+
+    def next_renewal() -> dt.datetime | None:
+        [status] = entry_statuses(world.app.database, ReconcilePolicy())
+        return status.next_renewal
+
+    assert next_renewal() == active.not_after - lifetime / 3
+    with world.app.database.session() as session:
+        put_setting(session, RENEW_BEFORE_KEY, 60)
+    assert next_renewal() == active.not_after - dt.timedelta(seconds=60)
+    with world.app.database.session() as session:
+        get_entry(session, "e123H").renew_before = 120
+    assert next_renewal() == active.not_after - dt.timedelta(seconds=120)
+    # Never more than half the lifetime, or every new certificate would be due at once.
+    with world.app.database.session() as session:
+        get_entry(session, "e123H").renew_before = 10**6
+    assert next_renewal() == active.not_after - lifetime / 2
+    assert await world.reconciler().pass_once() == []
