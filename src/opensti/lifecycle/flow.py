@@ -296,7 +296,7 @@ class FlowAttempt:
     ) -> SPCToken:
         expected = TokenExpectation(tnauthlist, fingerprint, False, DEFAULT_MIN_LIFE)
         accounts = self.ctx.accounts
-        trust = token_trust(accounts.stipa_trust_anchors(), verify=accounts.tls_verify)
+        trust = token_trust(accounts.stipa_trust_anchors(), verify=accounts.http_verify)
         return validate_spc_token(
             TokenBundle(token.reveal_text(), crl_url), expected, trust=trust, now=self.now()
         )
