@@ -313,7 +313,10 @@ def http_server(files: Files) -> Iterator[LocalHTTPServer]:
 def test_verify_fetches_x5u_over_https(files: Files, https_server: LocalHTTPServer) -> None:
     url = https_server.url("/1234.pem")
     code, result = verify(
-        files, sign(files, x5u=url), "--allow-private-x5u", SSL_CERT_FILE=str(files.tls.root_pem)
+        files,
+        sign(files, "--iat", files.iat, x5u=url),
+        "--allow-private-x5u",
+        SSL_CERT_FILE=str(files.tls.root_pem),
     )
     assert code == 0, result
     assert result["x5u"] == url
@@ -324,7 +327,7 @@ def test_verify_refuses_loopback_x5u_by_default(
     files: Files, https_server: LocalHTTPServer
 ) -> None:
     before = len(https_server.requests)
-    value = sign(files, x5u=https_server.url("/1234.pem"))
+    value = sign(files, "--iat", files.iat, x5u=https_server.url("/1234.pem"))
     code, result = verify(files, value, SSL_CERT_FILE=str(files.tls.root_pem))
     assert code == 1
     assert result["sip_code"] == 436
@@ -332,7 +335,7 @@ def test_verify_refuses_loopback_x5u_by_default(
 
 
 def test_verify_x5u_missing_on_the_server(files: Files, https_server: LocalHTTPServer) -> None:
-    value = sign(files, x5u=https_server.url("/gone.pem"))
+    value = sign(files, "--iat", files.iat, x5u=https_server.url("/gone.pem"))
     code, result = verify(
         files, value, "--allow-private-x5u", SSL_CERT_FILE=str(files.tls.root_pem)
     )
@@ -343,7 +346,7 @@ def test_verify_x5u_missing_on_the_server(files: Files, https_server: LocalHTTPS
 
 def test_verify_x5u_tls_not_trusted(files: Files, https_server: LocalHTTPServer) -> None:
     other_tls = make_tls_files(files.anchors.parent / "other-tls", label="other")
-    value = sign(files, x5u=https_server.url("/1234.pem"))
+    value = sign(files, "--iat", files.iat, x5u=https_server.url("/1234.pem"))
     code, result = verify(
         files, value, "--allow-private-x5u", SSL_CERT_FILE=str(other_tls.root_pem)
     )
@@ -352,7 +355,7 @@ def test_verify_x5u_tls_not_trusted(files: Files, https_server: LocalHTTPServer)
 
 
 def test_verify_http_x5u_needs_the_flag(files: Files, http_server: LocalHTTPServer) -> None:
-    value = sign(files, x5u=http_server.url("/1234.pem"))
+    value = sign(files, "--iat", files.iat, x5u=http_server.url("/1234.pem"))
     code, result = verify(files, value, "--allow-private-x5u")
     assert code == 1
     assert result["sip_code"] == 436
