@@ -39,8 +39,8 @@ from tests.lifecycle.reconcile_support import World, start_world, states
 pytestmark = pytest.mark.integration
 
 FULL_FLOW = [
-    FlowStep.PREPARE,
     FlowStep.SPC_TOKEN,
+    FlowStep.PREPARE,
     FlowStep.NEW_ORDER,
     FlowStep.CHALLENGE,
     FlowStep.FINALIZE,

@@ -254,8 +254,9 @@ class AccountService:
         path = self.settings.tls_ca_file
         return ssl.create_default_context(cafile=str(path)) if path else True
 
-    def acme_client(self, account: AcmeAccount) -> AcmeClient:
-        """A client for a stored account (its CA row loaded)."""
+    def acme_client(self, account: AcmeAccount, **options: Any) -> AcmeClient:
+        """A client for a stored account (its CA row loaded); ``options`` are
+        :class:`AcmeClient`'s keywords (e.g. ``poll_timeout``)."""
         key = load_private_key(acme_account_key(self.box, account).reveal())
         return AcmeClient(
             profile_of(account.ca),
@@ -264,6 +265,7 @@ class AccountService:
             account_url=account.account_url,
             verify=self.tls_verify,
             clock=self.clock,
+            **options,
         )
 
     def stipa_client(

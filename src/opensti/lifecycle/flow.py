@@ -1,6 +1,6 @@
 """One attempt at an entry's next certificate, step by step, resumable after a crash.
 
-    prepare (key, pending row) -> spc-token -> new-order (URL stored) -> tkauth-01
+    spc-token -> prepare (key, pending row) -> new-order (URL stored) -> tkauth-01
       -> finalize -> download -> validate (STI-PA trust list, SHAKEN profile)
       -> store -> publish -> deploy -> activate
 
@@ -101,8 +101,8 @@ _log = logging.getLogger(__name__)
 
 
 class FlowStep(StrEnum):
-    PREPARE = "prepare"
     SPC_TOKEN = "spc-token"  # noqa: S105  (a step name)
+    PREPARE = "prepare"
     NEW_ORDER = "new-order"
     RESUME_ORDER = "resume-order"
     CHALLENGE = "tkauth-01"
@@ -232,9 +232,8 @@ class FlowAttempt:
         if self._acme is None:
             with self.ctx.db.read_session() as session:
                 account = self._entry(session).acme_account
-                client = self.ctx.accounts.acme_client(account)
-            client._poll_timeout = dt.timedelta(seconds=self.ctx.acme_poll_timeout)
-            self._acme = client
+                poll_timeout = dt.timedelta(seconds=self.ctx.acme_poll_timeout)
+                self._acme = self.ctx.accounts.acme_client(account, poll_timeout=poll_timeout)
         return self._acme
 
     def stipa(self) -> StiPaClient | None:
@@ -251,12 +250,15 @@ class FlowAttempt:
     # -- the steps --------------------------------------------------------------------
 
     def prepare(self) -> Certificate:
-        """The pending row: resumed if one exists, else a new key stored before any order."""
+        """The pending row: resumed if one exists, else (once the SPC token is in hand) a
+        new key, stored before any order is placed."""
         with self.ctx.db.session() as session:
             pending = pending_certificate(session, self.entry_id)
             if pending is not None:
                 self.certificate_id = pending.id
                 return pending
+        # The token first: a refusal then leaves nothing behind.
+        self._token = self.spc_token()
         self.begin(FlowStep.PREPARE)
         acme = self.acme()
         key = (
@@ -318,7 +320,7 @@ class FlowAttempt:
                 self._forget_order(pending, "the CA marked the order invalid")
                 raise UpstreamError(f"the CA marked order {order.url} invalid")
             return order
-        token = self.spc_token()
+        token = self._token or self.spc_token()
         self.checkpoint()
         self.begin(FlowStep.NEW_ORDER)
         order = acme.new_order(token.tkvalue)
