@@ -44,6 +44,9 @@ pytestmark = pytest.mark.integration
 SECSIPIDX = "/usr/bin/secsipidx"
 SPCS = ("123H", "456J")
 
+#: The steps of a request with nothing to resume.
+FRESH_FLOW = [step for step in AcquireStep if step is not AcquireStep.RESUME_ORDER]
+
 
 def _sandbox_trust(world: World) -> TrustContext:
     return TrustContext(anchors=world.sandbox.trust_anchors)
@@ -68,7 +71,7 @@ def test_two_entries_for_one_stipa_account_get_two_valid_certificates(world: Wor
     results = [
         world.app.certificates.request_certificate(f"e-{spc}", progress=seen.append) for spc in SPCS
     ]
-    assert seen == [*AcquireStep, *AcquireStep]
+    assert seen == [*FRESH_FLOW, *FRESH_FLOW]
     for spc, result in zip(SPCS, results, strict=True):
         cert = _stored(world, result.certificate.id)
         assert cert.state is CertificateState.ACTIVE
@@ -85,7 +88,8 @@ def test_two_entries_for_one_stipa_account_get_two_valid_certificates(world: Wor
         assert b"PRIVATE KEY" not in cert.key_ciphertext
     with world.app.database.read_session() as session:
         steps = [e.step for e in reversed(list_events(session, cert.entry_id))]
-    assert steps == [step.value for step in AcquireStep]
+    # No deployment task here, so no deploy event (each task run records one).
+    assert steps == [step.value for step in FRESH_FLOW if step is not AcquireStep.DEPLOY]
     listed = {entry.spc: entry.active for entry in world.app.certificates.list_entries()}
     assert {spc: a.id if a else None for spc, a in listed.items()} == {
         spc: r.certificate.id for spc, r in zip(SPCS, results, strict=True)
@@ -240,7 +244,8 @@ def test_a_refused_request_records_the_failed_step_and_stores_no_certificate(
         world.app.certificates.request_certificate("e-123H")
     detail = world.app.certificates.show_entry("e-123H")
     assert detail.certificates == []
-    assert [(e.step, e.outcome) for e in detail.events] == [("spc-token", "failed")]
+    # Retried at once a few times (a 503 is transient), then given up.
+    assert {(e.step, e.outcome) for e in detail.events} == {("spc-token", "failed")}
     assert detail.events[0].error is not None
     assert "503" in detail.events[0].error
 

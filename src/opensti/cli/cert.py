@@ -21,13 +21,18 @@ NameArgument = Annotated[str, typer.Argument(help="The entry's name.")]
 
 #: One progress line per step of ``cert request``.
 STEP_LABELS: dict[str, str] = {
+    AcquireStep.PREPARE: "certificate key made and kept (encrypted) for the order",
+    AcquireStep.RESUME_ORDER: "the order placed earlier, resumed at the CA",
     AcquireStep.SPC_TOKEN: "SPC token (from the STI-PA, or the one brought), checked",
     AcquireStep.NEW_ORDER: "ACME newOrder with the TNAuthList identifier",
     AcquireStep.CHALLENGE: "tkauth-01 answered with the SPC token",
     AcquireStep.FINALIZE: "CSR with TNAuthList sent, order finalized",
     AcquireStep.DOWNLOAD: "certificate chain downloaded",
     AcquireStep.VALIDATE: "chain checked against the STI-PA trust list",
-    AcquireStep.ACTIVATE: "certificate stored (key encrypted) and made active",
+    AcquireStep.STORE: "chain stored",
+    AcquireStep.PUBLISH: "chain published on the STI-CR",
+    AcquireStep.DEPLOY: "deployment tasks run",
+    AcquireStep.ACTIVATE: "certificate made active",
 }
 
 

@@ -3,82 +3,74 @@
     CertificateService(db, box, settings, accounts, clock=...)
      .add_entry(...)                    SPC, ACME account, STI-PA account or a brought token
      .list_entries() / .show_entry(n)   entries, their certificates and lifecycle events
-     .request_certificate(n, progress)  SPC token -> order -> tkauth-01 -> CSR -> chain ->
-                                        check against the STI-PA trust list -> store, activate
+     .request_certificate(n, progress)  the reconcile loop's flow, now: SPC token -> order ->
+                                        tkauth-01 -> CSR -> chain -> STI-PA trust list check ->
+                                        store -> publish -> deploy -> activate
      .export_certificate(n, dir, ...)   chain + key as PEM files or one PKCS#12 file
      .signing_entries()                 the active certificates as STI-AS signing entries
 
-A request records one :class:`~opensti.store.LifecycleEvent` per step, and on failure
-the failing step with its error; nothing else changes when it fails.
+A request runs the same resumable flow as the reconcile loop
+(:meth:`opensti.lifecycle.reconcile.Reconciler.run_now`): one
+:class:`~opensti.store.LifecycleEvent` per step, the failing step with its error, and
+a pending certificate row that the next request (or the loop) resumes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import os
-import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session
 
-from opensti.acme import IssuedChain, Step, obtain_certificate
 from opensti.acme._keys import key_fingerprint
 from opensti.config import Settings
-from opensti.core.certs import CertificateChain, TrustContext, validate_shaken_certificate
-from opensti.core.errors import InvalidInput, NoActiveCertificate, OpenSTIError, UpstreamError
+from opensti.core.errors import InvalidInput, NoActiveCertificate
 from opensti.core.passport import load_private_key
 from opensti.core.tnauthlist import TNAuthList
 from opensti.lifecycle.accounts import (
     AccountService,
     Clock,
-    load_pem_certificates,
     profile_of,
     utc_now,
 )
 from opensti.lifecycle.deploy import DeploymentMaterial, pkcs12_bundle
+from opensti.lifecycle.flow import FlowStep
+from opensti.lifecycle.reconcile import Reconciler
 from opensti.repository import x5u_for
 from opensti.signing import SigningEntry
 from opensti.stipa import (
-    DEFAULT_MIN_LIFE,
-    SPCToken,
-    StiPaClient,
     TokenBundle,
     TokenExpectation,
     check_token_claims,
     decode_spc_token,
     parse_token_file,
     token_trust,
-    validate_spc_token,
     verify_token_issuer,
 )
 from opensti.store import (
     Certificate,
     CertificateEntry,
     Database,
-    EventOutcome,
     LifecycleEvent,
     Secret,
     SecretBox,
     StiPaEnvironment,
     acme_account_key,
     active_certificate,
-    add_certificate,
     certificate_key,
     create_entry,
-    entry_spc_token,
     get_acme_account,
+    get_certificate,
     get_entry,
     list_certificates,
     list_entries,
     list_events,
-    record_event,
     set_entry_spc_token,
 )
 from opensti.store._validate import check_spc
@@ -96,18 +88,11 @@ __all__ = [
 ]
 
 ExportFormat = Literal["pem", "pfx"]
+_T = TypeVar("_T")
 
 
-class AcquireStep(StrEnum):
-    """Every step of a request, in order: the ACME steps, then ours."""
-
-    SPC_TOKEN = Step.SPC_TOKEN.value
-    NEW_ORDER = Step.NEW_ORDER.value
-    CHALLENGE = Step.CHALLENGE.value
-    FINALIZE = Step.FINALIZE.value
-    DOWNLOAD = Step.DOWNLOAD.value
-    VALIDATE = "validate"
-    ACTIVATE = "activate"
+#: Every step of a request, in order (the reconcile loop's steps).
+AcquireStep = FlowStep
 
 
 #: Called with each step as it starts (the CLI draws one progress line per step).
@@ -223,66 +208,15 @@ def _x5u(cert: Certificate, public_base_url: str | None) -> str | None:
     return x5u_for(cert.id, public_base_url) if public_base_url else None
 
 
-@dataclass
-class _StoredToken:
-    """A token the operator brought, validated when the flow asks for it."""
-
-    bundle: TokenBundle
-    anchors: tuple[x509.Certificate, ...]
-    verify: bool | ssl.SSLContext
-    clock: Clock
-
-    def request_token(
-        self, tnauthlist: TNAuthList, fingerprint: str, *, padded: bool = True, ca: bool = False
-    ) -> SPCToken:
-        expected = TokenExpectation(tnauthlist, fingerprint, ca, DEFAULT_MIN_LIFE)
-        trust = token_trust(self.anchors, verify=self.verify)
-        return validate_spc_token(self.bundle, expected, trust=trust, now=self.clock())
-
-
-@dataclass
-class _Recorder:
-    """Collects the steps of one request; written to the store at the end."""
-
-    progress: Progress | None
-    clock: Clock
-    steps: list[tuple[AcquireStep, dt.datetime]] = field(default_factory=list)
-
-    def __call__(self, step: Step | AcquireStep) -> None:
-        self.steps.append((AcquireStep(step.value), self.clock()))
-        if self.progress is not None:
-            self.progress(AcquireStep(step.value))
-
-    def write(
-        self,
-        session: Session,
-        entry_id: int,
-        *,
-        error: OpenSTIError | None = None,
-        certificate_id: int | None = None,
-    ) -> None:
-        for index, (step, at) in enumerate(self.steps):
-            last = index == len(self.steps) - 1
-            failed = last and error is not None
-            record_event(
-                session,
-                entry_id,
-                step.value,
-                EventOutcome.FAILED if failed else EventOutcome.SUCCEEDED,
-                at=at,
-                error=str(error) if failed else None,
-                certificate_id=certificate_id if last else None,
-            )
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> Secret:
-    return Secret(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+def _run_blocking(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work`` to the end from synchronous code, even when this thread already
+    runs an event loop (a caller that is itself async): then on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 def _write(path: Path, data: bytes, mode: int) -> Path:
@@ -411,106 +345,32 @@ class CertificateService:
     def request_certificate(
         self, name: str, *, progress: Progress | None = None
     ) -> AcquisitionResult:
-        """Run the whole acquisition for entry ``name`` now and make the result active."""
-        recorder = _Recorder(progress, self.clock)
+        """Get a certificate for entry ``name`` now and make it active: the reconcile
+        loop's flow, resumed from the entry's pending certificate if there is one."""
         self.accounts.stipa_trust_anchors()  # every SPC token is checked: refuse early
         with self.db.read_session() as session:
             entry = get_entry(session, name)
-            entry_id, spc = entry.id, entry.spc
-            client = self.accounts.acme_client(entry.acme_account)
-            stored = entry_spc_token(self.box, entry)
-            stipa = (
-                self.accounts.stipa_client(entry.stipa_account, expected_crl_url=entry.crl_url)
-                if entry.stipa_account is not None
-                else None
-            )
-            crl_url = entry.crl_url
-        try:
-            if stipa is None and self.settings.ca_trust_anchors is None:
+            spc = entry.spc
+            previous = active_certificate(session, entry.id)
+            previous_id = None if previous is None else previous.id
+            if entry.stipa_account is None and self.settings.ca_trust_anchors is None:
                 raise InvalidInput(
                     "no STI-CA trust list to check the certificate against: set "
                     "OPENSTI_CA_TRUST_ANCHORS or give the entry an STI-PA account"
                 )
-            source = stipa if stored is None else self._stored_source(stored, crl_url)
-            assert source is not None  # add_entry requires an STI-PA account or a token
-            issued = obtain_certificate(
-                client,
-                spc,
-                source,
-                organization=self.settings.organization,
-                progress=recorder,
+        reconciler = Reconciler(self.db, self.box, self.settings, self.accounts, clock=self.clock)
+        certificate_id, steps = _run_blocking(reconciler.run_now(name, progress=progress))
+        with self.db.read_session() as session:
+            cert = get_certificate(session, certificate_id)
+            assert cert.chain_pem is not None  # an active certificate has its chain
+            return AcquisitionResult(
+                entry=name,
+                spc=spc,
+                certificate=CertificateInfo.of(cert, name, self.public_base_url),
+                superseded_id=previous_id,
+                steps=steps,
+                chain_pem=cert.chain_pem.encode("ascii"),
             )
-            recorder(AcquireStep.VALIDATE)
-            anchors = self._ca_anchors(stipa)
-            _check_trusted(issued.chain, anchors, self.clock())
-            recorder(AcquireStep.ACTIVATE)
-            return self._store(entry_id, name, spc, issued, recorder)
-        except OpenSTIError as exc:
-            self._record_failure(entry_id, recorder, exc)
-            raise
-        finally:
-            if stipa is not None:
-                stipa.close()
-
-    def _stored_source(self, token: Secret, crl_url: str | None) -> _StoredToken:
-        return _StoredToken(
-            TokenBundle(token.reveal_text(), crl_url),
-            self.accounts.stipa_trust_anchors(),
-            self.accounts.http_verify,
-            self.clock,
-        )
-
-    def _ca_anchors(self, stipa: StiPaClient | None) -> tuple[x509.Certificate, ...]:
-        """The STI-CA roots an issued chain must lead to: configured, or the STI-PA's list."""
-        path = self.settings.ca_trust_anchors
-        if path is not None or stipa is None:
-            assert path is not None  # request_certificate checked one of them is there
-            return load_pem_certificates(path, "STI-CA trust anchors file")
-        return tuple(stipa.ca_list())
-
-    def _store(
-        self, entry_id: int, name: str, spc: str, issued: IssuedChain, recorder: _Recorder
-    ) -> AcquisitionResult:
-        now = self.clock()
-        with self.db.session() as session:
-            previous = active_certificate(session, entry_id)
-            cert = add_certificate(
-                session,
-                self.box,
-                entry_id,
-                chain_pem=issued.chain_pem,
-                key_pem=_pem_key(issued.key),
-                now=now,
-                activate=True,
-            )
-            cert.x5u_url = (
-                x5u_for(cert.id, self.public_base_url) if self.public_base_url else issued.x5u
-            )
-            entry = get_entry(session, name)
-            entry.failure_count, entry.failing_since, entry.last_error = 0, None, None
-            recorder.write(session, entry_id, certificate_id=cert.id)
-            session.flush()
-            info = CertificateInfo.of(cert, name, self.public_base_url)
-        return AcquisitionResult(
-            entry=name,
-            spc=spc,
-            certificate=info,
-            superseded_id=None if previous is None else previous.id,
-            steps=tuple(step.value for step, _ in recorder.steps),
-            chain_pem=issued.chain_pem,
-        )
-
-    def _record_failure(self, entry_id: int, recorder: _Recorder, error: OpenSTIError) -> None:
-        if not recorder.steps:
-            return  # refused before anything was attempted: a configuration error
-        now = self.clock()
-        with self.db.session() as session:
-            recorder.write(session, entry_id, error=error)
-            entry = session.get(CertificateEntry, entry_id)
-            if entry is not None:
-                entry.failure_count += 1
-                entry.failing_since = entry.failing_since or now
-                entry.last_error = str(error)
 
     # -- using certificates ------------------------------------------------------------
 
@@ -583,14 +443,3 @@ def _bundle(token_file: bytes | None, token: str | None, crl_url: str | None) ->
     if token is not None:
         return TokenBundle(token.strip(), crl_url)
     return None
-
-
-def _check_trusted(
-    chain: CertificateChain, anchors: tuple[x509.Certificate, ...], now: dt.datetime
-) -> None:
-    try:
-        validate_shaken_certificate(chain, TrustContext(anchors=anchors), now)
-    except OpenSTIError as exc:
-        raise UpstreamError(
-            f"the CA issued a certificate that does not pass the STI-PA trust list: {exc}"
-        ) from None
