@@ -71,6 +71,7 @@ __all__ = [
     "Clock",
     "StiPaInfo",
     "load_pem_certificates",
+    "private_key_secret",
     "utc_now",
 ]
 
@@ -198,7 +199,8 @@ def _stored_ca(session: Session, name: str) -> CertificateAuthority | None:
         return None
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey) -> Secret:
+def private_key_secret(key: ec.EllipticCurvePrivateKey) -> Secret:
+    """The key as unencrypted PKCS#8 PEM, held as a :class:`Secret` until it is sealed."""
     return Secret(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -415,7 +417,7 @@ class AccountService:
                 self.box,
                 name=name,
                 ca=profile.name,
-                key_pem=_private_pem(key),
+                key_pem=private_key_secret(key),
                 staging=staging,
                 email=email,
                 account_url=registered.url,

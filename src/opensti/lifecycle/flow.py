@@ -28,7 +28,6 @@ from typing import Any
 
 from acme import messages
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session
 
@@ -47,7 +46,12 @@ from opensti.core.errors import (
 )
 from opensti.core.passport import load_private_key
 from opensti.core.tnauthlist import TNAuthList
-from opensti.lifecycle.accounts import AccountService, Clock, load_pem_certificates
+from opensti.lifecycle.accounts import (
+    AccountService,
+    Clock,
+    load_pem_certificates,
+    private_key_secret,
+)
 from opensti.lifecycle.deploy import run_deployment_tasks
 from opensti.repository import x5u_for
 from opensti.stipa import (
@@ -268,7 +272,11 @@ class FlowAttempt:
         )
         with self.ctx.db.session() as session:
             pending = create_pending_certificate(
-                session, self.ctx.box, self.entry_id, key_pem=_pem(key), now=self.now()
+                session,
+                self.ctx.box,
+                self.entry_id,
+                key_pem=private_key_secret(key),
+                now=self.now(),
             )
             self.record(session, FlowStep.PREPARE, certificate_id=pending.id)
             self.certificate_id = pending.id
@@ -480,16 +488,6 @@ def _check_issued(
     validated = validate_shaken_certificate(chain, TrustContext(anchors=anchors), now)
     if validated.spc != spc:
         raise UpstreamError(f"the certificate is for SPC {validated.spc}, not {spc}")
-
-
-def _pem(key: ec.EllipticCurvePrivateKey) -> Secret:
-    return Secret(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
 
 
 async def run_flow(a: FlowAttempt, hooks: ReconcileHooks) -> int:
