@@ -51,7 +51,9 @@ echo "==> mypy"
 
 echo "==> pytest (SQLite)"
 set +e
-.venv/bin/python -m pytest "$@"
+# Both cores: most tests wait on sockets and child processes, so two workers halve
+# the wall time.
+.venv/bin/python -m pytest -n auto "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
@@ -68,7 +70,7 @@ pgdir=$(mktemp -d /tmp/opensti-pg-XXXXXX)
 trap 'scripts/postgres-cluster.sh destroy "$pgdir" >/dev/null 2>&1 || true' EXIT
 pg_url=$(scripts/postgres-cluster.sh start "$pgdir")
 set +e
-.venv/bin/python -m pytest --db-url "$pg_url" \
+.venv/bin/python -m pytest -n auto --db-url "$pg_url" \
   tests/store tests/calls tests/api tests/repository tests/lifecycle
 pg_status=$?
 set -e
