@@ -5,9 +5,11 @@ off loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -21,8 +23,11 @@ import pytest
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.lifecycle.reconcile import request_renewal
+from opensti.sip.message import SIPResponse
+from opensti.store import get_entry, list_sip_messages
 from tests._servers import make_tls_files
 from tests.lifecycle.reconcile_support import World, start_world
+from tests.sip.sip_support import request, udp_client
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +180,49 @@ def test_serve_over_https_publishes_the_chain(world: World, tmp_path: Path) -> N
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _invite(address: tuple[str, int], call_id: str) -> SIPResponse:
+    invite = request(
+        from_="<sip:+12025550100@127.0.0.1;user=phone>;tag=a1",
+        to="<sip:+12025550101@127.0.0.1;user=phone>",
+        uri="sip:+12025550101@127.0.0.1;user=phone",
+        call_id=call_id,
+    )
+    async with udp_client(address) as client:
+        return await client.exchange(invite)
+
+
+def test_serve_logs_sip_calls_with_the_signing_certificate(world: World) -> None:
+    with world.app.database.session() as session:
+        get_entry(session, "e123H").is_default_signer = True  # it signs every call
+    port = int(world.base_url.rpartition(":")[2])
+    sip_port = free_udp_port()
+    command = [
+        OPENSTI, "serve", "--insecure-http", f"--port={port}", "--tick=0.2",
+        f"--sip-listen=udp:127.0.0.1:{sip_port}/sign",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=world.env(), stdout=subprocess.PIPE)
+    try:
+        _wait(lambda: world.active("e123H") is not None, 30, "the first certificate")
+        active = world.active("e123H")
+        assert active is not None
+        _wait(lambda: _sign(world.base_url) == active.x5u_url, 10, "signing with it")
+        response = asyncio.run(_invite(("127.0.0.1", sip_port), "logged-call@test"))
+        assert response.status == 302
+        assert response.header("Identity")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    # The call log is flushed on shutdown: the call is there with its certificate.
+    with world.app.database.read_session() as session:
+        rows = list_sip_messages(session, call_id="logged-call@test")
+        assert [(r.from_tn, r.to_tn, r.certificate_id) for r in rows] == [
+            ("12025550100", "12025550101", active.id)
+        ]

@@ -28,6 +28,7 @@ import uvicorn
 
 from opensti.api.stir import create_stir_app
 from opensti.app import App
+from opensti.calls import CallLog, keyring_certificates
 from opensti.cli._app import app, console
 from opensti.cli._context import open_app
 from opensti.cli.lifecycle_loop import (
@@ -114,13 +115,15 @@ class Dispatcher:
             await self.management(scope, receive, send)
 
 
-def _management(application: App, signing: SigningService, verifier: Any) -> ASGI | None:
+def _management(
+    application: App, signing: SigningService, verifier: Any, call_log: CallLog
+) -> ASGI | None:
     """``/api/v1`` and the web UI, when this installation has them."""
     try:
         from opensti.api import API_PREFIX, create_api
     except ImportError:
         return None
-    api = create_api(application, signer=signing, verifier=verifier)
+    api = create_api(application, signer=signing, verifier=verifier, call_log=call_log)
     try:
         from opensti.web import create_web
     except ImportError:
@@ -177,17 +180,26 @@ async def run_server(
         max_age_cap=settings.sti_cr_max_age,
         refresh_interval=settings.sti_cr_refresh_seconds,
     )
+    # One call log for SIP and REST: every signed and verified call, written in batches
+    # off the request path.
+    call_log = CallLog.from_settings(
+        application.database, settings, certificate_for_x5u=keyring_certificates(keyring)
+    )
     async with AsyncExitStack() as stack:
+        call_log.start()
+        stack.callback(call_log.stop)
         verifier = await _verifier(application, stack)
         dispatcher = Dispatcher(
             repository,
             create_stir_app(signing, verifier),
-            _management(application, signing, verifier),
+            _management(application, signing, verifier, call_log),
         )
         await repository.start()
         stack.push_async_callback(repository.stop)
         if options.sip_listeners:
-            services = SIPServices(signer=CallSignerAdapter(signing), verifier=verifier)
+            services = SIPServices(
+                signer=CallSignerAdapter(signing), verifier=verifier, log=call_log
+            )
             await stack.enter_async_context(SIPServer(options.sip_listeners, services))
         sock = bind_socket(options.host, options.port)
         server = _uvicorn(dispatcher, options, settings.log_level)
