@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -222,3 +223,21 @@ def test_demo_runs_offline_and_exits_zero(tmp_path: Path) -> None:
     assert "JWK thumbprint:" in proc.stdout
     assert "/sti-cr/1.pem" in proc.stdout
     assert (tmp_path / "demo" / "files" / "demo-123H-chain.pem").exists()
+
+
+@pytest.mark.slow
+def test_demo_shows_renewals_with_short_lived_certificates(tmp_path: Path) -> None:
+    # 2-minute certificates issued 30 s back-dated are renewed after about 50 s.
+    proc = subprocess.run(
+        [str(OPENSTI), "demo", "--data-dir", str(tmp_path / "demo"), "--watch-renewals", "80"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=client_env(),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    renewed = re.findall(r"renewed (demo-\w+): certificate #(\d+)", proc.stdout)
+    assert {name for name, _ in renewed} == {"demo-123H", "demo-456J"}, proc.stdout
+    # New certificates, not the two the demo started with.
+    assert all(int(number) > 2 for _, number in renewed)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -34,12 +35,14 @@ from opensti.config import load_settings
 from opensti.core.errors import UpstreamError
 from opensti.core.verify import VerificationResult
 from opensti.lifecycle.acquire import AcquireStep
+from opensti.lifecycle.flow import ReconcileHooks
+from opensti.lifecycle.reconcile import ReconcilePolicy, reconciler_for
 from opensti.repository import create_repository_app
 from opensti.sandbox.config import DEMO_PASSWORD, DEMO_PROVIDER, SandboxConfig
 from opensti.sandbox.server import SandboxHandle, bind_socket, run_sandbox_in_thread
 from opensti.sandbox.tls import ensure_tls_files
 from opensti.signing import SignedCall
-from opensti.store import Database, Secret
+from opensti.store import Database, Secret, active_certificate, get_entry_by_id
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
 
 _DEMO_SPCS = DEMO_PROVIDER.spcs
@@ -207,6 +210,49 @@ def _report(application: App, account: str, calls: list[_Call], directory: Path)
         console.print(f"{label + ':':<20}{value}", highlight=False, markup=False, soft_wrap=True)
 
 
+#: Certificate lifetime when the demo shows renewals: renewal starts with a third left.
+_SHORT_VALIDITY = dt.timedelta(seconds=120)
+
+
+def _watch_renewals(application: App, seconds: float) -> int:
+    """Run the renewal loop for ``seconds`` and print each certificate it activates."""
+    renewed: list[int] = []
+
+    async def activated(entry_id: int) -> None:
+        with application.database.read_session() as session:
+            entry = get_entry_by_id(session, entry_id)
+            certificate = active_certificate(session, entry_id)
+            if certificate is None or certificate.not_after is None:
+                return
+            console.print(
+                f"renewed {entry.name}: certificate #{certificate.id}, valid until "
+                f"{certificate.not_after:%H:%M:%S} UTC, published at {certificate.x5u_url}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        renewed.append(entry_id)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        policy = ReconcilePolicy(tick=1.0)
+        loop = reconciler_for(application, policy, hooks=ReconcileHooks(activated=activated))
+        task = asyncio.create_task(loop.run(stop))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await task
+
+    # Every short-lived certificate is "at risk" by the 24-hour rule; no SMTP is set up.
+    logging.getLogger("opensti.lifecycle.notify").setLevel(logging.ERROR)
+    console.print(
+        f"Watching renewals for {seconds:.0f} s ({_SHORT_VALIDITY.seconds}-second certificates, "
+        "renewed with a third of their life left; the old ones stay published)...",
+        highlight=False,
+    )
+    asyncio.run(run())
+    return len(renewed)
+
+
 @app.command("demo")
 def demo(
     ctx: typer.Context,
@@ -214,11 +260,21 @@ def demo(
         Path | None,
         typer.Option("--data-dir", help="Keep everything here (default: a new temp dir)."),
     ] = None,
+    watch_renewals: Annotated[
+        int,
+        typer.Option(
+            "--watch-renewals",
+            min=0,
+            help="Then run the renewal loop this many seconds, with 2-minute certificates.",
+        ),
+    ] = 0,
 ) -> int:
     """Get SHAKEN certificates for two OCNs from a local STI-PA + STI-CA, sign a call
     with each and verify it over HTTPS, showing every step."""
     directory = _data_dir(data_dir, ctx)
     config = SandboxConfig(data_dir=directory / "sandbox", port=0)
+    if watch_renewals:
+        config = replace(config, cert_validity=_SHORT_VALIDITY)
     progress = StepProgress({})
     with progress:
         progress("sandbox STI-PA + STI-CA started on 127.0.0.1")
@@ -240,6 +296,11 @@ def demo(
                     calls = asyncio.run(_verify(sandbox, signed))
                     progress.close()
                     _report(application, account, calls, directory)
+                    if watch_renewals:
+                        renewals = _watch_renewals(application, watch_renewals)
+                        console.print(
+                            f"{renewals} renewal(s) in {watch_renewals} s", highlight=False
+                        )
         finally:
             sock.close()
             sandbox.stop()
