@@ -6,14 +6,14 @@ import httpx
 import pytest
 
 from opensti.store import Role
+from tests._servers import serve_asgi
 from tests.api.api_support import Mgmt
-from tests.api.test_stir_uvicorn import _uvicorn
 
 pytestmark = pytest.mark.integration
 
 
 async def test_over_a_socket(mgmt: Mgmt) -> None:
-    async with _uvicorn(mgmt.api) as base_url, httpx.AsyncClient(base_url=base_url) as client:  # type: ignore[arg-type]
+    async with serve_asgi(mgmt.api) as base_url, httpx.AsyncClient(base_url=base_url) as client:
         operator = {"Authorization": f"Bearer {mgmt.tokens[Role.OPERATOR]}"}
         assert (await client.get("/api/v1/calls")).status_code == 401
         call = {"orig": "12025550100", "dest": "12025550199", "call_id": "sock@x"}

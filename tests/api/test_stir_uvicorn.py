@@ -7,16 +7,13 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 
-from opensti.api.stir import STIRApp
-from tests._servers import TLSFiles
+from tests._servers import TLSFiles, serve_asgi
 from tests.api.stir_support import Deployment, stir_app
 
 pytestmark = pytest.mark.integration
@@ -26,29 +23,8 @@ SECSIPIDX = shutil.which("secsipidx")
 
 @pytest.fixture
 async def base_url(site: Deployment, tls: TLSFiles) -> AsyncIterator[str]:
-    async with stir_app(site, tls) as app, _uvicorn(app) as url:
+    async with stir_app(site, tls) as app, serve_asgi(app) as url:
         yield url
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        """The test runner owns the signals."""
-
-
-@asynccontextmanager
-async def _uvicorn(app: STIRApp) -> AsyncIterator[str]:
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _sign(base_url: str, orig: str, dest: str) -> str:
