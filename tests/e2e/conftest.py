@@ -1,26 +1,33 @@
 """The web UI in a real headless Chromium (Debian's /usr/bin/chromium, driven by
-Playwright without its own browser download) against a real uvicorn on 127.0.0.1
-serving the web app over an App wired to the sandbox."""
+Playwright without its own browser download) against a real ``opensti serve``
+subprocess on 127.0.0.1, on a fresh data dir (SQLite), with a real sandbox STI-PA +
+STI-CA (HTTPS on 127.0.0.1) whose published trust files the server is configured
+with, as an operator would configure it."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-import uvicorn
 
-from opensti.store import Role, Secret, create_user
-from tests.lifecycle.acquire_support import World, world
-from tests.sandbox.conftest import clock, sandbox_factory
+from opensti.sandbox.server import STIPA_CERT_FILE, TRUST_ANCHORS_FILE, SandboxHandle
+from tests._servers import client_env
+from tests.sandbox.conftest import SandboxFactory, clock, sandbox_factory
 
-__all__ = ["clock", "sandbox_factory", "world"]
+__all__ = ["clock", "sandbox_factory"]
 
 CHROMIUM = Path("/usr/bin/chromium")
+OPENSTI = str(Path(sys.executable).with_name("opensti"))
 ADMIN, PASSWORD = "admin", "e2e password 1"
 FLAGS = (
     "--no-sandbox",
@@ -36,6 +43,8 @@ FLAGS = (
 SCREENSHOTS = Path(__file__).resolve().parents[2] / os.environ.get(
     "OPENSTI_SCREENSHOTS", "artifacts/screenshots"
 )
+_SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
+_SETUP_LINK = re.compile(r"(http://127\.0\.0\.1:\d+/setup\?token=[A-Za-z0-9_-]+)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,32 +56,124 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A running ``opensti serve``: its URL, its environment (for CLI calls on the same
+    store), the sandbox it talks to, and what it printed."""
+
+    url: str
+    env: dict[str, str]
+    sandbox: SandboxHandle
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [OPENSTI, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=60
+        )
+
+    def setup_link(self) -> str | None:
+        """The one-time setup link ``opensti serve`` printed at start, if any."""
+        for line in self.output:
+            match = _SETUP_LINK.search(line)
+            if match:
+                return match.group(1)
+        return None
+
+
+def _environment(data_dir: Path, sandbox: SandboxHandle, port: int) -> dict[str, str]:
+    published = sandbox.state.config.data_dir
+    assert sandbox.tls_root_path is not None
+    return client_env(
+        OPENSTI_DATA_DIR=str(data_dir),
+        OPENSTI_TLS_CA_FILE=str(sandbox.tls_root_path),
+        OPENSTI_STIPA_TRUST_ANCHORS=str(published / STIPA_CERT_FILE),
+        OPENSTI_CA_TRUST_ANCHORS=str(published / TRUST_ANCHORS_FILE),
+        OPENSTI_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        OPENSTI_LOG_LEVEL="WARNING",
+    )
+
+
+def _read_until_serving(process: subprocess.Popen[str], output: list[str]) -> str:
+    """Lines of stdout up to the "serving on" one (the setup link comes before it)."""
+    assert process.stdout is not None
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            stderr = process.stderr.read() if process.stderr else ""
+            pytest.fail(f"opensti serve exited: {stderr}")
+        output.append(line)
+        match = _SERVING.search(line)
+        if match:
+            return match.group(1)
+
+
+def start_serve(data_dir: Path, sandbox: SandboxHandle) -> Served:
+    port = free_port()
+    env = _environment(data_dir, sandbox, port)
+    command = [OPENSTI, "serve", "--insecure-http", "--host=127.0.0.1", f"--port={port}"]
+    process = subprocess.Popen(
+        [*command, "--tick=0.3"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    output: list[str] = []
+    # A watchdog: a server that never prints its address must not hang the test.
+    timer = threading.Timer(60, process.kill)
+    timer.start()
+    try:
+        url = _read_until_serving(process, output)
+    finally:
+        timer.cancel()
+    served = Served(url, env, sandbox, process, output)
+    # Keep reading both pipes so a chatty server never blocks on a full one.
+    assert process.stdout is not None
+    assert process.stderr is not None
+    for stream, lines in ((process.stdout, output), (process.stderr, served.errors)):
+        threading.Thread(target=lambda s=stream, into=lines: into.extend(s), daemon=True).start()
+    return served
+
+
+def stop_serve(served: Served) -> None:
+    served.process.send_signal(signal.SIGTERM)
+    try:
+        code = served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        pytest.fail("opensti serve did not stop on SIGTERM")
+    assert code == 0, "".join(served.errors)
+
+
 @pytest.fixture
-def server(world: World) -> Iterator[str]:
-    """uvicorn serving create_web(app) on a free 127.0.0.1 port, in a thread."""
-    from opensti.web import create_web
-
-    with world.app.database.session() as session:
-        create_user(session, name=ADMIN, password=Secret.from_text(PASSWORD), role=Role.ADMIN)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_web(world.app), log_level="warning", lifespan="off")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    instance.should_exit = True
-    thread.join(10)
-    sock.close()
+def served(sandbox_factory: SandboxFactory, tmp_path: Path) -> Iterator[Served]:
+    """``opensti serve`` on a fresh store, with no user yet."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    running = start_serve(data_dir, sandbox_factory())
+    try:
+        yield running
+    finally:
+        stop_serve(running)
 
 
 @pytest.fixture
-def browser_page(tmp_path: Path) -> Iterator[object]:
-    """A page in a fresh Chromium profile; clipboard permissions granted for Copy."""
+def served_with_admin(served: Served) -> Served:
+    """The same, with an admin made by ``opensti user add``."""
+    done = served.cli("user", "add", "--role", "admin", "--password-stdin", ADMIN, stdin=PASSWORD)
+    assert done.returncode == 0, done.stderr
+    return served
+
+
+def _launch(tmp_path: Path, *, javascript: bool) -> Iterator[Any]:
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
@@ -81,11 +182,25 @@ def browser_page(tmp_path: Path) -> Iterator[object]:
             headless=True,
             args=list(FLAGS),
             viewport={"width": 1280, "height": 860},
+            java_script_enabled=javascript,
         )
-        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        if javascript:
+            context.grant_permissions(["clipboard-read", "clipboard-write"])
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(30_000)
         try:
             yield page
         finally:
             context.close()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[Any]:
+    """A page in a fresh Chromium profile; clipboard permissions granted for Copy."""
+    yield from _launch(tmp_path, javascript=True)
+
+
+@pytest.fixture
+def no_script_page(tmp_path: Path) -> Iterator[Any]:
+    """A page in a fresh Chromium profile with JavaScript switched off."""
+    yield from _launch(tmp_path, javascript=False)

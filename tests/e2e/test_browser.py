@@ -1,24 +1,28 @@
-"""The seed workflows in a browser: sign in, add an ACME account with EAB and copy its
-thumbprint, set STI-PA credentials, add two entries and watch them become active,
-renew one, see which certificate signed a call; and the errors shown in the forms."""
+"""The seed workflows in a browser against a real ``opensti serve``: sign in, add the
+CA and an ACME account with EAB and copy its thumbprint, set STI-PA credentials, add
+two entries and watch the server's own renewal loop make them active, renew one now,
+sign a call through the server's REST API and see which certificate signed it; and
+the errors shown in the forms."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
-from opensti.calls import CallLog
 from opensti.sandbox.config import DEMO_PASSWORD
-from tests.e2e.conftest import ADMIN, PASSWORD, SCREENSHOTS
-from tests.lifecycle.acquire_support import World
+from tests.e2e.conftest import ADMIN, PASSWORD, SCREENSHOTS, Served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 
 def shot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def sign_in(page: Any, server: str, password: str = PASSWORD) -> None:
@@ -29,23 +33,39 @@ def sign_in(page: Any, server: str, password: str = PASSWORD) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def test_wrong_password_is_shown(server: str, browser_page: Any) -> None:
+def reload_until(page: Any, ready: Callable[[], bool], what: str, timeout: float = 90) -> None:
+    """Reload the page until ``ready()``: the server works on its own schedule."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+        page.reload()
+
+
+def cli_json(served: Served, *args: str) -> Any:
+    done = served.cli(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_wrong_password_is_shown(served_with_admin: Served, browser_page: Any) -> None:
     page = browser_page
-    sign_in(page, server, password="not it")
+    sign_in(page, served_with_admin.url, password="not it")
     assert page.get_by_role("alert").inner_text().endswith("Wrong user name or password.")
     assert page.get_by_label("User name").input_value() == ADMIN
     shot(page, "sign-in")
 
 
-def test_seed_workflows(server: str, browser_page: Any, world: World) -> None:
-    page = browser_page
-    world.add_sandbox_ca()
-    sign_in(page, server)
-    assert "No certificate entries yet" in page.locator("#health").inner_text()
-
-    # ACME account with EAB; the thumbprint is copied with the Copy button.
-    kid, hmac_key = world.eab()
+def _add_ca_and_account(page: Any, served: Served) -> None:
     page.get_by_role("link", name="Certificate Authorities").click()
+    page.get_by_text("Add a custom CA").click()
+    page.get_by_label("CA name").fill("sandbox")
+    page.get_by_label("ACME directory URL").fill(served.sandbox.ca_directory_url)
+    page.get_by_label("The CA requires External Account Binding (EAB)").check()
+    page.get_by_role("button", name="Add CA").click()
+    assert "CA sandbox added" in page.locator(".flash").inner_text()
+
+    kid, hmac_key = served.sandbox.state.add_eab()
     page.get_by_role("link", name="Add account").click()
     page.get_by_label("Certificate Authority").select_option("sandbox")
     page.get_by_label("Contact email").fill("ops@example.net")
@@ -53,65 +73,106 @@ def test_seed_workflows(server: str, browser_page: Any, world: World) -> None:
     page.get_by_text("Advanced").click()
     page.get_by_label("Account name").fill("main")
     page.get_by_label("EAB key id").fill(kid)
-    page.get_by_label("EAB HMAC key").fill(hmac_key.reveal_text())
+    page.get_by_label("EAB HMAC key").fill(hmac_key)
     page.get_by_role("button", name="Add account").click()
-    assert page.url == f"{server}/accounts/main"
-    thumbprint = world.app.accounts.show_account("main").thumbprint
+    assert page.url == f"{served.url}/accounts/main"
+    thumbprint = cli_json(served, "account", "show", "main")["thumbprint"]
     assert page.get_by_label("JWK thumbprint (RFC 7638)").input_value() == thumbprint
-    copy = page.locator("button[data-copy=thumbprint]")
-    copy.click()
+    page.locator("button[data-copy=thumbprint]").click()
     assert page.evaluate("navigator.clipboard.readText()") == thumbprint
     shot(page, "account")
 
-    # STI-PA: an over-limit password is refused in the form, then the real one is saved.
+
+def _set_stipa(page: Any, served: Served) -> None:
     page.get_by_role("link", name="STI-PA").click()
     page.get_by_label("Account id (primary OCN)").fill("123H")
     page.get_by_label("API user id").fill("demo")
     page.get_by_label("API password").fill("p" * 190)
     page.get_by_text("Advanced").click()
-    page.get_by_label("Base URL").fill(world.sandbox.stipa_base_url)
+    page.get_by_label("Base URL").fill(served.sandbox.stipa_base_url)
     page.get_by_role("button", name="Save").click()
     assert "password has 190 characters: at most 189" in page.get_by_role("alert").inner_text()
     assert page.get_by_label("API user id").input_value() == "demo"
+    page.get_by_label("API user id").fill("u" * 256)
+    page.get_by_label("API password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Save").click()
+    assert "STI-PA user id has 256 characters" in page.get_by_role("alert").inner_text()
+    page.get_by_label("API user id").fill("demo")
     page.get_by_label("API password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Save").click()
     page.get_by_role("button", name="Test connection").click()
     assert "signed in at" in page.locator(".flash").inner_text()
     shot(page, "stipa")
 
-    # Two entries, each requested at once: both become active.
+
+def _add_entries_and_wait(page: Any) -> None:
+    """Two entries left to the server's loop (no "request now"): both become active."""
     for name, spc in (("east", "123H"), ("west", "456J")):
         page.get_by_role("link", name="Certificates").first.click()
         page.get_by_role("link", name="Add entry").click()
         page.locator("#f-name").fill(name)
         page.get_by_label("SPC (SPID / OCN)").fill(spc)
         page.get_by_label("STI-PA account").select_option("123H")
+        page.get_by_label("Request the certificate now").uncheck()
         page.get_by_role("button", name="Add entry").click()
-        assert f"New certificate for {name} is active" in page.locator("main").inner_text()
+        assert f"Entry {name} added" in page.locator(".flash").inner_text()
     page.get_by_role("link", name="Certificates").first.click()
-    assert page.locator("table .badge.active").count() == 2
+    reload_until(page, lambda: page.locator("table .badge.active").count() == 2, "two certs")
     assert "All 2 certificate entries are healthy" in page.locator("#health").inner_text()
     shot(page, "certificates")
 
+
+def _sign_a_call(page: Any, served: Served, call_id: str) -> str:
+    """An operator API token made in Settings signs a call through ``/api/v1/sign``;
+    the x5u it was signed with."""
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("New token name").fill("sbc")
+    page.get_by_label("Role").select_option("operator")
+    page.get_by_role("button", name="Create token").click()
+    token = page.get_by_label("Bearer token").input_value()
+    body = {"orig": "12025550100", "dest": "12025550199", "entry": "east", "call_id": call_id}
+    response = httpx.post(
+        f"{served.url}/api/v1/sign",
+        json=body,
+        headers={"authorization": f"Bearer {token}"},
+        trust_env=False,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"] == "east"
+    return str(response.json()["x5u"])
+
+
+def test_seed_workflows(served_with_admin: Served, browser_page: Any) -> None:
+    served, page = served_with_admin, browser_page
+    sign_in(page, served.url)
+    assert "No certificate entries yet" in page.locator("#health").inner_text()
+    _add_ca_and_account(page, served)
+    _set_stipa(page, served)
+    _add_entries_and_wait(page)
+
     # Renew now: a new active certificate, the old one superseded.
-    page.get_by_role("button", name="Renew east now").click()
+    page.get_by_role("link", name="east", exact=True).click()
+    page.get_by_role("button", name="Renew now").click()
     assert "New certificate for east is active" in page.locator("main").inner_text()
     assert page.locator("td .badge.superseded").count() == 1
     shot(page, "entry")
 
-    # A call signed with the east entry shows its certificate.
-    signed = world.app.signing_service().sign("12025550100", "12025550199", entry="east")
-    with CallLog(world.app.database) as log:
-        log.record_signed(signed, call_id="e2e-call-1@example.net")
-        assert log.flush()
+    # A call signed by the server shows up with the certificate that signed it.
+    x5u = _sign_a_call(page, served, "e2e-call-1@example.net")
     page.get_by_role("link", name="SIP Messages").click()
+    show = page.get_by_role("link", name="Show the certificate of call e2e-call-1@example.net")
+    reload_until(page, lambda: show.count() == 1, "the call in the log")
     shot(page, "sip-messages")
-    page.get_by_role("link", name="Show the certificate of call e2e-call-1@example.net").click()
+    show.click()
     certificate = page.locator("#certificate").inner_text()
     assert "123H" in certificate
-    assert page.get_by_label("SHA-256 fingerprint").input_value() == (
-        world.app.certificates.show_entry("east").entry.active.fingerprint  # type: ignore[union-attr]
-    )
+    # The signer is the certificate behind the x5u the call carried (the renewed one,
+    # or the one before it if the server's keyring had not switched yet).
+    [signer] = [
+        c for c in cli_json(served, "cert", "show", "east")["certificates"] if c["x5u"] == x5u
+    ]
+    assert page.get_by_label("SHA-256 fingerprint").input_value() == signer["fingerprint"]
     assert "BEGIN CERTIFICATE" in page.locator("pre.pem").inner_text()
     shot(page, "call-certificate")
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.store import Secret
-from opensti.web._deps import Operator, Viewer, backend
+from opensti.web._deps import Admin, Operator, Viewer, backend
 from opensti.web._forms import checkbox, optional, text, upload
 from opensti.web._render import flash, form_failed, redirect, render
 
@@ -21,15 +21,43 @@ router = APIRouter()
 _SECRETS = ("eab_hmac_key",)
 
 
-@router.get("/accounts")
-async def accounts(request: Request, user: Viewer) -> Response:
-    app = backend(request)
-    context = {
+def _accounts_context(app: Any) -> dict[str, Any]:
+    return {
         "title": "Certificate Authorities",
         "cas": app.accounts.list_cas(),
         "accounts": app.accounts.list_accounts(),
     }
+
+
+@router.get("/accounts")
+async def accounts(request: Request, user: Viewer) -> Response:
+    context = {**_accounts_context(backend(request)), "values": {}}
     return render(request, "accounts.html", context)
+
+
+@router.post("/accounts/cas")
+async def add_ca(request: Request, user: Admin) -> Response:
+    """A custom CA by its ACME directory URL, with the ATIS profile defaults."""
+    app = backend(request)
+    form = await request.form()
+    try:
+        info = await run_in_threadpool(
+            lambda: app.accounts.add_ca(
+                text(form, "ca_name"),
+                text(form, "directory_url"),
+                staging_directory_url=optional(form, "staging_directory_url"),
+                needs_eab=checkbox(form, "needs_eab"),
+                terms_url=optional(form, "terms_url"),
+                identifier_encoding=text(form, "identifier_encoding") or "padded",
+                tkauth_field=text(form, "tkauth_field") or "atc",
+                fingerprint_algorithm=text(form, "fingerprint_algorithm") or "jwk_thumbprint",
+            )
+        )
+    except OpenSTIError as exc:
+        context = _accounts_context(app)
+        return form_failed(request, "accounts.html", context, exc, form)
+    flash(request, f"CA {info.name} added: accounts can now be registered there.")
+    return redirect("/accounts")
 
 
 def _form_context(app: Any) -> dict[str, Any]:
