@@ -30,6 +30,7 @@ from opensti.calls import describe_certificate
 from opensti.core.errors import InvalidInput, NoActiveCertificate
 from opensti.lifecycle.accounts import AccountInfo, CAInfo, StiPaInfo
 from opensti.lifecycle.acquire import CertificateInfo, EntryDetail, EntryInfo
+from opensti.lifecycle.reconcile import RENEW_BEFORE_KEY, set_renew_before
 from opensti.store import (
     Role,
     Secret,
@@ -283,6 +284,8 @@ def write_setting(ctx: Context, key: str, body: SettingIn) -> SettingOut:
         secret = _secret(body.secret)
         if secret is not None:
             put_secret_setting(session, ctx.app.box, key, secret)
+        elif key == RENEW_BEFORE_KEY:
+            set_renew_before(session, body.value)  # checked: the loop reads it
         else:
             put_setting(session, key, body.value)
     return _setting(ctx, key)

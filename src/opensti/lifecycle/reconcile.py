@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import math
 import os
 import random
 import socket
@@ -60,6 +61,7 @@ from opensti.store import (
     SecretBox,
     acquire_lease,
     active_certificate,
+    delete_setting,
     get_entry,
     get_entry_by_id,
     get_setting,
@@ -81,13 +83,19 @@ __all__ = [
     "backoff_delay",
     "default_holder",
     "entry_statuses",
+    "get_renew_before",
+    "next_renewal",
     "reconciler_for",
+    "renew_at",
     "renew_before",
     "request_renewal",
+    "set_renew_before",
 ]
 
 #: Global renewal margin in seconds (a setting row); unset: a third of the lifetime.
 RENEW_BEFORE_KEY = "lifecycle.renew_before"
+#: The longest global renewal margin accepted (certificates live a year at most).
+MAX_RENEW_BEFORE = dt.timedelta(days=365)
 _log = logging.getLogger(__name__)
 
 
@@ -169,6 +177,44 @@ def renew_before(
     seconds = entry.renew_before if entry.renew_before is not None else global_seconds
     margin = lifetime * fraction if seconds is None else dt.timedelta(seconds=seconds)
     return min(margin, lifetime / 2)
+
+
+def renew_at(
+    entry: CertificateEntry,
+    cert: Certificate | None,
+    global_seconds: float | None,
+    fraction: float,
+) -> dt.datetime | None:
+    """When ``cert`` (the entry's active certificate) becomes due for renewal."""
+    if cert is None or cert.not_after is None or cert.not_before is None:
+        return None
+    return cert.not_after - renew_before(entry, cert, global_seconds, fraction)
+
+
+def get_renew_before(session: Session) -> float | None:
+    """The global renewal margin in seconds; None: a third of each certificate's life."""
+    value = get_setting(session, RENEW_BEFORE_KEY)
+    return None if value is None else float(value)
+
+
+def set_renew_before(session: Session, margin: dt.timedelta | float | None) -> None:
+    """Set (or, with None, clear) the global renewal margin every entry without its own
+    uses. A margin longer than half a certificate's life is cut to half when applied."""
+    if margin is None:
+        delete_setting(session, RENEW_BEFORE_KEY)
+        return
+    if isinstance(margin, bool) or not isinstance(margin, dt.timedelta | int | float):
+        raise InvalidInput("the renewal margin is a number of seconds", value=margin)
+    if not isinstance(margin, dt.timedelta):
+        if not math.isfinite(margin):
+            raise InvalidInput("the renewal margin is a number of seconds", value=margin)
+        margin = dt.timedelta(seconds=margin)
+    if not dt.timedelta(seconds=1) <= margin <= MAX_RENEW_BEFORE:
+        raise InvalidInput(
+            "the renewal margin must be at least 1 second and at most 365 days",
+            value=margin.total_seconds(),
+        )
+    put_setting(session, RENEW_BEFORE_KEY, int(margin.total_seconds()))
 
 
 def request_renewal(db: Database, name: str) -> int:
@@ -272,11 +318,7 @@ def next_renewal(
 ) -> dt.datetime | None:
     """When the entry's active certificate becomes due for renewal (None: no certificate)."""
     active = active_certificate(session, entry.id)
-    if active is None or active.not_after is None or active.not_before is None:
-        return None
-    global_seconds = get_setting(session, RENEW_BEFORE_KEY)
-    margin = renew_before(entry, active, global_seconds, policy.renew_fraction)
-    return active.not_after - margin
+    return renew_at(entry, active, get_renew_before(session), policy.renew_fraction)
 
 
 def _plan(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 from starlette.datastructures import FormData, UploadFile
 
 from opensti.core.errors import InvalidInput
 
-__all__ = ["checkbox", "optional", "text", "upload", "values_of"]
+__all__ = ["checkbox", "duration", "duration_text", "optional", "text", "upload", "values_of"]
 
 #: The largest file a form accepts (SPC token files and key PEMs are a few kB).
 MAX_UPLOAD = 64 * 1024
@@ -19,6 +22,31 @@ def text(form: FormData, name: str) -> str:
 
 def optional(form: FormData, name: str) -> str | None:
     return text(form, name) or None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration(form: FormData, name: str, what: str) -> dt.timedelta | None:
+    """A duration such as ``30d``, ``36h``, ``90m`` or ``45s``; None when left empty."""
+    value = text(form, name).lower()
+    if not value:
+        return None
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        raise InvalidInput(f"{what} {value!r} is not a duration: write e.g. 30d, 36h, 90m or 45s")
+    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def duration_text(seconds: float | None) -> str:
+    """The largest whole unit that says ``seconds`` exactly (``2d``, ``36h``)."""
+    if seconds is None:
+        return ""
+    for unit, size in _UNITS.items():
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def checkbox(form: FormData, name: str) -> bool:

@@ -25,9 +25,10 @@ from opensti.lifecycle.notify import (
     set_contacts,
     set_policy,
 )
+from opensti.lifecycle.reconcile import get_renew_before, set_renew_before
 from opensti.store import Role, Secret, create_api_token, list_api_tokens, revoke_api_token
 from opensti.web._deps import Admin, backend
-from opensti.web._forms import optional, text
+from opensti.web._forms import duration, duration_text, optional, text
 from opensti.web._render import flash, form_failed, redirect, render
 
 router = APIRouter()
@@ -42,7 +43,12 @@ def _context(request: Request) -> dict[str, Any]:
         values["contacts"] = ", ".join(get_contacts(session))
         policy = get_policy(session)
         tokens = list(list_api_tokens(session))
-    values.update(at_risk_hours=f"{policy.at_risk_hours:g}", summary=str(policy.summary))
+        renew_before = get_renew_before(session)
+    values.update(
+        at_risk_hours=f"{policy.at_risk_hours:g}",
+        summary=str(policy.summary),
+        renew_before=duration_text(renew_before),
+    )
     return {
         "title": "Settings",
         "values": {k: "" if v is None else str(v) for k, v in values.items()},
@@ -111,6 +117,27 @@ async def save_mail(request: Request, user: Admin) -> Response:
         )
     flash(request, "Mail and notification settings saved.")
     return redirect("/settings")
+
+
+@router.post("/settings/renewal")
+async def save_renewal(request: Request, user: Admin) -> Response:
+    """The global renewal margin, through the same check as the API's setting."""
+    app = backend(request)
+    form = await request.form()
+    try:
+        margin = duration(form, "renew_before", "the renewal margin")
+        with app.database.session() as session:
+            set_renew_before(session, margin)
+    except OpenSTIError as exc:
+        return form_failed(request, "settings.html", _context(request), exc, form)
+    if margin is None:
+        flash(
+            request, "Renewal policy saved: each certificate renews with a third of its life left."
+        )
+    else:
+        margin_text = duration_text(margin.total_seconds())
+        flash(request, f"Renewal policy saved: certificates renew {margin_text} before expiry.")
+    return redirect("/settings#renewal")
 
 
 @router.post("/settings/mail/test")

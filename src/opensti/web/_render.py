@@ -109,7 +109,8 @@ def form_failed(
     *secret_fields: str,
 ) -> HTMLResponse:
     """The same form again with the service's message and the user's input (not secrets)."""
-    values = values_of(form, *secret_fields)
+    # The form's input over the page's stored values, so other forms stay filled.
+    values = {**context.get("values", {}), **values_of(form, *secret_fields)}
     return render(
         request,
         template,

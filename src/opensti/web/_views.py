@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from opensti.store import Certificate, CertificateEntry, CertificateState
-from opensti.web._health import entry_health
+from opensti.web._health import RiskPolicy, entry_health
 
-__all__ = ["EntryRow", "entry_rows", "next_renewal"]
+__all__ = ["EntryRow", "entry_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,21 +27,13 @@ class EntryRow:
     ca: str
     state: str
     not_after: dt.datetime | None
+    #: When the loop renews the active certificate (its own schedule).
     next_renewal: dt.datetime | None
+    #: When the loop tries again after a failure (its backoff), if it is waiting.
+    retry_at: dt.datetime | None
     last_error: str | None
     problem: str | None
     has_token: bool
-
-
-def next_renewal(entry: CertificateEntry, cert: Certificate | None) -> dt.datetime | None:
-    """When the renewal is due: ``renew_before`` (default a third of the life) before expiry."""
-    if cert is None or cert.not_after is None or cert.not_before is None:
-        return None
-    if entry.renew_before is not None:
-        margin = dt.timedelta(seconds=entry.renew_before)
-    else:
-        margin = (cert.not_after - cert.not_before) / 3
-    return cert.not_after - margin
 
 
 def _state(entry: CertificateEntry, cert: Certificate | None) -> str:
@@ -66,6 +58,7 @@ def entry_rows(session: Session, now: dt.datetime) -> list[EntryRow]:
         )
         .order_by(CertificateEntry.name)
     ).all()
+    policy = RiskPolicy.load(session)
     return [
         EntryRow(
             name=entry.name,
@@ -75,11 +68,10 @@ def entry_rows(session: Session, now: dt.datetime) -> list[EntryRow]:
             ca=entry.acme_account.ca.name,
             state=_state(entry, cert),
             not_after=cert.not_after if cert else None,
-            next_renewal=next_renewal(entry, cert),
+            next_renewal=policy.renew_at(entry, cert),
+            retry_at=entry.next_attempt_at if entry.failing_since is not None else None,
             last_error=entry.last_error,
-            problem=entry_health(entry, cert.not_after if cert else None, now).problem
-            if entry.enabled
-            else None,
+            problem=entry_health(entry, cert, now, policy).problem if entry.enabled else None,
             has_token=entry.spc_token_ciphertext is not None,
         )
         for entry, cert in rows
