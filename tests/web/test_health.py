@@ -1,0 +1,66 @@
+"""The dashboard line's at-risk decision: the loop's renewal time, the notification
+policy's threshold, failures and missing certificates."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from opensti.lifecycle.reconcile import ReconcilePolicy
+from opensti.store import Certificate, CertificateEntry
+from opensti.web._health import RiskPolicy, entry_health
+
+NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+def _cert(issued_days_ago: float, life_days: float) -> Certificate:
+    not_before = NOW - issued_days_ago * DAY
+    return Certificate(not_before=not_before, not_after=not_before + life_days * DAY)
+
+
+def _policy(at_risk_hours: float = 24, renew_before: float | None = None) -> RiskPolicy:
+    return RiskPolicy(dt.timedelta(hours=at_risk_hours), renew_before)
+
+
+@pytest.mark.parametrize(
+    ("cert", "policy", "problem"),
+    [
+        (_cert(1, 30), _policy(), None),
+        # 9 days into 30: renewal is at day 20 (a third left), nothing to say.
+        (_cert(9, 30), _policy(), None),
+        # Day 21: past the loop's renewal time by more than one attempt: overdue.
+        (_cert(21, 30), _policy(), "renewal overdue since 2026-02-28 12:00 UTC"),
+        # A global margin of 2 days moves the renewal to day 28.
+        (_cert(21, 30), _policy(renew_before=2 * 86400), None),
+        # The notification threshold (here 10 days) says at risk before the renewal.
+        (_cert(21, 30), _policy(240, 2 * 86400), "certificate expires 2026-03-10 12:00 UTC"),
+        (_cert(31, 30), _policy(), "certificate expired"),
+        (None, _policy(), "no active certificate"),
+    ],
+)
+def test_at_risk(cert: Certificate | None, policy: RiskPolicy, problem: str | None) -> None:
+    entry = CertificateEntry(name="east", renew_before=None, failing_since=None)
+    found = entry_health(entry, cert, NOW, policy).problem
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert found.startswith(problem)
+
+
+def test_a_failing_entry_is_at_risk_whatever_its_certificate() -> None:
+    entry = CertificateEntry(name="east", renew_before=None, failing_since=NOW - DAY)
+    health = entry_health(entry, _cert(1, 30), NOW, _policy())
+    assert health.problem == "renewal failing since 2026-02-28 12:00 UTC"
+
+
+def test_the_renewal_time_is_the_loops() -> None:
+    """The page's "next renewal" is the loop's own renew_at, entry margin first."""
+    cert = _cert(1, 30)
+    entry = CertificateEntry(name="east", renew_before=3 * 86400, failing_since=None)
+    assert _policy(renew_before=86400).renew_at(entry, cert) == cert.not_after - 3 * DAY
+    entry.renew_before = None
+    assert _policy().renew_at(entry, cert) == cert.not_after - 10 * DAY
+    assert ReconcilePolicy().renew_fraction == 1 / 3  # the third above is the loop's default
