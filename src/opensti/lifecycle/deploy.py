@@ -63,8 +63,11 @@ from opensti.store import (
     active_certificate,
     add_deployment_task,
     certificate_key,
+    change_deployment_task,
+    delete_deployment_task,
     deployment_task_secret,
     get_certificate,
+    get_deployment_task,
     get_entry,
     get_entry_by_id,
     list_deployment_tasks,
@@ -81,9 +84,11 @@ __all__ = [
     "TaskResult",
     "WebhookConfig",
     "create_deployment_task",
+    "delete_task",
     "parse_task_config",
     "run_deployment_tasks",
     "run_task",
+    "update_deployment_task",
 ]
 
 #: The lifecycle event step of a task run.
@@ -356,6 +361,40 @@ def create_deployment_task(
         secret=secret,
         timeout_seconds=timeout_seconds,
     )
+
+
+def update_deployment_task(
+    session: Session,
+    box: SecretBox,
+    entry: str,
+    name: str,
+    *,
+    kind: DeploymentTaskKind | str,
+    config: dict[str, Any],
+    secret: Secret | None = None,
+    clear_secret: bool = False,
+    enabled: bool = True,
+) -> DeploymentTask:
+    """Change a task with the same checks as :func:`create_deployment_task`. ``secret``
+    None keeps the stored one unless ``clear_secret``. A changed target has not had the
+    active certificate yet, so the loop deploys to it again."""
+    parse_task_config(kind, config)
+    task = get_deployment_task(session, get_entry(session, entry).id, name)
+    return change_deployment_task(
+        session,
+        box,
+        task,
+        kind=DeploymentTaskKind(kind),
+        config=config,
+        secret=secret,
+        clear_secret=clear_secret,
+        enabled=enabled,
+    )
+
+
+def delete_task(session: Session, entry: str, name: str) -> None:
+    """Remove a task of the named entry (files it wrote stay where they are)."""
+    delete_deployment_task(session, get_entry(session, entry).id, name)
 
 
 # -- directory --------------------------------------------------------------------------

@@ -98,7 +98,10 @@ from opensti.store._settings import (
 )
 from opensti.store._tasks import (
     add_deployment_task,
+    change_deployment_task,
+    delete_deployment_task,
     deployment_task_secret,
+    get_deployment_task,
     list_deployment_tasks,
     record_task_run,
 )
@@ -151,6 +154,7 @@ __all__ = (
     "append_sip_messages",
     "authenticate_api_token",
     "certificate_key",
+    "change_deployment_task",
     "create_acme_account",
     "create_api_token",
     "create_ca",
@@ -158,6 +162,7 @@ __all__ = (
     "create_pending_certificate",
     "create_user",
     "current_revision",
+    "delete_deployment_task",
     "delete_setting",
     "delete_sip_messages_before",
     "deployment_task_secret",
@@ -166,6 +171,7 @@ __all__ = (
     "get_acme_account",
     "get_ca",
     "get_certificate",
+    "get_deployment_task",
     "get_entry",
     "get_entry_by_id",
     "get_secret_setting",

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opensti.core.errors import InvalidInput
-from opensti.store._common import add, ensure_absent, get_by_id
+from opensti.store._common import add, ensure_absent, get_by, get_by_id
 from opensti.store._entries import get_entry_by_id
 from opensti.store._models import DeploymentTask, DeploymentTaskKind, EventOutcome
 from opensti.store._secrets import Secret, SecretBox
@@ -19,7 +19,10 @@ from opensti.store._validate import check_name
 __all__ = [
     "TASK_SECRET",
     "add_deployment_task",
+    "change_deployment_task",
+    "delete_deployment_task",
     "deployment_task_secret",
+    "get_deployment_task",
     "list_deployment_tasks",
     "record_task_run",
 ]
@@ -53,6 +56,38 @@ def add_deployment_task(
         timeout_seconds=timeout_seconds,
     )
     return add(session, task, "deployment task")
+
+
+def change_deployment_task(
+    session: Session,
+    box: SecretBox,
+    task: DeploymentTask,
+    *,
+    kind: DeploymentTaskKind,
+    config: dict[str, Any],
+    secret: Secret | None = None,
+    clear_secret: bool = False,
+    enabled: bool = True,
+) -> DeploymentTask:
+    """A new kind/config/secret; a changed target forgets what was deployed to the old one."""
+    if task.kind != kind or task.config != config:
+        task.last_certificate_id, task.last_outcome = None, None
+    task.kind, task.config, task.enabled = kind, dict(config), enabled
+    if secret is not None:
+        task.secret_ciphertext = box.seal(secret, TASK_SECRET)
+    elif clear_secret:
+        task.secret_ciphertext = None
+    session.flush()
+    return task
+
+
+def get_deployment_task(session: Session, entry_id: int, name: str) -> DeploymentTask:
+    return get_by(session, DeploymentTask, "deployment task", entry_id=entry_id, name=name)
+
+
+def delete_deployment_task(session: Session, entry_id: int, name: str) -> None:
+    session.delete(get_deployment_task(session, entry_id, name))
+    session.flush()
 
 
 def list_deployment_tasks(session: Session, entry_id: int) -> Sequence[DeploymentTask]:

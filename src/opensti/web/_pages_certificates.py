@@ -11,12 +11,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opensti.core.errors import InvalidInput, NoActiveCertificate, OpenSTIError
-from opensti.lifecycle.deploy import create_deployment_task, run_deployment_tasks
+from opensti.core.errors import InvalidInput, NoActiveCertificate, NotFound, OpenSTIError
+from opensti.lifecycle.deploy import (
+    create_deployment_task,
+    delete_task,
+    run_deployment_tasks,
+    update_deployment_task,
+)
 from opensti.store import (
+    DeploymentTask,
     DeploymentTaskKind,
     Secret,
     active_certificate,
+    get_deployment_task,
     get_entry,
     list_deployment_tasks,
 )
@@ -90,16 +97,10 @@ async def _request(request: Request, app: Any, name: str) -> None:
 async def entry_page(request: Request, name: str, user: Viewer) -> Response:
     app = backend(request)
     try:
-        detail = await run_in_threadpool(app.certificates.show_entry, name, events=50)
+        context = await run_in_threadpool(_entry_context, app, name)
     except OpenSTIError as exc:
         return _not_found(request, exc)
-    with request.app.state.database.read_session() as session:
-        tasks = list_deployment_tasks(session, get_entry(session, name).id)
-    return render(
-        request,
-        "entry.html",
-        {"title": f"Entry {name}", "detail": detail, "tasks": tasks, "values": {}},
-    )
+    return render(request, "entry.html", {**context, "values": {}})
 
 
 def _not_found(request: Request, exc: OpenSTIError) -> Response:
@@ -130,43 +131,139 @@ async def chain(request: Request, name: str, user: Viewer) -> Response:
     )
 
 
-def _task_config(kind: str, target: str) -> dict[str, Any]:
+#: The one config key the form edits per kind; others (set through the API) are kept.
+_TARGET_KEY = {
+    DeploymentTaskKind.DIRECTORY: "path",
+    DeploymentTaskKind.SCRIPT: "command",
+    DeploymentTaskKind.WEBHOOK: "url",
+}
+
+
+def _kind(value: str) -> DeploymentTaskKind:
+    try:
+        return DeploymentTaskKind(value)
+    except ValueError:
+        raise InvalidInput(f"unknown deployment task kind {value!r}") from None
+
+
+def _task_config(kind: DeploymentTaskKind, target: str, kept: dict[str, Any]) -> dict[str, Any]:
+    """The form's target over the config ``kept`` (the task's own, for the same kind)."""
     if not target:
         raise InvalidInput("say where to deploy: a directory, a command or a webhook URL")
-    if kind == DeploymentTaskKind.DIRECTORY:
-        return {"path": target}
-    if kind == DeploymentTaskKind.SCRIPT:
+    value: Any = target
+    if kind is DeploymentTaskKind.SCRIPT:
         try:
-            return {"command": shlex.split(target)}
+            value = shlex.split(target)
         except ValueError as exc:
             raise InvalidInput(f"the command does not parse: {exc}") from None
-    return {"url": target}
+    return {**kept, _TARGET_KEY[kind]: value}
+
+
+def task_target(task: DeploymentTask) -> str:
+    """What the form's target field shows for a stored task."""
+    value = task.config.get(_TARGET_KEY[task.kind], "")
+    return shlex.join(value) if isinstance(value, list) else str(value)
+
+
+def _secret(form: Any) -> Secret | None:
+    value = optional(form, "secret")
+    return None if value is None else Secret.from_text(value)
+
+
+def _entry_context(app: Any, name: str) -> dict[str, Any]:
+    detail = app.certificates.show_entry(name, events=50)
+    with app.database.read_session() as session:
+        tasks = list_deployment_tasks(session, get_entry(session, name).id)
+    return {"title": f"Entry {name}", "detail": detail, "tasks": tasks}
 
 
 @router.post("/certificates/{name}/tasks")
 async def add_task(request: Request, name: str, user: Operator) -> Response:
     app = backend(request)
     form = await request.form()
-    secret = optional(form, "secret")
     try:
-        config = _task_config(text(form, "kind"), text(form, "target"))
+        kind = _kind(text(form, "kind"))
         with app.database.session() as session:
             create_deployment_task(
                 session,
                 app.box,
                 name,
                 name=text(form, "task_name"),
-                kind=text(form, "kind"),
-                config=config,
-                secret=None if secret is None else Secret.from_text(secret),
+                kind=kind,
+                config=_task_config(kind, text(form, "target"), {}),
+                secret=_secret(form),
             )
     except OpenSTIError as exc:
-        detail = await run_in_threadpool(app.certificates.show_entry, name, events=50)
-        with app.database.read_session() as session:
-            tasks = list_deployment_tasks(session, get_entry(session, name).id)
-        context = {"title": f"Entry {name}", "detail": detail, "tasks": tasks}
+        context = await run_in_threadpool(_entry_context, app, name)
         return form_failed(request, "entry.html", context, exc, form, "secret")
     flash(request, f"Deployment task {text(form, 'task_name')} added.")
+    return redirect(f"/certificates/{name}#tasks")
+
+
+def _task_page_context(app: Any, name: str, task: str) -> dict[str, Any]:
+    with app.database.read_session() as session:
+        row = get_deployment_task(session, get_entry(session, name).id, task)
+        values = {"kind": row.kind.value, "target": task_target(row)}
+        values["enabled"] = "on" if row.enabled else ""
+        has_secret = row.secret_ciphertext is not None
+    return {
+        "title": f"Task {task} of {name}",
+        "entry_name": name,
+        "task_name": task,
+        "has_secret": has_secret,
+        "values": values,
+    }
+
+
+@router.get("/certificates/{name}/tasks/{task}/edit")
+async def edit_task_page(request: Request, name: str, task: str, user: Operator) -> Response:
+    try:
+        context = _task_page_context(backend(request), name, task)
+    except OpenSTIError as exc:
+        return _not_found(request, exc)
+    return render(request, "task_edit.html", context)
+
+
+@router.post("/certificates/{name}/tasks/{task}/edit")
+async def edit_task(request: Request, name: str, task: str, user: Operator) -> Response:
+    """The same checks as adding; fields the form does not show are kept."""
+    app = backend(request)
+    form = await request.form()
+    try:
+        context = _task_page_context(app, name, task)
+        kind = _kind(text(form, "kind"))
+        with app.database.session() as session:
+            row = get_deployment_task(session, get_entry(session, name).id, task)
+            kept = dict(row.config) if row.kind is kind else {}
+            update_deployment_task(
+                session,
+                app.box,
+                name,
+                task,
+                kind=kind,
+                config=_task_config(kind, text(form, "target"), kept),
+                secret=_secret(form),
+                clear_secret=checkbox(form, "clear_secret"),
+                enabled=checkbox(form, "enabled"),
+            )
+    except NotFound as exc:
+        return _not_found(request, exc)
+    except OpenSTIError as exc:
+        return form_failed(request, "task_edit.html", context, exc, form, "secret")
+    flash(request, f"Deployment task {task} saved.")
+    return redirect(f"/certificates/{name}#tasks")
+
+
+@router.post("/certificates/{name}/tasks/{task}/delete")
+async def delete_task_route(request: Request, name: str, task: str, user: Operator) -> Response:
+    app = backend(request)
+    try:
+        with app.database.session() as session:
+            delete_task(session, name, task)
+    except OpenSTIError as exc:
+        flash(request, f"Task {task} not deleted: {exc}", "error")
+    else:
+        flash(request, f"Deployment task {task} deleted.")
     return redirect(f"/certificates/{name}#tasks")
 
 
