@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import httpx
 import pytest
 from fastapi.routing import APIRoute
@@ -117,3 +120,55 @@ async def test_security_headers(client: httpx.AsyncClient) -> None:
     response = await client.get("/login")
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def _client(web: Any, address: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=web, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_failed_sign_ins_are_throttled_per_user_and_address(web_app: App) -> None:
+    clock = _Clock()
+    web = create_web(web_app, clock=clock)
+    async with _client(web, "192.0.2.1") as first, _client(web, "192.0.2.2") as second:
+        for _ in range(5):
+            assert (await sign_in(first, "alice", "wrong password")).status_code == 400
+        # Locked for 2 s: even the right password is not checked.
+        locked = await sign_in(first, "alice")
+        assert locked.status_code == 429
+        assert "Too many failed sign-ins: wait 2 s, then try again." in locked.text
+        assert 'role="alert"' in locked.text
+        # The user name is locked from another address too.
+        assert (await sign_in(second, "alice")).status_code == 429
+        # The delay grows: after 2 s one more failure locks for 4 s.
+        clock.advance(2)
+        assert (await sign_in(first, "alice", "wrong again")).status_code == 400
+        clock.advance(3)
+        assert "wait 1 s" in (await sign_in(second, "alice")).text
+        clock.advance(1)
+        # A success clears the counters: five more tries before the next lock.
+        assert (await sign_in(second, "alice")).status_code == 303
+        second.cookies.clear()
+        for _ in range(4):
+            assert (await sign_in(second, "alice", "wrong password")).status_code == 400
+        assert (await sign_in(second, "alice")).status_code == 303
+
+
+async def test_many_names_from_one_address_are_throttled(web_app: App) -> None:
+    web = create_web(web_app, clock=_Clock())
+    async with _client(web, "192.0.2.7") as guesser, _client(web, "192.0.2.8") as other:
+        for name in ("a1", "a2", "a3", "a4", "a5"):
+            assert (await sign_in(guesser, name, "guess")).status_code == 400
+        assert (await sign_in(guesser, "rita")).status_code == 429
+        assert (await sign_in(other, "rita")).status_code == 303

@@ -25,6 +25,7 @@ from opensti.web import (
 from opensti.web._auth import CSRFRefused, Forbidden, SignInRequired, csrf_protect
 from opensti.web._middleware import SecurityHeadersMiddleware, SessionMiddleware, session_key
 from opensti.web._render import redirect, render, templates_env
+from opensti.web._throttle import SignInThrottle
 
 __all__ = ["create_web", "page_routers"]
 
@@ -52,6 +53,7 @@ def create_web(app: Any, *, clock: Callable[[], dt.datetime] | None = None) -> F
     web.state.database = app.database
     web.state.clock = clock or getattr(app, "clock", None) or _utc_now
     web.state.templates = templates_env()
+    web.state.throttle = SignInThrottle()
     protected = APIRouter(dependencies=[Depends(csrf_protect)])
     for router in page_routers():
         protected.include_router(router)

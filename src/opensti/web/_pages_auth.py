@@ -12,6 +12,7 @@ from opensti.web._auth import safe_next, sign_in, sign_out
 from opensti.web._deps import signed_in
 from opensti.web._forms import text
 from opensti.web._render import redirect, render
+from opensti.web._throttle import SignInThrottle
 
 router = APIRouter()
 
@@ -30,25 +31,30 @@ def _check_password(request: Request, name: str, password: str) -> User | None:
         return verify_user_password(session, name, Secret.from_text(password))
 
 
+def _refused(request: Request, target: str, name: str, error: str, status: int) -> Response:
+    context = {"next": target, "values": {"username": name}, "error": error}
+    return render(request, "login.html", context, status_code=status)
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     form = await request.form()
     name, password = text(form, "username"), text(form, "password")
     target = safe_next(text(form, "next"))
+    throttle: SignInThrottle = request.app.state.throttle
+    address = request.client.host if request.client else None
+    now = request.app.state.clock()
+    wait = throttle.wait(name, address, now)
+    if wait:
+        error = f"Too many failed sign-ins: wait {wait} s, then try again."
+        return _refused(request, target, name, error, 429)
     user = None
     if name and password and len(password) <= _MAX_PASSWORD:
         user = await run_in_threadpool(_check_password, request, name, password)
     if user is None:
-        return render(
-            request,
-            "login.html",
-            {
-                "next": target,
-                "values": {"username": name},
-                "error": "Wrong user name or password.",
-            },
-            status_code=400,
-        )
+        throttle.failed(name, address, now)
+        return _refused(request, target, name, "Wrong user name or password.", 400)
+    throttle.succeeded(name, address)
     sign_in(request, user)
     return redirect(target)
 
