@@ -143,9 +143,26 @@ def _sign_a_call(page: Any, served: Served, call_id: str) -> str:
     return str(response.json()["x5u"])
 
 
-def test_seed_workflows(served_with_admin: Served, browser_page: Any) -> None:
-    served, page = served_with_admin, browser_page
-    sign_in(page, served.url)
+def _first_run(page: Any, served: Served) -> None:
+    """The setup link ``opensti serve`` printed makes the first admin, once."""
+    link = served.setup_link()
+    assert link is not None, served.output
+    assert link.startswith(f"{served.url}/setup?token=")
+    page.goto(link)
+    page.get_by_label("User name").fill(ADMIN)
+    page.locator("#f-password").fill(PASSWORD)
+    page.get_by_label("Repeat the password").fill(PASSWORD)
+    shot(page, "setup")
+    page.get_by_role("button", name="Create admin and sign in").click()
+    assert f"{ADMIN} (admin)" in page.locator("header").inner_text()
+    page.goto(link)
+    assert "expired or used" in page.locator("main").inner_text()
+    page.goto(f"{served.url}/")
+
+
+def test_seed_workflows(served: Served, browser_page: Any) -> None:
+    page = browser_page
+    _first_run(page, served)
     assert "No certificate entries yet" in page.locator("#health").inner_text()
     _add_ca_and_account(page, served)
     _set_stipa(page, served)

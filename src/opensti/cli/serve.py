@@ -42,6 +42,7 @@ from opensti.cli.lifecycle_loop import (
     policy_from,
     stop_on_signals,
 )
+from opensti.cli.users import first_run_link
 from opensti.core.errors import InvalidInput
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
@@ -284,6 +285,9 @@ async def _serve(application: App, options: ServeOptions) -> None:
 
     def announce(address: tuple[str, int]) -> None:
         host, port = address
+        link = first_run_link(application, f"{scheme}://{host}:{port}")
+        if link is not None:
+            console.print(f"No user yet: create the admin at {link}", highlight=False)
         console.print(f"opensti serving on {scheme}://{host}:{port}", highlight=False)
 
     with stop_on_signals(stop):

@@ -1,20 +1,26 @@
-"""``opensti user add|list``: the people who sign in to the web UI.
+"""``opensti user add|list|setup-link``: the people who sign in to the web UI.
 
-The first admin is made here (``opensti user add --role admin NAME``); the password
-comes from a prompt or from stdin, never from the command line (``ps`` would show it).
+The first admin is made here (``opensti user add --role admin NAME``), or in the browser
+through a one-time setup link (``opensti user setup-link``; ``opensti serve`` prints one
+at start while there is no user). A password comes from a prompt or from stdin, never
+from the command line (``ps`` would show it).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
 
+from opensti.app import App
 from opensti.cli._app import app, console, err_console, print_json
 from opensti.cli._context import open_app, read_secret
 from opensti.core.errors import InvalidInput
-from opensti.store import Role, Secret, User, create_user
+from opensti.store import Role, Secret, User, create_setup_token, create_user, has_users
+
+__all__ = ["first_run_link"]
 
 user_app = typer.Typer(help="Web UI users and their roles.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
@@ -74,3 +80,36 @@ def user_list(
     for user in users:
         state = "" if user["enabled"] else " (disabled)"
         console.print(f"{user['name']}  {user['role']}{state}", highlight=False)
+
+
+def _link(application: App, base_url: str) -> tuple[str, dt.datetime]:
+    with application.database.session() as session:
+        token, expires = create_setup_token(session, now=dt.datetime.now(dt.UTC))
+    return f"{base_url.rstrip('/')}/setup?token={token.reveal_text()}", expires
+
+
+def first_run_link(application: App, base_url: str) -> str | None:
+    """A new setup link while no user exists (``opensti serve`` prints it), else None."""
+    with application.database.read_session() as session:
+        if has_users(session):
+            return None
+    return _link(application, base_url)[0]
+
+
+@user_app.command("setup-link")
+def user_setup_link(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The web UI's address. Default: the public base URL, else localhost."),
+    ] = None,
+) -> None:
+    """Print a one-time link (valid 1 hour) to create the first admin in the browser."""
+    with open_app(ctx) as application:
+        base = url or application.settings.public_base_url or "https://localhost:8443"
+        link, expires = _link(application, base)
+    console.print(link, highlight=False, soft_wrap=True)
+    err_console.print(
+        f"Open it to create the first admin; it works once, until {expires:%Y-%m-%d %H:%M} UTC.",
+        highlight=False,
+    )

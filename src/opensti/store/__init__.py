@@ -96,6 +96,13 @@ from opensti.store._settings import (
     put_secret_setting,
     put_setting,
 )
+from opensti.store._setup import (
+    SETUP_TOKEN_TTL,
+    create_first_admin,
+    create_setup_token,
+    has_users,
+    setup_token_valid,
+)
 from opensti.store._tasks import (
     add_deployment_task,
     change_deployment_task,
@@ -117,6 +124,7 @@ __all__ = (
     "BROAD_SPC_PATTERN",
     "CERTIFICATES_CHANNEL",
     "OCN_PATTERN",
+    "SETUP_TOKEN_TTL",
     "AccountOrigin",
     "AcmeAccount",
     "ApiToken",
@@ -159,7 +167,9 @@ __all__ = (
     "create_api_token",
     "create_ca",
     "create_entry",
+    "create_first_admin",
     "create_pending_certificate",
+    "create_setup_token",
     "create_user",
     "current_revision",
     "delete_deployment_task",
@@ -178,6 +188,7 @@ __all__ = (
     "get_setting",
     "get_stipa_account",
     "get_user",
+    "has_users",
     "head_revision",
     "jwk_thumbprint",
     "list_acme_accounts",
@@ -205,6 +216,7 @@ __all__ = (
     "set_certificate_state",
     "set_entry_spc_token",
     "set_stipa_account",
+    "setup_token_valid",
     "stipa_password",
     "upgrade",
     "verify_user_password",

@@ -20,6 +20,7 @@ from opensti.web import (
     _pages_calls,
     _pages_certificates,
     _pages_settings,
+    _pages_setup,
     _pages_stipa,
 )
 from opensti.web._auth import CSRFRefused, Forbidden, SignInRequired, csrf_protect
@@ -67,6 +68,7 @@ def create_web(app: Any, *, clock: Callable[[], dt.datetime] | None = None) -> F
 
 _PAGES = (
     _pages_auth,
+    _pages_setup,
     _pages_certificates,
     _pages_accounts,
     _pages_stipa,

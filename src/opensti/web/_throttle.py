@@ -31,7 +31,8 @@ class ThrottlePolicy:
         if failures < self.free_attempts:
             return dt.timedelta(0)
         doublings = min(failures - self.free_attempts, 30)
-        return min(self.first_delay * 2**doublings, self.longest_delay)
+        delay: dt.timedelta = self.first_delay * (1 << doublings)
+        return min(delay, self.longest_delay)
 
 
 @dataclass(slots=True)
