@@ -20,7 +20,22 @@ from tests.e2e.conftest import ADMIN, PASSWORD, SCREENSHOTS, Served
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 
+# Every form control must have a name a screen reader can say: a <label for>, or
+# aria-label for the icon-like buttons; every button must say what it does.
+_UNLABELLED = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button')).filter(el => {
+  if (el.tagName === 'BUTTON') return !(el.textContent.trim() || el.getAttribute('aria-label'));
+  return !(el.labels && el.labels.length) && !el.getAttribute('aria-label');
+}).map(el => el.outerHTML.slice(0, 160))"""
+
+
+def assert_labelled(page: Any) -> None:
+    assert page.evaluate(_UNLABELLED) == [], page.url
+
+
 def shot(page: Any, name: str) -> None:
+    """A screenshot of the page, after checking its form controls are labelled."""
+    assert_labelled(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
@@ -78,9 +93,6 @@ def _add_ca_and_account(page: Any, served: Served) -> None:
     assert page.url == f"{served.url}/accounts/main"
     thumbprint = cli_json(served, "account", "show", "main")["thumbprint"]
     assert page.get_by_label("JWK thumbprint (RFC 7638)").input_value() == thumbprint
-    page.locator("button[data-copy=thumbprint]").click()
-    assert page.evaluate("navigator.clipboard.readText()") == thumbprint
-    shot(page, "account")
 
 
 def _set_stipa(page: Any, served: Served) -> None:
@@ -102,7 +114,6 @@ def _set_stipa(page: Any, served: Served) -> None:
     page.get_by_role("button", name="Save").click()
     page.get_by_role("button", name="Test connection").click()
     assert "signed in at" in page.locator(".flash").inner_text()
-    shot(page, "stipa")
 
 
 def _add_entries_and_wait(page: Any) -> None:
@@ -165,7 +176,12 @@ def test_seed_workflows(served: Served, browser_page: Any) -> None:
     _first_run(page, served)
     assert "No certificate entries yet" in page.locator("#health").inner_text()
     _add_ca_and_account(page, served)
+    thumbprint = page.get_by_label("JWK thumbprint (RFC 7638)").input_value()
+    page.locator("button[data-copy=thumbprint]").click()
+    assert page.evaluate("navigator.clipboard.readText()") == thumbprint
+    shot(page, "account")
     _set_stipa(page, served)
+    shot(page, "stipa")
     _add_entries_and_wait(page)
 
     # Renew now: a new active certificate, the old one superseded.
@@ -195,3 +211,29 @@ def test_seed_workflows(served: Served, browser_page: Any) -> None:
 
     page.get_by_role("link", name="Settings").click()
     shot(page, "settings")
+
+
+def test_core_flows_work_without_javascript(served_with_admin: Served, no_script_page: Any) -> None:
+    """Sign in with the keyboard only, then add an entry and get its certificate, in a
+    browser with JavaScript switched off: every core form is a plain HTML form."""
+    served, page = served_with_admin, no_script_page
+    page.goto(f"{served.url}/")
+    page.get_by_label("User name").focus()
+    page.keyboard.type(ADMIN)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{served.url}/")
+    assert f"{ADMIN} (admin)" in page.locator("header").inner_text()
+    _add_ca_and_account(page, served)
+    _set_stipa(page, served)
+    page.get_by_role("link", name="Certificates").first.click()
+    page.get_by_role("link", name="Add entry").click()
+    page.locator("#f-name").fill("east")
+    page.get_by_label("SPC (SPID / OCN)").fill("123H")
+    page.get_by_label("STI-PA account").select_option("123H")
+    assert page.get_by_label("Request the certificate now").is_checked()
+    page.get_by_role("button", name="Add entry").press("Enter")
+    assert "New certificate for east is active" in page.locator("main").inner_text()
+    assert page.locator("td .badge.active").count() == 1
+    assert_labelled(page)  # the DOM query runs in Playwright's own context
