@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,12 +80,15 @@ class Served:
             [OPENSTI, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=60
         )
 
-    def setup_link(self) -> str | None:
-        """The one-time setup link ``opensti serve`` printed at start, if any."""
-        for line in self.output:
-            match = _SETUP_LINK.search(line)
-            if match:
-                return match.group(1)
+    def setup_link(self, timeout: float = 10) -> str | None:
+        """The one-time setup link ``opensti serve`` printed after its address, if any."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.output):
+                match = _SETUP_LINK.search(line)
+                if match:
+                    return match.group(1)
+            time.sleep(0.1)
         return None
 
 
@@ -102,7 +106,7 @@ def _environment(data_dir: Path, sandbox: SandboxHandle, port: int) -> dict[str,
 
 
 def _read_until_serving(process: subprocess.Popen[str], output: list[str]) -> str:
-    """Lines of stdout up to the "serving on" one (the setup link comes before it)."""
+    """Lines of stdout up to the "serving on" one."""
     assert process.stdout is not None
     while True:
         line = process.stdout.readline()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from opensti.lifecycle.reconcile import default_holder
 from opensti.sandbox.config import DEMO_PASSWORD
 from opensti.store import (
     Role,
@@ -17,6 +18,7 @@ from opensti.store import (
     SipDirection,
     SipMessage,
     SipRecord,
+    acquire_lease,
     active_certificate,
     append_sip_messages,
     create_user,
@@ -232,3 +234,28 @@ async def test_calls_page_shows_the_signing_certificate(
     bad = await ui.get("/calls", params={"since": "yesterday"})
     assert bad.status_code == 400
     assert "is not a date" in bad.text
+
+
+async def test_renew_now_leaves_the_loops_lease_alone(ui: httpx.AsyncClient, world: World) -> None:
+    """In ``opensti serve`` the loop works under this process's name: Renew now must
+    not take the entry from it, only say the certificate is on its way."""
+    account = world.ready()
+    world.app.certificates.add_entry(
+        name="east", spc="123H", acme_account=account, stipa_account_id="123H"
+    )
+    with world.app.database.session() as session:
+        entry_id = get_entry(session, "east").id
+        lease = acquire_lease(
+            session,
+            entry_id,
+            default_holder(),
+            now=dt.datetime.now(dt.UTC),
+            ttl=dt.timedelta(minutes=5),
+        )
+    assert lease is not None
+    await post(ui, "/certificates/east", "/certificates/east/renew")
+    assert "being obtained already" in (await ui.get("/certificates/east")).text
+    with world.app.database.read_session() as session:
+        entry = get_entry(session, "east")
+        assert (entry.lease_holder, entry.lease_epoch) == (default_holder(), lease.epoch)
+        assert active_certificate(session, entry_id) is None

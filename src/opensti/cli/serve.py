@@ -285,10 +285,10 @@ async def _serve(application: App, options: ServeOptions) -> None:
 
     def announce(address: tuple[str, int]) -> None:
         host, port = address
+        console.print(f"opensti serving on {scheme}://{host}:{port}", highlight=False)
         link = first_run_link(application, f"{scheme}://{host}:{port}")
         if link is not None:
             console.print(f"No user yet: create the admin at {link}", highlight=False)
-        console.print(f"opensti serving on {scheme}://{host}:{port}", highlight=False)
 
     with stop_on_signals(stop):
         await run_server(application, options, stop, ready=announce)

@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import os
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from opensti.lifecycle.accounts import (
 )
 from opensti.lifecycle.deploy import DeploymentMaterial, pkcs12_bundle
 from opensti.lifecycle.flow import FlowStep
-from opensti.lifecycle.reconcile import Reconciler
+from opensti.lifecycle.reconcile import Reconciler, default_holder
 from opensti.repository import x5u_for
 from opensti.signing import SigningEntry
 from opensti.stipa import (
@@ -358,7 +359,12 @@ class CertificateService:
                     "no STI-CA trust list to check the certificate against: set "
                     "OPENSTI_CA_TRUST_ANCHORS or give the entry an STI-PA account"
                 )
-        reconciler = Reconciler(self.db, self.box, self.settings, self.accounts, clock=self.clock)
+        # A holder of its own: in `opensti serve` the loop runs in this process under
+        # host:pid, and sharing its name would let each take the lease from the other.
+        holder = f"{default_holder()}:{secrets.token_hex(4)}"
+        reconciler = Reconciler(
+            self.db, self.box, self.settings, self.accounts, clock=self.clock, holder=holder
+        )
         certificate_id, steps = _run_blocking(reconciler.run_now(name, progress=progress))
         with self.db.read_session() as session:
             cert = get_certificate(session, certificate_id)

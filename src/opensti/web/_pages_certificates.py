@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opensti.core.errors import InvalidInput, NoActiveCertificate, NotFound, OpenSTIError
+from opensti.core.errors import Conflict, InvalidInput, NoActiveCertificate, NotFound, OpenSTIError
 from opensti.lifecycle.deploy import (
     create_deployment_task,
     delete_task,
@@ -87,6 +87,13 @@ async def _request(request: Request, app: Any, name: str) -> None:
     """Get the certificate now; the outcome becomes a notice (and a lifecycle event)."""
     try:
         result = await run_in_threadpool(app.certificates.request_certificate, name)
+    except Conflict:
+        flash(
+            request,
+            f"A certificate for {name} is being obtained already (by the renewal loop or "
+            "another request): reload this page to see it become active.",
+        )
+        return
     except OpenSTIError as exc:
         flash(request, f"Requesting a certificate for {name} failed: {exc}", "error")
         return
