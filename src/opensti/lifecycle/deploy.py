@@ -60,6 +60,7 @@ from opensti.store import (
     EventOutcome,
     Secret,
     SecretBox,
+    TaskChange,
     active_certificate,
     add_deployment_task,
     certificate_key,
@@ -364,32 +365,13 @@ def create_deployment_task(
 
 
 def update_deployment_task(
-    session: Session,
-    box: SecretBox,
-    entry: str,
-    name: str,
-    *,
-    kind: DeploymentTaskKind | str,
-    config: dict[str, Any],
-    secret: Secret | None = None,
-    clear_secret: bool = False,
-    enabled: bool = True,
+    session: Session, box: SecretBox, entry: str, name: str, change: TaskChange
 ) -> DeploymentTask:
-    """Change a task with the same checks as :func:`create_deployment_task`. ``secret``
-    None keeps the stored one unless ``clear_secret``. A changed target has not had the
-    active certificate yet, so the loop deploys to it again."""
-    parse_task_config(kind, config)
+    """Change a task of the named entry, with the checks of :func:`create_deployment_task`;
+    the loop deploys the active certificate to a changed target again."""
+    parse_task_config(change.kind, change.config)
     task = get_deployment_task(session, get_entry(session, entry).id, name)
-    return change_deployment_task(
-        session,
-        box,
-        task,
-        kind=DeploymentTaskKind(kind),
-        config=config,
-        secret=secret,
-        clear_secret=clear_secret,
-        enabled=enabled,
-    )
+    return change_deployment_task(session, box, task, change)
 
 
 def delete_task(session: Session, entry: str, name: str) -> None:

@@ -104,6 +104,7 @@ from opensti.store._setup import (
     setup_token_valid,
 )
 from opensti.store._tasks import (
+    TaskChange,
     add_deployment_task,
     change_deployment_task,
     delete_deployment_task,
@@ -150,6 +151,7 @@ __all__ = (
     "SipRecord",
     "StiPaAccount",
     "StiPaEnvironment",
+    "TaskChange",
     "User",
     "acme_account_eab_hmac_key",
     "acme_account_key",

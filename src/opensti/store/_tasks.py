@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from opensti.store._validate import check_name
 
 __all__ = [
     "TASK_SECRET",
+    "TaskChange",
     "add_deployment_task",
     "change_deployment_task",
     "delete_deployment_task",
@@ -58,24 +60,27 @@ def add_deployment_task(
     return add(session, task, "deployment task")
 
 
+@dataclass(frozen=True)
+class TaskChange:
+    """A task's new settings; ``secret`` None keeps the stored one unless ``clear_secret``."""
+
+    kind: DeploymentTaskKind
+    config: dict[str, Any]
+    secret: Secret | None = field(default=None, repr=False)
+    clear_secret: bool = False
+    enabled: bool = True
+
+
 def change_deployment_task(
-    session: Session,
-    box: SecretBox,
-    task: DeploymentTask,
-    *,
-    kind: DeploymentTaskKind,
-    config: dict[str, Any],
-    secret: Secret | None = None,
-    clear_secret: bool = False,
-    enabled: bool = True,
+    session: Session, box: SecretBox, task: DeploymentTask, change: TaskChange
 ) -> DeploymentTask:
-    """A new kind/config/secret; a changed target forgets what was deployed to the old one."""
-    if task.kind != kind or task.config != config:
+    """Apply ``change``; a changed target forgets what was deployed to the old one."""
+    if task.kind != change.kind or task.config != change.config:
         task.last_certificate_id, task.last_outcome = None, None
-    task.kind, task.config, task.enabled = kind, dict(config), enabled
-    if secret is not None:
-        task.secret_ciphertext = box.seal(secret, TASK_SECRET)
-    elif clear_secret:
+    task.kind, task.config, task.enabled = change.kind, dict(change.config), change.enabled
+    if change.secret is not None:
+        task.secret_ciphertext = box.seal(change.secret, TASK_SECRET)
+    elif change.clear_secret:
         task.secret_ciphertext = None
     session.flush()
     return task

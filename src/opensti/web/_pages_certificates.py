@@ -22,6 +22,7 @@ from opensti.store import (
     DeploymentTask,
     DeploymentTaskKind,
     Secret,
+    TaskChange,
     active_certificate,
     get_deployment_task,
     get_entry,
@@ -242,17 +243,14 @@ async def edit_task(request: Request, name: str, task: str, user: Operator) -> R
         with app.database.session() as session:
             row = get_deployment_task(session, get_entry(session, name).id, task)
             kept = dict(row.config) if row.kind is kind else {}
-            update_deployment_task(
-                session,
-                app.box,
-                name,
-                task,
+            change = TaskChange(
                 kind=kind,
                 config=_task_config(kind, text(form, "target"), kept),
                 secret=_secret(form),
                 clear_secret=checkbox(form, "clear_secret"),
                 enabled=checkbox(form, "enabled"),
             )
+            update_deployment_task(session, app.box, name, task, change)
     except NotFound as exc:
         return _not_found(request, exc)
     except OpenSTIError as exc:
