@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from opensti.app import App
+from opensti.cli.serve import browser_url
 from opensti.config import load_settings
 from opensti.core.errors import Conflict, NotFound
 from opensti.store import (
@@ -135,3 +136,21 @@ def test_setup_link_cli(tmp_path: Path) -> None:
     refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0
     assert "a user exists already" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "public", "expected"),
+    [
+        ("127.0.0.1", None, "https://127.0.0.1:8443"),
+        ("0.0.0.0", None, "https://localhost:8443"),  # noqa: S104 - the wildcard under test
+        ("::", "https://sti.example.net/", "https://sti.example.net"),
+        ("sti.example.net", None, "https://sti.example.net:8443"),
+    ],
+)
+def test_serve_prints_a_link_a_browser_can_open(
+    tmp_path: Path, host: str, public: str | None, expected: str
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", public_base_url=public)
+    with App.from_settings(settings) as application:
+        url = browser_url(application, "https", host, 8443)
+    assert url == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AsyncExitStack
@@ -52,7 +53,7 @@ from opensti.signing import CallSignerAdapter, SigningService
 from opensti.sip import ListenerSpec, SIPServer, SIPServices, parse_listeners
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
 
-__all__ = ["Dispatcher", "ServeOptions", "check_front", "run_server"]
+__all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server"]
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -279,6 +280,22 @@ def serve_command(
         asyncio.run(_serve(application, options))
 
 
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def browser_url(application: App, scheme: str, host: str, port: int) -> str:
+    """Where a browser reaches this server: a wildcard address is no address, so the
+    public base URL (the same front serves the STI-CR and the UI) or localhost."""
+    if not _is_unspecified(host):
+        return f"{scheme}://{host}:{port}"
+    public = application.settings.public_base_url
+    return public.rstrip("/") if public else f"{scheme}://localhost:{port}"
+
+
 async def _serve(application: App, options: ServeOptions) -> None:
     stop = asyncio.Event()
     scheme = "https" if options.tls_cert else "http"
@@ -286,7 +303,7 @@ async def _serve(application: App, options: ServeOptions) -> None:
     def announce(address: tuple[str, int]) -> None:
         host, port = address
         console.print(f"opensti serving on {scheme}://{host}:{port}", highlight=False)
-        link = first_run_link(application, f"{scheme}://{host}:{port}")
+        link = first_run_link(application, browser_url(application, scheme, host, port))
         if link is not None:
             console.print(f"No user yet: create the admin at {link}", highlight=False)
 
