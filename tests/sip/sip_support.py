@@ -84,11 +84,16 @@ def request(
     headers: Sequence[tuple[str, str]] = (),
     omit: Sequence[str] = (),
     body: bytes = b"",
+    branch: str | None = None,
 ) -> bytes:
-    """A request as an SBC would send it; ``omit`` leaves standard headers out."""
+    """A request as an SBC would send it; ``omit`` leaves standard headers out.
+
+    ``branch`` names the transaction: a CANCEL or the ACK of a 3xx/4xx repeats the
+    INVITE's; by default every request gets a branch of its own.
+    """
     n = next(_counter)
     standard = [
-        ("Via", f"SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{n};rport"),
+        ("Via", f"SIP/2.0/UDP 127.0.0.1:5999;branch={branch or f'z9hG4bK-{n}'};rport"),
         ("From", from_),
         ("To", to),
         ("Call-ID", call_id or f"call-{n}-{uuid.uuid4().hex[:8]}@test"),

@@ -334,15 +334,19 @@ async def test_retransmission_and_cancel_during_verification(
     call_verifier: DemoVerifier, call_signer: DemoSigner
 ) -> None:
     verifier = GatedVerifier(call_verifier)
-    services = SIPServices(verifier=verifier)
+    services = SIPServices(verifier=verifier, policy=RedirectPolicy(trying_delay=None))
     async with (
         SIPServer(parse_listeners("udp:127.0.0.1:0/verify"), services) as server,
         udp_client(server.address("udp")) as client,
     ):
-        invite = request(call_id="held@t", headers=[PAI])
+        invite = request(call_id="held@t", headers=[PAI], branch="z9hG4bK-held")
         client.send(invite)
         client.send(invite)  # a retransmission while the first is being verified
-        cancel = await client.exchange(request("CANCEL", call_id="held@t"))
+        other = await client.exchange(request("CANCEL", call_id="held@t"))
+        assert other.status == 481  # a CANCEL of another transaction (its own branch)
+        cancel = await client.exchange(
+            request("CANCEL", call_id="held@t", branch="z9hG4bK-held")
+        )
         assert (cancel.status, cancel.cseq) == (200, (1, "CANCEL"))
         verifier.gate.set()
         final = await client.receive()
@@ -354,7 +358,8 @@ async def test_retransmission_and_cancel_during_verification(
 
 async def test_a_verifier_that_hangs_gives_no_tn_validation(call_verifier: DemoVerifier) -> None:
     services = SIPServices(
-        verifier=GatedVerifier(call_verifier), policy=RedirectPolicy(verify_timeout=0.2)
+        verifier=GatedVerifier(call_verifier),
+        policy=RedirectPolicy(verify_timeout=0.2, trying_delay=None),
     )
     async with (
         SIPServer(parse_listeners("udp:127.0.0.1:0/verify/reject"), services) as server,
