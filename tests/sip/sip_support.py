@@ -73,6 +73,22 @@ class DemoVerifier:
         )
 
 
+class GatedVerifier:
+    """Holds every verification until the test opens the gate; counts the calls."""
+
+    def __init__(self, inner: DemoVerifier) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def verify(
+        self, identities: Sequence[str], orig_tn: str, dest_tns: Sequence[str]
+    ) -> VerificationResult:
+        self.calls += 1
+        await self.gate.wait()
+        return await self.inner.verify(identities, orig_tn, dest_tns)
+
+
 def request(
     method: str = "INVITE",
     *,

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import (
     InvalidInput,
     InvalidTN,
@@ -40,7 +41,6 @@ from opensti.core.errors import (
     sip_service_response,
 )
 from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
-from opensti.core.certs import ValidatedCertificate
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
 from opensti.sip.message import REASON_PHRASES, SIPRequest, build_response
