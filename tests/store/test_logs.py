@@ -6,12 +6,15 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import StatementError
 
 from opensti.calls import list_calls
 from opensti.core.errors import InvalidInput
 from opensti.store import (
     EventOutcome,
+    RemoteCertificate,
+    RemoteCertificateRecord,
     SipAction,
     SipDirection,
     SipRecord,
@@ -19,6 +22,7 @@ from opensti.store import (
     delete_sip_messages_before,
     list_events,
     record_event,
+    remote_certificate_ids,
 )
 
 from .conftest import NOW, add_entry
@@ -124,3 +128,41 @@ def test_other_time_zones_are_stored_as_utc(db) -> None:  # type: ignore[no-unty
         (stored,) = list_calls(session, call_id="tz").calls
         assert stored.at == NOW
         assert stored.at.utcoffset() == dt.timedelta(0)
+
+
+def _remote(fingerprint: str, subject: str = "CN=Peer") -> RemoteCertificateRecord:
+    return RemoteCertificateRecord(
+        fingerprint=fingerprint,
+        subject=subject,
+        issuer="CN=Some CA",
+        spc="456Z",
+        serial="1f",
+        not_before=NOW,
+        not_after=NOW + dt.timedelta(days=30),
+        pem="-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
+    )
+
+
+def test_remote_certificates_are_stored_once_per_fingerprint(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        first = remote_certificate_ids(session, [_remote("a" * 64), _remote("b" * 64)])
+        assert remote_certificate_ids(session, []) == {}
+    with db.session() as session:
+        # Stored already (say by another writer): the same id, the first details kept.
+        again = remote_certificate_ids(session, [_remote("a" * 64, "CN=Other"), _remote("c" * 64)])
+        assert again["a" * 64] == first["a" * 64]
+        append_sip_messages(session, [_record(0, "in@host", remote_certificate_id=again["c" * 64])])
+    with db.read_session() as session:
+        rows = session.scalars(select(RemoteCertificate).order_by(RemoteCertificate.id)).all()
+        assert [(r.fingerprint[0], r.subject) for r in rows] == [
+            ("a", "CN=Peer"),
+            ("b", "CN=Peer"),
+            ("c", "CN=Peer"),
+        ]
+        assert rows[0].first_seen is not None
+        (call,) = list_calls(session, call_id="in@host").calls
+        assert call.remote_certificate_id == again["c" * 64]
+    with db.session() as session:  # retention drops calls, never the certificates
+        assert delete_sip_messages_before(session, _minutes(10)) == 1
+    with db.read_session() as session:
+        assert len(session.scalars(select(RemoteCertificate)).all()) == 3
