@@ -117,7 +117,7 @@ async def test_sipp_retransmissions_get_the_first_answer(
     async with SIPServer(parse_listeners("udp:127.0.0.1:0/sign"), services) as server:
         await run_sipp(_listener(server, "udp", "sign"), "retransmit.xml", tmp_path)
         ((_, stats),) = server.transaction_stats()
-    assert stats.retransmissions > 0  # about half the calls retransmitted their INVITE
+    assert stats.retransmissions > 0  # some 30% of the calls retransmitted their INVITE
     assert stats.acked == CALLS
     assert len({record.call_id for record in records}) == len(records) == CALLS
 
