@@ -197,6 +197,8 @@ async def test_tcp_keeps_no_responses(call_signer: DemoSigner) -> None:
     [
         ("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc;rport", True),
         ("SIP/2.0/UDP 10.0.0.1:5060 ; received=10.0.0.9 ; branch=z9hG4bKabc", True),
+        # The Via of our response, as a non-compliant UAC copies it into the ACK.
+        ("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc;rport=5060;received=10.0.0.9", True),
         ("SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKabc", False),  # another sent-by
         ("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKxyz", False),  # another branch
     ],

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opensti.sip.address import split_list
 from opensti.sip.message import SIPRequest
 
 __all__ = [
@@ -47,7 +48,6 @@ TIMER_H = 32.0
 MAX_COMPLETED = 65_536
 
 _MAGIC_COOKIE = "z9hG4bK"
-_VIA = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*[^ \t]+[ \t]+([^;]+)(.*)", re.S)
 _BRANCH = re.compile(r";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.IGNORECASE)
 
 #: (branch or the whole top Via, sent-by, Call-ID, CSeq number).
@@ -56,11 +56,13 @@ TransactionKey = tuple[str, str, str, int]
 
 def transaction_key(request: SIPRequest) -> TransactionKey:
     """The server transaction a (validated) request belongs to, whatever its method."""
-    vias = request.header_values("via")
-    top = vias[0] if vias else ""
-    match = _VIA.match(top)
-    sent_by, params = (match.group(1).strip().lower(), match.group(2)) if match else ("", top)
-    branch = _BRANCH.search(params)
+    fields = request.headers.get("via")
+    top = fields[0] if fields else ""
+    if "," in top:  # several Via values in one field: the first is the top one
+        top = split_list(top)[0]
+    protocol = top.partition(";")[0]
+    sent_by = protocol.rsplit(None, 1)[-1].lower() if protocol.strip() else ""
+    branch = _BRANCH.search(top, len(protocol))
     ident = branch.group(1) if branch and branch.group(1).startswith(_MAGIC_COOKIE) else top
     return ident, sent_by, request.call_id, request.cseq[0]
 
@@ -131,8 +133,9 @@ class ServerTransactions:
         entry = self._completed.get(key)
         if entry is None:
             return None
-        if entry[0] <= self._clock():
-            self._expire()
+        now = self._clock()
+        if entry[0] <= now:
+            self._expire(now)
             return None
         return entry[1]
 
@@ -140,10 +143,11 @@ class ServerTransactions:
         """Keep the final response sent, for the retransmissions to come."""
         if self.max_completed < 1:
             return
-        self._expire()
+        now = self._clock()
         completed = self._completed
-        completed[key] = (self._clock() + self.lifetime, response)
-        completed.move_to_end(key)
+        completed.pop(key, None)  # a key is kept in expiry order: re-added at the end
+        completed[key] = (now + self.lifetime, response)
+        self._expire(now)
         while len(completed) > self.max_completed:
             completed.popitem(last=False)
             self._evicted += 1
@@ -155,13 +159,13 @@ class ServerTransactions:
         self._acked += 1
         return True
 
-    def _expire(self) -> None:
-        completed, now = self._completed, self._clock()
+    def _expire(self, now: float) -> None:
+        completed = self._completed
         while completed:
-            key, (expires, _) = next(iter(completed.items()))
-            if expires > now:
+            oldest = next(iter(completed))
+            if completed[oldest][0] > now:
                 return
-            del completed[key]
+            del completed[oldest]
 
     def clear(self) -> None:
         self._completed.clear()
