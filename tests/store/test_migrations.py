@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from setuptools import find_packages
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from opensti.cli import main
 from opensti.store import (
@@ -128,7 +128,6 @@ def test_cli_reads_the_database_url_from_a_config_file(
 
 def test_0003_keeps_the_call_log_both_ways(database_url: str) -> None:
     """SQLite rebuilds sip_message to add the foreign key: no call may be lost."""
-    from sqlalchemy import text
 
     database = open_database(database_url)
     insert = text(
