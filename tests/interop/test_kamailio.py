@@ -23,30 +23,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import signal
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from opensti.core.passport import b64url_decode, b64url_encode, load_private_key
-from opensti.sandbox.pki import DemoPKI, private_key_pem
+from opensti.sandbox.pki import DemoPKI
 from opensti.signing import CallSignerAdapter, Keyring, SigningEntry, SigningService
 from opensti.sip import SIPServer, SIPServices, parse_listeners
 from opensti.sip.message import SIPResponse
 from opensti.sip.redirect import CallRecord
 from opensti.verification import FetchPolicy, TrustStore, VerificationService, X5UFetcher
-from tests._servers import LocalHTTPServer, Route, TLSFiles, client_env, make_tls_files, serve
+from tests._servers import LocalHTTPServer, TLSFiles, client_env
 from tests.sip.sip_support import request, udp_client
+
+from .credentials import CHAIN_PATH, Credentials
 
 KAMAILIO = Path("/usr/sbin/kamailio")
 CONFIG = Path(__file__).parent / "kamailio" / "kamailio.cfg"
@@ -73,7 +73,6 @@ pytestmark = [
 ORIG = "12155550121"
 DEST = "12155550131"
 OTHER = "12155550199"
-CHAIN_PATH = "/sti/kamailio/chain.pem"
 TIMEOUT = 10.0
 
 # libsecsipid's return codes (secsipid/secsipid.go).
@@ -82,66 +81,6 @@ CERT_REVOKED = -112
 SIGNATURE_INVALID = -251
 # CertVerify bits: 1 validity window, 4 chain to CertCAFile, 16 not on CertCRLFile.
 CERT_CHECKS = 21
-
-
-# --- the PKI, the repository and the files Kamailio reads ------------------------------
-
-
-@dataclass(frozen=True)
-class Files:
-    key: Path
-    public_key: Path
-    chain: Path
-    root: Path
-    crl: Path
-    revoked_crl: Path
-    stranger_root: Path
-
-
-@pytest.fixture(scope="module")
-def pki() -> DemoPKI:
-    return DemoPKI(dt.datetime.now(dt.UTC))
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("kamailio")
-
-
-@pytest.fixture(scope="module")
-def files(workdir: Path, pki: DemoPKI) -> Files:
-    key, cert = pki.issue("1234")
-    pem = serialization.Encoding.PEM
-    public = key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
-    names = ("key", "public", "chain", "root", "crl", "revoked-crl", "stranger-root")
-    paths = Files(*(workdir / f"{name}.pem" for name in names))
-    paths.key.write_bytes(private_key_pem(key))
-    paths.key.chmod(0o600)
-    paths.public_key.write_bytes(public)
-    paths.chain.write_bytes(pki.chain_pem(cert))
-    paths.root.write_bytes(pki.root.pem)
-    paths.crl.write_bytes(pki.crl().public_bytes(pem))
-    paths.revoked_crl.write_bytes(pki.crl([cert.serial_number]).public_bytes(pem))
-    paths.stranger_root.write_bytes(DemoPKI(pki.now).root.pem)
-    return paths
-
-
-@pytest.fixture(scope="module")
-def tls(workdir: Path) -> TLSFiles:
-    return make_tls_files(workdir / "tls")
-
-
-@pytest.fixture(scope="module")
-def repository(tls: TLSFiles, files: Files) -> Iterator[LocalHTTPServer]:
-    """The STI-CR both sides fetch the x5u from: HTTPS on 127.0.0.1."""
-    with serve(tls) as server:
-        server.routes[CHAIN_PATH] = Route.body(files.chain.read_bytes())
-        yield server
-
-
-@pytest.fixture(scope="module")
-def x5u(repository: LocalHTTPServer) -> str:
-    return repository.url(CHAIN_PATH)
 
 
 # --- opensti's redirect server ---------------------------------------------------------
@@ -160,10 +99,12 @@ class OpenSTI:
 
 
 @pytest.fixture
-async def opensti(pki: DemoPKI, files: Files, x5u: str, tls: TLSFiles) -> AsyncIterator[OpenSTI]:
+async def opensti(
+    pki: DemoPKI, creds: Credentials, x5u: str, tls: TLSFiles
+) -> AsyncIterator[OpenSTI]:
     """Sign and verify listeners on the production services: keyring signer, and a
     verifier that fetches the x5u (private addresses allowed, the test TLS root trusted)."""
-    key = load_private_key(files.key.read_bytes())
+    key = load_private_key(creds.key_pem.read_bytes())
     entry = SigningEntry("interop", "1234", key=key, x5u=x5u, is_default=True, attest="A")
     signer = CallSignerAdapter(SigningService(Keyring([entry])))
     calls: list[CallRecord] = []
@@ -326,7 +267,7 @@ def _pai(number: str) -> tuple[str, str]:
 
 
 def _kamailio_signer(
-    tmp_path: Path, opensti: OpenSTI, files: Files, x5u: str, policy: str
+    tmp_path: Path, opensti: OpenSTI, creds: Credentials, x5u: str, policy: str
 ) -> contextlib.AbstractAsyncContextManager[tuple[str, int]]:
     """Kamailio as STI-AS in front of the opensti verify listener with ``policy``."""
     host, port = opensti.listener("verify", policy)
@@ -334,7 +275,7 @@ def _kamailio_signer(
         tmp_path,
         {
             "ROLE_SIGN": None,
-            "SIGN_KEY": str(files.key),
+            "SIGN_KEY": str(creds.key_pem),
             "X5U": x5u,
             "OPENSTI": f"sip:{host}:{port}",
         },
@@ -342,10 +283,10 @@ def _kamailio_signer(
 
 
 async def test_kamailio_signs_opensti_verifies(
-    tmp_path: Path, opensti: OpenSTI, files: Files, x5u: str, repository: LocalHTTPServer
+    tmp_path: Path, opensti: OpenSTI, creds: Credentials, x5u: str, x5u_server: LocalHTTPServer
 ) -> None:
-    before = len(repository.requests)
-    async with _kamailio_signer(tmp_path, opensti, files, x5u, "continue") as address:
+    before = len(x5u_server.requests)
+    async with _kamailio_signer(tmp_path, opensti, creds, x5u, "continue") as address:
         response = await call(address, [_pai(ORIG)])
     assert response.status == 302, response
     assert response.single("p-asserted-identity") == (
@@ -353,7 +294,7 @@ async def test_kamailio_signs_opensti_verifies(
     )
     assert response.single("contact").startswith(f"<sip:{DEST}@127.0.0.1:")
     # opensti fetched Kamailio's x5u over HTTPS and logged what Kamailio signed.
-    assert repository.requests[before:] == [CHAIN_PATH]
+    assert x5u_server.requests[before:] == [CHAIN_PATH]
     [record] = opensti.calls
     assert (record.direction, record.orig, record.dest) == ("inbound", ORIG, (DEST,))
     assert (record.attest, record.x5u, record.verstat) == ("A", x5u, "TN-Validation-Passed")
@@ -366,14 +307,14 @@ async def test_kamailio_signs_opensti_verifies(
 async def test_kamailio_signed_another_number(
     tmp_path: Path,
     opensti: OpenSTI,
-    files: Files,
+    creds: Credentials,
     x5u: str,
     policy: str,
     status: int,
     verstat: str | None,
 ) -> None:
     """Kamailio signs the From; the PAI asserts another number, which opensti checks."""
-    async with _kamailio_signer(tmp_path, opensti, files, x5u, policy) as address:
+    async with _kamailio_signer(tmp_path, opensti, creds, x5u, policy) as address:
         response = await call(address, [_pai(OTHER)])
     assert response.status == status, response
     if verstat is not None:
@@ -406,7 +347,12 @@ async def _signed_by_opensti(opensti: OpenSTI) -> str:
 
 
 def _verifier_setup(
-    source: str, files: Files, tls: TLSFiles, *, root: Path | None = None, crl: Path | None = None
+    source: str,
+    creds: Credentials,
+    tls: TLSFiles,
+    *,
+    root: Path | None = None,
+    crl: Path | None = None,
 ) -> tuple[dict[str, str | None], dict[str, str]]:
     """Kamailio's defines and environment for one key source.
 
@@ -414,15 +360,18 @@ def _verifier_setup(
     with libsecsipid's certificate checks on, against the DemoPKI root and CRL.
     """
     if source == "pubkey":
-        return {"ROLE_VERIFY": None, "VERIFY_PUBKEY": files.public_key.read_text()}, client_env()
+        return {
+            "ROLE_VERIFY": None,
+            "VERIFY_PUBKEY": creds.public_key_pem.read_text(),
+        }, client_env()
     defines: dict[str, str | None] = {
         "ROLE_VERIFY": None,
         "LIBOPT_CERT_VERIFY": f"CertVerify={CERT_CHECKS}",
-        "LIBOPT_CA_FILE": f"CertCAFile={root or files.root}",
-        "LIBOPT_CRL_FILE": f"CertCRLFile={crl or files.crl}",
+        "LIBOPT_CA_FILE": f"CertCAFile={root or creds.root_pem}",
+        "LIBOPT_CRL_FILE": f"CertCRLFile={crl or creds.crl_pem}",
     }
     if source == "chain-file":
-        return defines | {"VERIFY_KEY": str(files.chain)}, client_env()
+        return defines | {"VERIFY_KEY": str(creds.chain_pem)}, client_env()
     # Go's HTTP client takes its roots from SSL_CERT_FILE.
     return defines, client_env(SSL_CERT_FILE=str(tls.root_pem))
 
@@ -431,35 +380,35 @@ def _verifier_setup(
 async def test_opensti_signs_kamailio_verifies(
     tmp_path: Path,
     opensti: OpenSTI,
-    files: Files,
+    creds: Credentials,
     tls: TLSFiles,
-    repository: LocalHTTPServer,
+    x5u_server: LocalHTTPServer,
     source: str,
 ) -> None:
     identity = await _signed_by_opensti(opensti)
-    defines, env = _verifier_setup(source, files, tls)
-    before = len(repository.requests)
+    defines, env = _verifier_setup(source, creds, tls)
+    before = len(x5u_server.requests)
     async with kamailio(tmp_path, defines, env) as address:
         good = await call(address, [("Identity", identity)])
         bad = await call(address, [("Identity", forged(identity, orig={"tn": OTHER}))])
     assert (good.status, good.single("x-secsipid-rc")) == (200, "1"), good
     assert (bad.status, bad.single("x-secsipid-rc")) == (438, str(SIGNATURE_INVALID)), bad
     # Only the x5u source fetches, and then the chain opensti's header names.
-    assert set(repository.requests[before:]) == ({CHAIN_PATH} if source == "x5u" else set())
+    assert set(x5u_server.requests[before:]) == ({CHAIN_PATH} if source == "x5u" else set())
 
 
 @pytest.mark.parametrize(
     ("trust", "code"), [("stranger-root", CERT_INVALID), ("revoked", CERT_REVOKED)]
 )
 async def test_kamailio_refuses_the_x5u_chain(
-    tmp_path: Path, opensti: OpenSTI, files: Files, tls: TLSFiles, trust: str, code: int
+    tmp_path: Path, opensti: OpenSTI, creds: Credentials, tls: TLSFiles, trust: str, code: int
 ) -> None:
     """The control for the x5u case above: the same good header fails when the PKI does."""
     identity = await _signed_by_opensti(opensti)
     if trust == "revoked":
-        defines, env = _verifier_setup("x5u", files, tls, crl=files.revoked_crl)
+        defines, env = _verifier_setup("x5u", creds, tls, crl=creds.revoked_crl_pem)
     else:
-        defines, env = _verifier_setup("x5u", files, tls, root=files.stranger_root)
+        defines, env = _verifier_setup("x5u", creds, tls, root=creds.stranger_root_pem)
     async with kamailio(tmp_path, defines, env) as address:
         response = await call(address, [("Identity", identity)])
     assert (response.status, response.single("x-secsipid-rc")) == (438, str(code)), response

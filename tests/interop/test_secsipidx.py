@@ -25,7 +25,6 @@ a SHAKEN compact header with 438, as attest and origid cannot be rebuilt from SI
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -35,18 +34,17 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from opensti.core.identity import format_identity
 from opensti.core.passport import ShakenClaims, b64url_decode, b64url_encode, sign_passport
-from opensti.sandbox.pki import DemoPKI, private_key_pem, to_pem
-from tests._servers import LocalHTTPServer, Route, TLSFiles, client_env, make_tls_files, serve
+from opensti.sandbox.pki import DemoPKI
+from tests._servers import LocalHTTPServer, TLSFiles, client_env
+
+from .credentials import CHAIN_PATH, Credentials, make_credentials, write_file
 
 SECSIPIDX = "/usr/bin/secsipidx"
 
@@ -60,7 +58,6 @@ pytestmark = [
 
 ORIG = "12025550100"
 DEST = "12025550101"
-CHAIN_PATH = "/sti/chain.pem"
 
 # Return codes from secsipid/secsipid.go.
 CERT_INVALID = -101
@@ -70,80 +67,6 @@ HEADER_X5U_MISMATCH = -205
 PAYLOAD_EMPTY = -231
 IAT_EXPIRED = -232
 SIGNATURE_INVALID = -251
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Files of one signer and its PKI, as both tools read them."""
-
-    key: ec.EllipticCurvePrivateKey
-    key_pem: Path
-    public_key_pem: Path
-    chain_pem: Path
-    leaf_pem: Path
-    root_pem: Path
-    intermediate_pem: Path
-    crl_pem: Path
-    revoked_crl_pem: Path
-
-
-def _write(directory: Path, name: str, data: bytes) -> Path:
-    path = directory / name
-    path.write_bytes(data)
-    return path
-
-
-def _credentials(directory: Path, pki: DemoPKI, *, days: float = 7) -> Credentials:
-    directory.mkdir(parents=True, exist_ok=True)
-    key, cert = pki.issue("1234", days=days)
-    pem = serialization.Encoding.PEM
-    public = key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return Credentials(
-        key=key,
-        key_pem=_write(directory, "key.pem", private_key_pem(key)),
-        public_key_pem=_write(directory, "public.pem", public),
-        chain_pem=_write(directory, "chain.pem", pki.chain_pem(cert)),
-        leaf_pem=_write(directory, "leaf.pem", to_pem([cert])),
-        root_pem=_write(directory, "root.pem", pki.root.pem),
-        intermediate_pem=_write(directory, "intermediate.pem", pki.intermediate.pem),
-        crl_pem=_write(directory, "crl.pem", pki.crl().public_bytes(pem)),
-        revoked_crl_pem=_write(
-            directory, "revoked.pem", pki.crl([cert.serial_number]).public_bytes(pem)
-        ),
-    )
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("secsipidx")
-
-
-@pytest.fixture(scope="module")
-def pki() -> DemoPKI:
-    return DemoPKI(dt.datetime.now(dt.UTC))
-
-
-@pytest.fixture(scope="module")
-def creds(workdir: Path, pki: DemoPKI) -> Credentials:
-    return _credentials(workdir / "signer", pki)
-
-
-@pytest.fixture(scope="module")
-def tls(workdir: Path) -> TLSFiles:
-    return make_tls_files(workdir / "tls")
-
-
-@pytest.fixture(scope="module")
-def x5u_server(tls: TLSFiles, creds: Credentials) -> Iterator[LocalHTTPServer]:
-    """The STI-CR: the signer's chain over HTTPS on 127.0.0.1."""
-    with serve(tls) as server:
-        server.routes[CHAIN_PATH] = Route.body(creds.chain_pem.read_bytes())
-        yield server
-
-
-@pytest.fixture(scope="module")
-def x5u(x5u_server: LocalHTTPServer) -> str:
-    return x5u_server.url(CHAIN_PATH)
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -310,9 +233,9 @@ def test_secsipidx_cert_checks_are_really_on(
     revoked = check_with_chain(identity, creds, crl=creds.revoked_crl_pem)
     assert secsipidx_code(revoked) == CERT_REVOKED
     stranger = DemoPKI(pki.now)
-    other_root = _write(workdir, "other-root.pem", stranger.root.pem)
+    other_root = write_file(workdir, "other-root.pem", stranger.root.pem)
     assert secsipidx_code(check_with_chain(identity, creds, root=other_root)) == CERT_INVALID
-    expired = _credentials(workdir / "expired", pki, days=-0.001)
+    expired = make_credentials(workdir / "expired", pki, days=-0.001)
     old = api_sign(expired, x5u, "A")
     assert_secsipidx_ok(check_with_public_key(old, expired))
     assert secsipidx_code(check_with_chain(old, expired)) == CERT_EXPIRED

@@ -20,11 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from opensti.calls import list_calls
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.lifecycle.reconcile import request_renewal
 from opensti.sip.message import SIPResponse
-from opensti.store import get_entry, list_sip_messages
+from opensti.store import get_entry
 from tests._servers import make_tls_files
 from tests.lifecycle.reconcile_support import World, start_world
 from tests.sip.sip_support import request, udp_client
@@ -222,7 +223,7 @@ def test_serve_logs_sip_calls_with_the_signing_certificate(world: World) -> None
         assert server.wait(timeout=30) == 0
     # The call log is flushed on shutdown: the call is there with its certificate.
     with world.app.database.read_session() as session:
-        rows = list_sip_messages(session, call_id="logged-call@test")
+        rows = list_calls(session, call_id="logged-call@test").calls
         assert [(r.from_tn, r.to_tn, r.certificate_id) for r in rows] == [
             ("12025550100", "12025550101", active.id)
         ]

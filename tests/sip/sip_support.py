@@ -73,6 +73,22 @@ class DemoVerifier:
         )
 
 
+class GatedVerifier:
+    """Holds every verification until the test opens the gate; counts the calls."""
+
+    def __init__(self, inner: DemoVerifier) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def verify(
+        self, identities: Sequence[str], orig_tn: str, dest_tns: Sequence[str]
+    ) -> VerificationResult:
+        self.calls += 1
+        await self.gate.wait()
+        return await self.inner.verify(identities, orig_tn, dest_tns)
+
+
 def request(
     method: str = "INVITE",
     *,
@@ -84,11 +100,16 @@ def request(
     headers: Sequence[tuple[str, str]] = (),
     omit: Sequence[str] = (),
     body: bytes = b"",
+    branch: str | None = None,
 ) -> bytes:
-    """A request as an SBC would send it; ``omit`` leaves standard headers out."""
+    """A request as an SBC would send it; ``omit`` leaves standard headers out.
+
+    ``branch`` names the transaction: a CANCEL or the ACK of a 3xx/4xx repeats the
+    INVITE's; by default every request gets a branch of its own.
+    """
     n = next(_counter)
     standard = [
-        ("Via", f"SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{n};rport"),
+        ("Via", f"SIP/2.0/UDP 127.0.0.1:5999;branch={branch or f'z9hG4bK-{n}'};rport"),
         ("From", from_),
         ("To", to),
         ("Call-ID", call_id or f"call-{n}-{uuid.uuid4().hex[:8]}@test"),

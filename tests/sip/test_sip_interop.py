@@ -16,7 +16,7 @@ from sip_support import DEST, ORIG, X5U, DemoSigner, DemoVerifier, request, udp_
 
 from opensti.core.identity import parse_identity
 from opensti.sandbox.pki import private_key_pem
-from opensti.sip import SIPServer, SIPServices, parse_listeners
+from opensti.sip import CallRecord, SIPServer, SIPServices, parse_listeners
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
@@ -106,6 +106,20 @@ def _tampered(identity: str) -> str:
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_sipp_sign(server: SIPServer, tmp_path: Path, transport: str) -> None:
     await run_sipp(_listener(server, transport, "sign"), "sign.xml", tmp_path, transport=transport)
+
+
+@needs_sipp
+async def test_sipp_retransmissions_get_the_first_answer(
+    call_signer: DemoSigner, tmp_path: Path
+) -> None:
+    records: list[CallRecord] = []
+    services = SIPServices(signer=call_signer, log=records.append)
+    async with SIPServer(parse_listeners("udp:127.0.0.1:0/sign"), services) as server:
+        await run_sipp(_listener(server, "udp", "sign"), "retransmit.xml", tmp_path)
+        ((_, stats),) = server.transaction_stats()
+    assert stats.retransmissions > 0  # some 30% of the calls retransmitted their INVITE
+    assert stats.acked == CALLS
+    assert len({record.call_id for record in records}) == len(records) == CALLS
 
 
 @needs_sipp

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from sip_support import DEST, ORIG, X5U, DemoSigner, DemoVerifier, request, tcp_client, udp_client
+from sip_support import (
+    DEST,
+    ORIG,
+    X5U,
+    DemoSigner,
+    DemoVerifier,
+    GatedVerifier,
+    request,
+    tcp_client,
+    udp_client,
+)
 
 from opensti.core.errors import NoActiveCertificate
 from opensti.core.identity import parse_identity
 from opensti.core.passport import PassportSigner, decode_passport
-from opensti.core.verify import VerificationResult, Verstat
+from opensti.core.verify import Verstat
 from opensti.sip import (
     CallRecord,
     FailurePolicy,
@@ -314,35 +323,21 @@ async def test_verify_over_tcp_reject(server: SIPServer, call_signer: DemoSigner
         assert (await client.receive()).status == 438
 
 
-class GatedVerifier:
-    """Holds every verification until the test opens the gate."""
-
-    def __init__(self, inner: DemoVerifier) -> None:
-        self.inner = inner
-        self.gate = asyncio.Event()
-        self.calls = 0
-
-    async def verify(
-        self, identities: Sequence[str], orig_tn: str, dest_tns: Sequence[str]
-    ) -> VerificationResult:
-        self.calls += 1
-        await self.gate.wait()
-        return await self.inner.verify(identities, orig_tn, dest_tns)
-
-
 async def test_retransmission_and_cancel_during_verification(
     call_verifier: DemoVerifier, call_signer: DemoSigner
 ) -> None:
     verifier = GatedVerifier(call_verifier)
-    services = SIPServices(verifier=verifier)
+    services = SIPServices(verifier=verifier, policy=RedirectPolicy(trying_delay=None))
     async with (
         SIPServer(parse_listeners("udp:127.0.0.1:0/verify"), services) as server,
         udp_client(server.address("udp")) as client,
     ):
-        invite = request(call_id="held@t", headers=[PAI])
+        invite = request(call_id="held@t", headers=[PAI], branch="z9hG4bK-held")
         client.send(invite)
         client.send(invite)  # a retransmission while the first is being verified
-        cancel = await client.exchange(request("CANCEL", call_id="held@t"))
+        other = await client.exchange(request("CANCEL", call_id="held@t"))
+        assert other.status == 481  # a CANCEL of another transaction (its own branch)
+        cancel = await client.exchange(request("CANCEL", call_id="held@t", branch="z9hG4bK-held"))
         assert (cancel.status, cancel.cseq) == (200, (1, "CANCEL"))
         verifier.gate.set()
         final = await client.receive()
@@ -354,7 +349,8 @@ async def test_retransmission_and_cancel_during_verification(
 
 async def test_a_verifier_that_hangs_gives_no_tn_validation(call_verifier: DemoVerifier) -> None:
     services = SIPServices(
-        verifier=GatedVerifier(call_verifier), policy=RedirectPolicy(verify_timeout=0.2)
+        verifier=GatedVerifier(call_verifier),
+        policy=RedirectPolicy(verify_timeout=0.2, trying_delay=None),
     )
     async with (
         SIPServer(parse_listeners("udp:127.0.0.1:0/verify/reject"), services) as server,

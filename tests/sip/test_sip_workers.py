@@ -60,7 +60,7 @@ def workers() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             process.stderr.close()
 
 
-async def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes]) -> None:
+async def _wait_answering(address: tuple[str, int], process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     async with udp_client(address) as client:
         while time.monotonic() < deadline:
@@ -72,17 +72,21 @@ async def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes]
     raise TimeoutError("the workers did not answer")
 
 
+async def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes]) -> None:
+    await _wait_answering(address, process)
+    for _ in range(5):  # both workers may still be binding; wait until two are alive
+        if len(_children(process.pid)) == 2:
+            break
+        await asyncio.sleep(0.5)
+    assert len(_children(process.pid)) == 2
+
+
 async def test_two_workers_share_the_port_and_stop_on_sigterm(
     workers: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     process, port = workers
     address = ("127.0.0.1", port)
     await _wait_ready(address, process)
-    for _ in range(5):  # both workers may still be binding; wait until two are alive
-        if len(_children(process.pid)) == 2:
-            break
-        await asyncio.sleep(0.5)
-    assert len(_children(process.pid)) == 2
     for _ in range(20):
         async with udp_client(address) as client:
             response = await client.exchange(request())
@@ -93,6 +97,25 @@ async def test_two_workers_share_the_port_and_stop_on_sigterm(
         assert (await tcp.receive()).status == 302
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+async def test_retransmissions_reach_the_worker_that_answered(
+    workers: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    """The kernel picks a SO_REUSEPORT socket by the 4-tuple, so each worker's own
+    transaction table is enough: from any source port, a retransmitted INVITE gets the
+    bytes of the first answer (another worker would sign afresh: new To-tag, Identity).
+    """
+    process, port = workers
+    address = ("127.0.0.1", port)
+    await _wait_ready(address, process)
+    for n in range(12):  # twelve source ports: both workers answer some of them
+        async with udp_client(address) as client:
+            invite = request(call_id=f"retransmitted-{n}@t")
+            client.send(invite)
+            first = await asyncio.wait_for(client.received.get(), 10)
+            client.send(invite)
+            assert await asyncio.wait_for(client.received.get(), 10) == first
 
 
 def test_port_zero_cannot_be_shared() -> None:

@@ -6,19 +6,23 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import StatementError
 
+from opensti.calls import list_calls
 from opensti.core.errors import InvalidInput
 from opensti.store import (
     EventOutcome,
+    RemoteCertificate,
+    RemoteCertificateRecord,
     SipAction,
     SipDirection,
     SipRecord,
     append_sip_messages,
     delete_sip_messages_before,
     list_events,
-    list_sip_messages,
     record_event,
+    remote_certificate_ids,
 )
 
 from .conftest import NOW, add_entry
@@ -90,19 +94,19 @@ def test_sip_messages_in_bulk_and_queried(db) -> None:  # type: ignore[no-untype
         assert append_sip_messages(session, records) == 501
         assert append_sip_messages(session, []) == 0
     with db.read_session() as session:
-        (one,) = list_sip_messages(session, call_id="call-7@host")
+        (one,) = list_calls(session, call_id="call-7@host").calls
         assert (one.at, one.attest, one.direction) == (_minutes(7), "A", "outbound")
-        newest = list_sip_messages(session, limit=3)
+        newest = list_calls(session, limit=3).calls
         assert [m.call_id for m in newest] == ["inbound-1", "call-499@host", "call-498@host"]
-        window = list_sip_messages(session, since=_minutes(10), until=_minutes(13), limit=100)
+        window = list_calls(session, since=_minutes(10), until=_minutes(13), limit=100).calls
         assert [m.call_id for m in window] == ["call-12@host", "call-11@host", "call-10@host"]
         # tn matches either side: 12155550100 is the orig of 500 calls and the dest of one.
-        assert len(list_sip_messages(session, tn="12155550100", limit=1000)) == 501
-        assert [m.call_id for m in list_sip_messages(session, tn="13015550100")] == ["inbound-1"]
+        assert len(list_calls(session, tn="12155550100", limit=1000).calls) == 501
+        assert [m.call_id for m in list_calls(session, tn="13015550100").calls] == ["inbound-1"]
     with db.session() as session:
         assert delete_sip_messages_before(session, _minutes(400)) == 400
     with db.read_session() as session:
-        assert len(list_sip_messages(session, limit=1000)) == 101
+        assert len(list_calls(session, limit=1000).calls) == 101
 
 
 def test_naive_datetimes_are_refused(db) -> None:  # type: ignore[no-untyped-def]
@@ -121,6 +125,44 @@ def test_other_time_zones_are_stored_as_utc(db) -> None:  # type: ignore[no-unty
     with db.session() as session:
         append_sip_messages(session, [replace(_record(0, "tz"), at=NOW.astimezone(paris))])
     with db.read_session() as session:
-        (stored,) = list_sip_messages(session, call_id="tz")
+        (stored,) = list_calls(session, call_id="tz").calls
         assert stored.at == NOW
         assert stored.at.utcoffset() == dt.timedelta(0)
+
+
+def _remote(fingerprint: str, subject: str = "CN=Peer") -> RemoteCertificateRecord:
+    return RemoteCertificateRecord(
+        fingerprint=fingerprint,
+        subject=subject,
+        issuer="CN=Some CA",
+        spc="456Z",
+        serial="1f",
+        not_before=NOW,
+        not_after=NOW + dt.timedelta(days=30),
+        pem="-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
+    )
+
+
+def test_remote_certificates_are_stored_once_per_fingerprint(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        first = remote_certificate_ids(session, [_remote("a" * 64), _remote("b" * 64)])
+        assert remote_certificate_ids(session, []) == {}
+    with db.session() as session:
+        # Stored already (say by another writer): the same id, the first details kept.
+        again = remote_certificate_ids(session, [_remote("a" * 64, "CN=Other"), _remote("c" * 64)])
+        assert again["a" * 64] == first["a" * 64]
+        append_sip_messages(session, [_record(0, "in@host", remote_certificate_id=again["c" * 64])])
+    with db.read_session() as session:
+        rows = session.scalars(select(RemoteCertificate).order_by(RemoteCertificate.id)).all()
+        assert [(r.fingerprint[0], r.subject) for r in rows] == [
+            ("a", "CN=Peer"),
+            ("b", "CN=Peer"),
+            ("c", "CN=Peer"),
+        ]
+        assert rows[0].first_seen is not None
+        (call,) = list_calls(session, call_id="in@host").calls
+        assert call.remote_certificate_id == again["c" * 64]
+    with db.session() as session:  # retention drops calls, never the certificates
+        assert delete_sip_messages_before(session, _minutes(10)) == 1
+    with db.read_session() as session:
+        assert len(session.scalars(select(RemoteCertificate)).all()) == 3

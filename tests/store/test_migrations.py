@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from setuptools import find_packages
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from opensti.cli import main
 from opensti.store import (
@@ -124,3 +124,31 @@ def test_cli_reads_the_database_url_from_a_config_file(
     config.write_text(f'database_url = "sqlite:///{target}"\n')
     assert _cli("db", "upgrade", "--config", str(config)) == 0
     assert _tables(f"sqlite:///{target}") == set(Base.metadata.tables)
+
+
+def test_0003_keeps_the_call_log_both_ways(database_url: str) -> None:
+    """SQLite rebuilds sip_message to add the foreign key: no call may be lost."""
+
+    database = open_database(database_url)
+    insert = text(
+        "INSERT INTO sip_message (at, direction, action, call_id, x5u)"
+        " VALUES (:at, 'inbound', 'verified', 'kept@host', 'https://peer.example/c.pem')"
+    )
+    try:
+        upgrade(database, "0002")
+        with database.session() as session:
+            session.execute(insert, {"at": "2026-03-01 12:00:00+00:00"})
+        upgrade(database, "0003")
+        with database.read_session() as session:
+            row = session.execute(
+                text("SELECT call_id, x5u, remote_certificate_id FROM sip_message")
+            ).one()
+            assert tuple(row) == ("kept@host", "https://peer.example/c.pem", None)
+        downgrade(database, "0002")
+        with database.read_session() as session:
+            assert session.execute(text("SELECT call_id FROM sip_message")).scalars().all() == [
+                "kept@host"
+            ]
+        assert "remote_certificate" not in set(inspect(database.engine).get_table_names())
+    finally:
+        database.dispose()

@@ -25,7 +25,6 @@ from opensti.store import (
     SipRecord,
     append_sip_messages,
     delete_sip_messages_before,
-    list_sip_messages,
 )
 
 from .conftest import NOW
@@ -104,16 +103,16 @@ def _pg_index_names(node: dict[str, Any]) -> Iterator[str]:
 def test_bulk_insert_writes_every_row(log: Database) -> None:
     with log.read_session() as session:
         assert session.scalar(select(func.count()).select_from(SipMessage)) == ROWS
-        newest = list_sip_messages(session, limit=1)[0]
+        newest = list_calls(session, limit=1).calls[0]
         assert newest.call_id == f"call-{ROWS - 1}@pbx.example"
 
 
 def test_time_range_and_newest_page_use_the_time_index(log: Database) -> None:
     window = {"since": NOW + dt.timedelta(seconds=5000), "until": NOW + dt.timedelta(seconds=5050)}
     with log.read_session() as session:
-        assert len(list_sip_messages(session, **window)) == 50
-    assert AT in indexes_used(log, lambda s: list_sip_messages(s, **window))
-    assert AT in indexes_used(log, lambda s: list_sip_messages(s, limit=100))
+        assert len(list_calls(session, **window).calls) == 50
+    assert AT in indexes_used(log, lambda s: list_calls(s, **window))
+    assert AT in indexes_used(log, lambda s: list_calls(s, limit=100))
 
 
 def test_keyset_pages_use_the_time_index(log: Database) -> None:
@@ -128,17 +127,17 @@ def test_keyset_pages_use_the_time_index(log: Database) -> None:
 
 def test_call_id_lookup_uses_its_index(log: Database) -> None:
     with log.read_session() as session:
-        (call,) = list_sip_messages(session, call_id="call-4242@pbx.example")
+        (call,) = list_calls(session, call_id="call-4242@pbx.example").calls
         assert call.at == NOW + dt.timedelta(seconds=4242)
-    used = indexes_used(log, lambda s: list_sip_messages(s, call_id="call-4242@pbx.example"))
+    used = indexes_used(log, lambda s: list_calls(s, call_id="call-4242@pbx.example"))
     assert CALL_ID in used
 
 
 def test_number_search_uses_both_number_indexes(log: Database) -> None:
     with log.read_session() as session:
-        found = list_sip_messages(session, tn=_tn(42), limit=100)
+        found = list_calls(session, tn=_tn(42), limit=100).calls
         assert len(found) == 20  # ten calls from it, ten to it
-    assert {FROM_TN, TO_TN} <= indexes_used(log, lambda s: list_sip_messages(s, tn=_tn(42)))
+    assert {FROM_TN, TO_TN} <= indexes_used(log, lambda s: list_calls(s, tn=_tn(42)))
 
 
 def test_retention_deletes_the_oldest_in_index_ranges(log: Database) -> None:

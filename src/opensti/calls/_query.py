@@ -1,4 +1,5 @@
-"""Reading the SIP message log: filtered pages of calls, and one call with its certificate.
+"""Reading the SIP message log: filtered pages of calls, and one call with its certificate
+(ours for a call we signed, the other provider's for a call we verified).
 
 Pages are keyset pages, newest first: the cursor names the last row of a page by
 (time, id), so rows written while someone pages do not shift or repeat the next page,
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from opensti.core.certs import load_certificate_chain, tnauthlist_of
 from opensti.core.errors import InvalidCertificate, InvalidInput, NotFound
 from opensti.core.tn import canonicalize_tn
-from opensti.store import Certificate, SipMessage
+from opensti.store import Certificate, RemoteCertificate, SipMessage
 
 __all__ = [
     "MAX_PAGE",
@@ -44,10 +45,12 @@ class CallPage:
 
 @dataclass(frozen=True, slots=True)
 class CertificateInfo:
-    """The certificate behind a call: ours (a store row) or, for others, its x5u only."""
+    """The certificate behind a call: ours (``certificate_id``), another provider's that
+    a verification checked (``remote_certificate_id``), or only the x5u it named."""
 
     x5u: str | None
     certificate_id: int | None = None
+    remote_certificate_id: int | None = None
     entry: str | None = None
     state: str | None = None
     subject: str | None = None
@@ -57,6 +60,8 @@ class CertificateInfo:
     not_before: dt.datetime | None = None
     not_after: dt.datetime | None = None
     fingerprint: str | None = None
+    #: Ours: the chain we publish; another provider's: its end-entity certificate.
+    pem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,12 +161,34 @@ def describe_certificate(row: Certificate, x5u: str | None = None) -> Certificat
         not_before=row.not_before,
         not_after=row.not_after,
         fingerprint=row.fingerprint,
+        pem=row.chain_pem,
+    )
+
+
+def _describe_remote(row: RemoteCertificate, x5u: str | None) -> CertificateInfo:
+    """Another provider's certificate, as the call log stored it."""
+    return CertificateInfo(
+        x5u=x5u,
+        remote_certificate_id=row.id,
+        subject=row.subject,
+        issuer=row.issuer,
+        spc=row.spc,
+        serial=row.serial,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        fingerprint=row.fingerprint,
+        pem=row.pem,
     )
 
 
 def certificate_info(session: Session, message: SipMessage) -> CertificateInfo | None:
-    """The certificate that signed a call: by id for calls we signed, else by its x5u."""
+    """The certificate that signed a call: ours by id, another provider's as stored when
+    the call was verified, else one of ours found by its x5u."""
     row: Certificate | None = None
+    if message.certificate_id is None and message.remote_certificate_id is not None:
+        remote = session.get(RemoteCertificate, message.remote_certificate_id)
+        if remote is not None:
+            return _describe_remote(remote, message.x5u)
     if message.certificate_id is not None:
         row = session.get(Certificate, message.certificate_id)
     elif message.x5u:
@@ -188,5 +215,6 @@ def call_dict(message: SipMessage) -> dict[str, Any]:
         "sip_code": message.sip_code,
         "reason": message.reason,
         "certificate_id": message.certificate_id,
+        "remote_certificate_id": message.remote_certificate_id,
         "x5u": message.x5u,
     }

@@ -8,13 +8,20 @@ time, not with the call rate. When the database lags and the queue is full, reco
 are dropped and counted rather than blocking a call: the log is evidence, the call is
 the service.
 
+A verified call carries the remote certificate its PASSporT was checked with; the
+writer stores each such certificate once (keyed by fingerprint, remembered in a bounded
+map so a known one costs a dict lookup) and points the call's row at it. Hashing and
+PEM-encoding a certificate happen there too, never on the request path.
+
 The same thread applies the retention setting (rows older than ``retention_days``
 are deleted every ``retention_interval`` seconds), so the log has one writer.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import hashlib
 import logging
 import queue
 import threading
@@ -24,20 +31,26 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from opensti.config import Settings
+from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import InvalidInput, OpenSTIError, sip_service_response
 from opensti.core.verify import VerificationResult
 from opensti.signing import Keyring, SignedCall
 from opensti.sip import CallRecord
 from opensti.store import (
     Database,
+    RemoteCertificateRecord,
     SipAction,
     SipDirection,
     SipRecord,
     append_sip_messages,
     delete_sip_messages_before,
+    remote_certificate_ids,
 )
 
 __all__ = ["CallLog", "CallLogStats", "keyring_certificates"]
@@ -56,6 +69,10 @@ _DIRECTIONS = {
 }
 # Column widths of the sip_message table: a hostile Call-ID must not fail a whole batch.
 _CALL_ID_MAX, _TN_MAX, _REASON_MAX, _URL_MAX = 255, 32, 255, 2048
+#: Remote certificates whose row id the writer remembers.
+KNOWN_CERTIFICATES = 4096
+#: A queued call: the row, and the remote certificate of a verified call.
+_Queued = tuple[SipRecord, ValidatedCertificate | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,47 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 def _when(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def describe_remote(certificate: ValidatedCertificate) -> RemoteCertificateRecord:
+    """What the log keeps of another provider's certificate."""
+    leaf = certificate.leaf
+    return RemoteCertificateRecord(
+        fingerprint=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        subject=leaf.subject.rfc4514_string(),
+        issuer=leaf.issuer.rfc4514_string(),
+        spc=_clip(certificate.spc, _TN_MAX),
+        serial=format(leaf.serial_number, "x"),
+        not_before=certificate.not_before,
+        not_after=certificate.not_after,
+        pem=leaf.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+    )
+
+
+class _RemoteCertificates:
+    """Row ids of the remote certificates stored, newest used last, bounded."""
+
+    def __init__(self, size: int = KNOWN_CERTIFICATES) -> None:
+        self._size = size
+        self._ids: collections.OrderedDict[x509.Certificate, int] = collections.OrderedDict()
+
+    def resolve(self, session: Session, batch: list[_Queued]) -> dict[x509.Certificate, int]:
+        """The row id of every certificate in ``batch``, storing the ones not seen yet."""
+        wanted = {certificate.leaf: certificate for _, certificate in batch if certificate}
+        ids = {leaf: self._ids[leaf] for leaf in wanted if leaf in self._ids}
+        missing = {leaf: describe_remote(c) for leaf, c in wanted.items() if leaf not in ids}
+        if missing:
+            stored = remote_certificate_ids(session, missing.values())
+            ids.update({leaf: stored[record.fingerprint] for leaf, record in missing.items()})
+        return ids
+
+    def remember(self, ids: dict[x509.Certificate, int]) -> None:
+        """After the commit: rows of a rolled-back batch must not be remembered."""
+        for leaf, ident in ids.items():
+            self._ids[leaf] = ident
+            self._ids.move_to_end(leaf)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
 
 
 def keyring_certificates(keyring: Keyring) -> CertificateLookup:
@@ -128,7 +186,8 @@ class CallLog:
         self.batch_size = batch_size
         self.retention_days = retention_days
         self.certificate_for_x5u = certificate_for_x5u
-        self._queue: queue.Queue[SipRecord] = queue.Queue(max_queue)
+        self._queue: queue.Queue[_Queued] = queue.Queue(max_queue)
+        self._remote = _RemoteCertificates()
         self._flush_interval = flush_interval
         self._retention_interval = retention_interval
         self._clock = clock
@@ -165,12 +224,13 @@ class CallLog:
 
     # -- recording (any thread, any event loop) -------------------------------------
 
-    def record(self, record: SipRecord) -> bool:
-        """Queue one record; False when the queue was full and it was dropped."""
+    def record(self, record: SipRecord, certificate: ValidatedCertificate | None = None) -> bool:
+        """Queue one record (with the remote ``certificate`` of a verified call); False
+        when the queue was full and it was dropped."""
         if record.certificate_id is None and record.x5u and self.certificate_for_x5u:
             record = replace(record, certificate_id=self.certificate_for_x5u(record.x5u))
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((record, certificate))
         except queue.Full:
             with self._progress:
                 self._counts["dropped"] += 1
@@ -189,6 +249,7 @@ class CallLog:
         at: float | None = None,
         reason: str | None = None,
         x5u: str | None = None,
+        certificate: ValidatedCertificate | None = None,
         **fields: Any,
     ) -> bool:
         """One record, with every text clipped to its column (hostile input is not fatal)."""
@@ -204,7 +265,8 @@ class CallLog:
                 reason=_clip(reason, _REASON_MAX),
                 x5u=_clip(x5u, _URL_MAX),
                 **fields,
-            )
+            ),
+            certificate,
         )
 
     def __call__(self, call: CallRecord) -> None:
@@ -216,6 +278,7 @@ class CallLog:
             call.dest,
             at=call.time,
             x5u=call.x5u,
+            certificate=call.certificate,
             attest=call.attest,
             verstat=call.verstat,
             sip_code=call.sip_code,
@@ -260,6 +323,7 @@ class CallLog:
             dest,
             reason=result.reason,
             x5u=result.x5u,
+            certificate=result.certificate,
             attest=claims.attest if claims else None,
             verstat=result.verstat.value,
             sip_code=result.sip_code,
@@ -312,7 +376,7 @@ class CallLog:
             if self._stopping.is_set() and self._queue.empty():
                 return
 
-    def _take(self) -> list[SipRecord]:
+    def _take(self) -> list[_Queued]:
         try:
             batch = [self._queue.get(timeout=self._flush_interval)]
         except queue.Empty:
@@ -324,14 +388,22 @@ class CallLog:
                 break
         return batch
 
-    def _write(self, batch: list[SipRecord]) -> None:
+    def _write(self, batch: list[_Queued]) -> None:
         try:
             with self.database.session() as session:
-                append_sip_messages(session, batch)
+                remote = self._remote.resolve(session, batch)
+                records = [
+                    replace(record, remote_certificate_id=remote[certificate.leaf])
+                    if certificate is not None
+                    else record
+                    for record, certificate in batch
+                ]
+                append_sip_messages(session, records)
         except SQLAlchemyError as exc:
             logger.warning("call log: %d records not written: %s", len(batch), type(exc).__name__)
             self._count(write_errors=1, lost=len(batch))
             return
+        self._remote.remember(remote)
         self._count(batches=1, written=len(batch))
 
     def _count(self, **amounts: int) -> None:

@@ -124,7 +124,9 @@ def _show(call: dict[str, Any]) -> None:
     if cert is None:
         console.print("  no certificate recorded", style="dim")
         return
-    if cert["certificate_id"] is None:
+    if cert["remote_certificate_id"] is not None:
+        console.print("  signed by another provider's certificate, as verified:", highlight=False)
+    elif cert["certificate_id"] is None:
         console.print("  signed by a certificate that is not ours:", highlight=False)
     for label, key in _CERT_FIELDS:
         if cert[key] is not None:

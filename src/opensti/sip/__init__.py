@@ -31,6 +31,7 @@ from opensti.sip.server import (
     parse_listeners,
     serve,
 )
+from opensti.sip.transaction import ServerTransactions, TransactionStats
 
 __all__ = (
     "CallLog",
@@ -49,7 +50,9 @@ __all__ = (
     "SIPServer",
     "SIPServices",
     "ServerLimits",
+    "ServerTransactions",
     "StreamFramer",
+    "TransactionStats",
     "build_response",
     "parse_listeners",
     "parse_message",

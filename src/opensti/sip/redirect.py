@@ -13,6 +13,11 @@ and under ``continue-with-reason`` a ``Reason: STIR`` header (RFC 9410). Under
 
 Signing and verification are injected (:class:`CallSigner`, :class:`CallVerifier`), as
 is the call log (:data:`CallLog`), which is called after the response has been sent.
+
+Over UDP each INVITE is a server transaction (:mod:`opensti.sip.transaction`): a
+retransmission gets the response already sent, byte for byte, and is neither signed
+nor verified nor logged again; a verification still running after ``trying_delay``
+sends 100 Trying first, so the SBC stops retransmitting.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import (
     InvalidInput,
     InvalidTN,
@@ -38,6 +44,14 @@ from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
 from opensti.sip.message import REASON_PHRASES, SIPRequest, build_response
+from opensti.sip.transaction import (
+    MAX_COMPLETED,
+    TIMER_H,
+    PendingTransaction,
+    ServerTransactions,
+    TransactionKey,
+    transaction_key,
+)
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -108,6 +122,8 @@ class CallRecord:
     verstat: str | None
     sip_code: int
     x5u: str | None
+    #: The remote certificate that a verified call's PASSporT was checked against.
+    certificate: ValidatedCertificate | None = None
 
 
 #: Must return at once (e.g. put the record on a bounded queue).
@@ -128,6 +144,13 @@ class RedirectPolicy:
     #: Concurrent verifications; beyond it INVITEs get 503 (overload, not a crash).
     max_in_flight: int = 10000
     server_name: str = "opensti"
+    #: Over UDP, a verification still running after this many seconds sends 100 Trying
+    #: first (RFC 3261 section 17.2.1: within 200 ms); None sends none.
+    trying_delay: float | None = 0.2
+    #: How long a final response is kept for retransmissions (Timer H, 64*T1).
+    transaction_lifetime: float = TIMER_H
+    #: Completed transactions kept per UDP listener; the oldest go first beyond it.
+    max_transactions: int = MAX_COMPLETED
 
 
 def _no_validation(reason: str) -> VerificationResult:
@@ -150,7 +173,11 @@ def _failure_phrase(result: VerificationResult, code: int) -> str:
 
 
 class RedirectHandler:
-    """Answers requests for one listener (its mode and failure policy)."""
+    """Answers requests for one listener (its mode and failure policy).
+
+    ``reliable`` is True on TCP, where nothing is retransmitted: no final responses are
+    kept and no 100 Trying is sent.
+    """
 
     def __init__(
         self,
@@ -159,6 +186,7 @@ class RedirectHandler:
         signer: CallSigner | None = None,
         verifier: CallVerifier | None = None,
         log: CallLog | None = None,
+        reliable: bool = False,
     ) -> None:
         if policy.mode is Mode.SIGN and signer is None:
             raise InvalidInput("a sign listener needs a signer")
@@ -168,8 +196,11 @@ class RedirectHandler:
         self._signer = signer
         self._verifier = verifier
         self._log = log
-        #: INVITEs being verified, keyed by (Call-ID, CSeq), and whether CANCELled.
-        self._in_flight: dict[tuple[str, int], bool] = {}
+        self._reliable = reliable
+        self.transactions = ServerTransactions(
+            lifetime=policy.transaction_lifetime,
+            max_completed=0 if reliable else policy.max_transactions,
+        )
 
     def handle(
         self, request: SIPRequest, peer: tuple[str, int] | None, send: Send
@@ -177,12 +208,12 @@ class RedirectHandler:
         """Answer a validated request; return a coroutine when the answer must wait."""
         method = request.method
         if method == "INVITE":
-            if self.policy.mode is Mode.SIGN:
-                self._sign(request, peer, send)
-                return None
-            return self._start_verify(request, peer, send)
+            return self._invite(request, peer, send)
         if method == "ACK":
-            return None  # absorbs the ACK of our 3xx/4xx (RFC 3261 section 17.2.1)
+            # The ACK of our 3xx/4xx ends its transaction (RFC 3261 section 17.2.1).
+            if not self._reliable:
+                self.transactions.acknowledge(transaction_key(request))
+            return None
         if method == "OPTIONS":
             send(self._response(request, 200, peer, [("Allow", ALLOWED_METHODS)]))
         elif method == "CANCEL":
@@ -190,6 +221,47 @@ class RedirectHandler:
         else:
             send(self._response(request, 405, peer, [("Allow", ALLOWED_METHODS)]))
         return None
+
+    def _invite(
+        self, request: SIPRequest, peer: tuple[str, int] | None, send: Send
+    ) -> Coroutine[Any, Any, None] | None:
+        if self._reliable and self.policy.mode is Mode.SIGN:
+            self._sign(request, peer, send)  # nothing is retransmitted, nothing waits
+            return None
+        key = transaction_key(request)
+        if self._answer_retransmission(key, send):
+            return None
+        if not self._reliable:
+            send = self._completing(key, send)
+        if self.policy.mode is Mode.SIGN:
+            self._sign(request, peer, send)
+            return None
+        return self._start_verify(request, peer, send, key)
+
+    def _answer_retransmission(self, key: TransactionKey, send: Send) -> bool:
+        """Resend what the transaction of ``key`` sent last; False for a new INVITE."""
+        transactions = self.transactions
+        response = transactions.response(key)
+        if response is None:
+            pending = transactions.pending(key)
+            if pending is None:
+                return False
+            response = pending.trying  # still being verified: absorbed, or 100 again
+        transactions.retransmitted()
+        if response is not None:
+            send(response)
+        return True
+
+    def _completing(self, key: TransactionKey, send: Send) -> Send:
+        """``send`` that also keeps a final response for the retransmissions to come."""
+        complete = self.transactions.complete
+
+        def send_final(payload: bytes) -> None:
+            send(payload)
+            if payload[8:9] != b"1":  # "SIP/2.0 1xx" is provisional
+                complete(key, payload)
+
+        return send_final
 
     def reject_malformed(
         self, request: SIPRequest, peer: tuple[str, int] | None, send: Send, error: SIPParseError
@@ -288,6 +360,7 @@ class RedirectHandler:
         attest: str | None = None,
         verstat: str | None = None,
         x5u: str | None = None,
+        certificate: ValidatedCertificate | None = None,
     ) -> CallRecord:
         return CallRecord(
             time=time.time(),
@@ -299,6 +372,7 @@ class RedirectHandler:
             verstat=verstat,
             sip_code=code,
             x5u=x5u,
+            certificate=certificate,
         )
 
     def _signed_call(
@@ -315,32 +389,50 @@ class RedirectHandler:
     # --- verify --------------------------------------------------------------------
 
     def _start_verify(
-        self, request: SIPRequest, peer: tuple[str, int] | None, send: Send
+        self, request: SIPRequest, peer: tuple[str, int] | None, send: Send, key: TransactionKey
     ) -> Coroutine[Any, Any, None] | None:
-        key = (request.call_id, request.cseq[0])
-        if key in self._in_flight:
-            return None  # a retransmission of an INVITE still being verified
-        if len(self._in_flight) >= self.policy.max_in_flight:
+        if self.transactions.pending_count >= self.policy.max_in_flight:
             send(self._response(request, 503, peer, [("Retry-After", "1")]))
             return None
-        self._in_flight[key] = False
-        return self._verify(request, peer, send, key)
+        return self._verify(request, peer, send, key, self.transactions.begin(key))
 
     def _cancel(self, request: SIPRequest, peer: tuple[str, int] | None, send: Send) -> None:
-        key = (request.call_id, request.cseq[0])
-        if key in self._in_flight:
-            self._in_flight[key] = True
-            send(self._response(request, 200, peer))
-        else:
+        """200 when the INVITE's transaction exists (it has no effect once answered)."""
+        key = transaction_key(request)
+        pending = self.transactions.pending(key)
+        if pending is not None:
+            pending.cancelled = True
+        elif self.transactions.response(key) is None:
             send(self._response(request, 481, peer))
+            return
+        send(self._response(request, 200, peer))
+
+    def _trying_timer(
+        self,
+        request: SIPRequest,
+        peer: tuple[str, int] | None,
+        send: Send,
+        pending: PendingTransaction,
+    ) -> asyncio.TimerHandle | None:
+        delay = self.policy.trying_delay
+        if self._reliable or delay is None:
+            return None
+
+        def trying() -> None:
+            pending.trying = self._response(request, 100, peer)
+            send(pending.trying)
+
+        return asyncio.get_running_loop().call_later(delay, trying)
 
     async def _verify(
         self,
         request: SIPRequest,
         peer: tuple[str, int] | None,
         send: Send,
-        key: tuple[str, int],
+        key: TransactionKey,
+        pending: PendingTransaction,
     ) -> None:
+        timer = self._trying_timer(request, peer, send, pending)
         try:
             orig, pai = self._calling(request)
             dests = self._called(request)
@@ -349,8 +441,10 @@ class RedirectHandler:
             self.reject_malformed(request, peer, send, exc)
             return
         finally:
-            cancelled = self._in_flight.pop(key, False)
-        if cancelled:
+            if timer is not None:
+                timer.cancel()
+            self.transactions.end(key)
+        if pending.cancelled:
             send(self._response(request, 487, peer))
             return
         code = self._send_verdict(request, peer, send, result, pai)
@@ -366,6 +460,7 @@ class RedirectHandler:
                     attest=attest,
                     verstat=result.verstat.value,
                     x5u=result.x5u,
+                    certificate=result.certificate,
                 )
             )
 

@@ -13,6 +13,14 @@ a bounded buffer, an idle timeout and a connection cap. Garbage is dropped (UDP)
 closes the connection (TCP); a request that is SIP but unusable gets 400. Every task is
 tracked and awaited on stop. :func:`serve` runs N worker processes that each bind the
 same ports with SO_REUSEPORT, so the kernel spreads calls over every core.
+
+Each worker keeps its own UDP transactions (:mod:`opensti.sip.transaction`). That is
+enough because Linux picks the socket of a SO_REUSEPORT group by a hash of the
+datagram's 4-tuple (source and destination address and port): an SBC's
+retransmissions, sent from the same address and port, reach the worker that answered
+the first copy. Two cases break that mapping and get the call signed or verified
+afresh: a worker that exits (the group and so the hash changes) and an SBC that
+retransmits from another source port.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from opensti.sip.redirect import (
     RedirectPolicy,
     Send,
 )
+from opensti.sip.transaction import TransactionStats
 
 __all__ = [
     "ListenerSpec",
@@ -343,6 +352,7 @@ class SIPServer:
                 signer=services.signer,
                 verifier=services.verifier,
                 log=services.log,
+                reliable=spec.transport == "tcp",
             )
             for spec in self._listeners
         ]
@@ -381,6 +391,13 @@ class SIPServer:
             if spec.transport == transport and mode in (None, spec.mode):
                 return address
         raise InvalidInput(f"no {transport} listener", value=transport)
+
+    def transaction_stats(self) -> list[tuple[ListenerSpec, TransactionStats]]:
+        """The INVITE transaction table of each listener (sizes and counters)."""
+        return [
+            (spec, handler.transactions.info())
+            for spec, handler in zip(self._listeners, self._handlers, strict=True)
+        ]
 
     def admit(self, connection: _TCPProtocol) -> bool:
         if len(self._connections) >= self._limits.max_tcp_connections:

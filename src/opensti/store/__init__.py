@@ -57,12 +57,13 @@ from opensti.store._entries import (
     set_entry_spc_token,
 )
 from opensti.store._log import (
+    RemoteCertificateRecord,
     SipRecord,
     append_sip_messages,
     delete_sip_messages_before,
     list_events,
-    list_sip_messages,
     record_event,
+    remote_certificate_ids,
 )
 from opensti.store._migrate import current_revision, downgrade, head_revision, upgrade
 from opensti.store._models import (
@@ -79,6 +80,7 @@ from opensti.store._models import (
     DeploymentTaskKind,
     EventOutcome,
     LifecycleEvent,
+    RemoteCertificate,
     Role,
     Setting,
     SipAction,
@@ -141,6 +143,8 @@ __all__ = (
     "EventOutcome",
     "Lease",
     "LifecycleEvent",
+    "RemoteCertificate",
+    "RemoteCertificateRecord",
     "Role",
     "Secret",
     "SecretBox",
@@ -200,7 +204,6 @@ __all__ = (
     "list_deployment_tasks",
     "list_entries",
     "list_events",
-    "list_sip_messages",
     "list_stipa_accounts",
     "load_secret_box",
     "notify_active_certificates_changed",
@@ -213,6 +216,7 @@ __all__ = (
     "record_issued_chain",
     "record_task_run",
     "release_lease",
+    "remote_certificate_ids",
     "renew_lease",
     "revoke_api_token",
     "set_certificate_state",

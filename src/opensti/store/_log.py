@@ -1,4 +1,5 @@
-"""The two append-mostly logs: lifecycle events (audit trail) and SIP messages (calls)."""
+"""The two append-mostly logs: lifecycle events (audit trail) and SIP messages (calls),
+with the other providers' certificates that verified calls reference."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from opensti.core.errors import InvalidInput
@@ -16,18 +18,20 @@ from opensti.store._common import add
 from opensti.store._models import (
     EventOutcome,
     LifecycleEvent,
+    RemoteCertificate,
     SipAction,
     SipDirection,
     SipMessage,
 )
 
 __all__ = [
+    "RemoteCertificateRecord",
     "SipRecord",
     "append_sip_messages",
     "delete_sip_messages_before",
     "list_events",
-    "list_sip_messages",
     "record_event",
+    "remote_certificate_ids",
 ]
 
 MAX_PAGE = 10_000
@@ -98,9 +102,56 @@ class SipRecord:
     reason: str | None = None
     certificate_id: int | None = None
     x5u: str | None = None
+    remote_certificate_id: int | None = None
 
 
 _SIP_FIELDS = tuple(field.name for field in dataclasses.fields(SipRecord))
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCertificateRecord:
+    """What the log keeps of another provider's certificate (see :class:`RemoteCertificate`)."""
+
+    fingerprint: str
+    subject: str
+    issuer: str
+    spc: str | None
+    serial: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    pem: str
+
+
+def _insert_new_certificates(session: Session) -> Any:
+    """INSERT that skips a fingerprint already stored (the two dialects we run on)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(RemoteCertificate).on_conflict_do_nothing(
+            index_elements=["fingerprint"]
+        )
+    return sqlite.insert(RemoteCertificate).on_conflict_do_nothing(index_elements=["fingerprint"])
+
+
+def remote_certificate_ids(
+    session: Session, certificates: Iterable[RemoteCertificateRecord]
+) -> dict[str, int]:
+    """The row id of each certificate by fingerprint, inserting the ones not stored yet.
+
+    Safe against another writer storing the same certificate at the same time (the
+    insert skips a fingerprint that exists; the ids are read afterwards).
+    """
+    by_fingerprint = {certificate.fingerprint: certificate for certificate in certificates}
+    if not by_fingerprint:
+        return {}
+    session.execute(
+        _insert_new_certificates(session),
+        [dataclasses.asdict(certificate) for certificate in by_fingerprint.values()],
+    )
+    found = session.execute(
+        select(RemoteCertificate.fingerprint, RemoteCertificate.id).where(
+            RemoteCertificate.fingerprint.in_(by_fingerprint)
+        )
+    )
+    return {fingerprint: ident for fingerprint, ident in found}
 
 
 def append_sip_messages(session: Session, records: Iterable[SipRecord]) -> int:
@@ -109,29 +160,6 @@ def append_sip_messages(session: Session, records: Iterable[SipRecord]) -> int:
     if rows:
         session.execute(insert(SipMessage), rows)
     return len(rows)
-
-
-def list_sip_messages(
-    session: Session,
-    *,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    call_id: str | None = None,
-    tn: str | None = None,
-    limit: int = 100,
-) -> Sequence[SipMessage]:
-    """Newest first; ``tn`` matches the calling or the called number."""
-    query = select(SipMessage)
-    if since is not None:
-        query = query.where(SipMessage.at >= since)
-    if until is not None:
-        query = query.where(SipMessage.at < until)
-    if call_id is not None:
-        query = query.where(SipMessage.call_id == call_id)
-    if tn is not None:
-        query = query.where(or_(SipMessage.from_tn == tn, SipMessage.to_tn == tn))
-    order = (SipMessage.at.desc(), SipMessage.id.desc())
-    return session.scalars(query.order_by(*order).limit(_check_limit(limit))).all()
 
 
 def delete_sip_messages_before(

@@ -374,6 +374,33 @@ class SipMessage(Base):
         ForeignKey("certificate.id", ondelete="SET NULL"), index=True
     )
     x5u: Mapped[str | None] = mapped_column(String(URL_LENGTH))
+    #: For a verified call, the other provider's certificate its PASSporT was checked with.
+    remote_certificate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("remote_certificate.id", ondelete="SET NULL"), index=True
+    )
+
+
+class RemoteCertificate(Base):
+    """Another provider's certificate that a verified call was checked against.
+
+    One row per certificate (unique SHA-256 fingerprint), however many calls reference
+    it, so the log of a million calls from one peer holds its certificate once.
+    """
+
+    __tablename__ = "remote_certificate"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    #: SHA-256 of the DER, hex, as :attr:`Certificate.fingerprint`.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    #: The SPC of its TNAuthList (None if the list is not exactly one SPC).
+    spc: Mapped[str | None] = mapped_column(String(32))
+    serial: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[dt.datetime] = mapped_column()
+    not_after: Mapped[dt.datetime] = mapped_column()
+    pem: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class User(_Timestamps, Base):

@@ -1,5 +1,6 @@
 """SIP Messages: recent signed and verified calls, filtered and paged (keyset pages, so
-a deep page costs what the first does), and the certificate that signed one call."""
+a deep page costs what the first does), and the certificate that signed one call: ours,
+or for a verified call the other provider's, as stored when it was verified."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.responses import Response
 
 from opensti.calls import certificate_info, list_calls
 from opensti.core.errors import InvalidInput, OpenSTIError, http_status
-from opensti.store import Certificate, SipMessage
+from opensti.store import SipMessage
 from opensti.web._deps import Viewer
 from opensti.web._render import render
 
@@ -68,11 +69,5 @@ async def call(request: Request, message_id: int, user: Viewer) -> Response:
             missing = {"title": "Not found", "message": f"no SIP message {message_id} in the log"}
             return render(request, "error.html", missing, status_code=404)
         info = certificate_info(session, message)
-        cert = (
-            None
-            if info is None or info.certificate_id is None
-            else session.get(Certificate, info.certificate_id)
-        )
-        pem = None if cert is None else cert.chain_pem
-    context = {"title": f"Call {message.call_id}", "call": message, "cert": info, "pem": pem}
+    context = {"title": f"Call {message.call_id}", "call": message, "cert": info}
     return render(request, "call.html", context)

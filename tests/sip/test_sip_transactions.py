@@ -1,0 +1,221 @@
+"""INVITE server transactions over real UDP sockets: retransmissions get the same bytes,
+the ACK ends a transaction, the table is bounded, and slow verifications send 100 Trying."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from sip_support import (
+    ORIG,
+    DemoSigner,
+    DemoVerifier,
+    GatedVerifier,
+    request,
+    response_of,
+    tcp_client,
+    udp_client,
+)
+
+from opensti.sip import (
+    CallRecord,
+    RedirectPolicy,
+    SIPRequest,
+    SIPServer,
+    SIPServices,
+    parse_listeners,
+)
+from opensti.sip.message import frame_message
+from opensti.sip.transaction import transaction_key
+
+pytestmark = pytest.mark.integration
+
+PAI = ("P-Asserted-Identity", f"<sip:+{ORIG}@127.0.0.1;user=phone>")
+
+
+class Raw:
+    """A UDP client that keeps the exact bytes of every datagram it gets."""
+
+    def __init__(self, client: object) -> None:
+        self.client = client
+
+    async def exchange(self, data: bytes) -> bytes:
+        self.client.send(data)  # type: ignore[attr-defined]
+        return await self.receive()
+
+    async def receive(self, timeout: float = 10.0) -> bytes:
+        queue: asyncio.Queue[bytes] = self.client.received  # type: ignore[attr-defined]
+        return await asyncio.wait_for(queue.get(), timeout)
+
+    async def nothing_more(self) -> bool:
+        """True when nothing arrives before an OPTIONS sent now is answered."""
+        self.client.send(request("OPTIONS"))  # type: ignore[attr-defined]
+        return response_of(await self.receive()).cseq == (1, "OPTIONS")
+
+
+@pytest.fixture
+def records() -> list[CallRecord]:
+    return []
+
+
+@contextlib.asynccontextmanager
+async def running(
+    listener: str, services: SIPServices, **policy: object
+) -> AsyncIterator[tuple[SIPServer, Raw]]:
+    services = SIPServices(
+        signer=services.signer,
+        verifier=services.verifier,
+        log=services.log,
+        policy=RedirectPolicy(**policy),  # type: ignore[arg-type]
+    )
+    async with (
+        SIPServer(parse_listeners(listener), services) as server,
+        udp_client(server.address("udp")) as client,
+    ):
+        yield server, Raw(client)
+
+
+def _identity(data: bytes) -> str | None:
+    return response_of(data).header("identity")
+
+
+async def test_a_retransmitted_invite_gets_the_same_bytes_and_one_signature(
+    call_signer: DemoSigner, records: list[CallRecord]
+) -> None:
+    services = SIPServices(signer=call_signer, log=records.append)
+    async with running("udp:127.0.0.1:0/sign", services) as (server, raw):
+        invite = request(call_id="again@t", branch="z9hG4bK-again")
+        first = await raw.exchange(invite)
+        assert response_of(first).status == 302
+        for _ in range(3):  # Timer A doubles; each copy gets the same answer
+            assert await raw.exchange(invite) == first
+        # Same Call-ID and CSeq but another branch: a new transaction, a new signature.
+        other = await raw.exchange(request(call_id="again@t", branch="z9hG4bK-other"))
+        assert response_of(other).status == 302
+        assert _identity(other) != _identity(first)
+        ((_, stats),) = server.transaction_stats()
+    assert [r.call_id for r in records] == ["again@t", "again@t"]
+    assert (stats.completed, stats.retransmissions) == (2, 3)
+
+
+async def test_a_retransmission_of_a_verified_call_is_not_verified_again(
+    call_signer: DemoSigner, call_verifier: DemoVerifier, records: list[CallRecord]
+) -> None:
+    identity = call_signer.sign(ORIG, ["12155550131"], "A", "v@t")
+    verifier = GatedVerifier(call_verifier)
+    verifier.gate.set()
+    services = SIPServices(verifier=verifier, log=records.append)
+    async with running("udp:127.0.0.1:0/verify", services) as (_, raw):
+        invite = request(call_id="v@t", headers=[PAI, ("Identity", identity)])
+        first = await raw.exchange(invite)
+        assert "verstat=TN-Validation-Passed" in (
+            response_of(first).header("p-asserted-identity") or ""
+        )
+        assert await raw.exchange(invite) == first
+    assert verifier.calls == 1
+    assert len(records) == 1
+    assert records[0].certificate is not None
+
+
+async def test_the_ack_ends_the_transaction(
+    call_signer: DemoSigner, records: list[CallRecord]
+) -> None:
+    services = SIPServices(signer=call_signer, log=records.append)
+    async with running("udp:127.0.0.1:0/sign", services) as (server, raw):
+        invite = request(call_id="acked@t", branch="z9hG4bK-acked")
+        first = await raw.exchange(invite)
+        cancel = await raw.exchange(request("CANCEL", call_id="acked@t", branch="z9hG4bK-acked"))
+        assert response_of(cancel).status == 200  # answered already: the CANCEL does nothing
+        raw.client.send(  # type: ignore[attr-defined]
+            request("ACK", call_id="acked@t", cseq="1 ACK", branch="z9hG4bK-acked")
+        )
+        assert await raw.nothing_more()  # an ACK is never answered
+        ((_, stats),) = server.transaction_stats()
+        assert (stats.acked, stats.completed) == (1, 0)
+        # The transaction is gone: the same INVITE now is a new call.
+        again = await raw.exchange(invite)
+        assert response_of(again).status == 302
+        assert again != first
+    assert len(records) == 2
+
+
+async def test_the_table_is_bounded(call_signer: DemoSigner) -> None:
+    services = SIPServices(signer=call_signer)
+    async with running("udp:127.0.0.1:0/sign", services, max_transactions=3) as (server, raw):
+        invites = [request(call_id=f"flood-{n}@t") for n in range(10)]
+        answers = [await raw.exchange(invite) for invite in invites]
+        ((_, stats),) = server.transaction_stats()
+        assert (stats.completed, stats.evicted) == (3, 7)
+        assert await raw.exchange(invites[-1]) == answers[-1]  # still kept
+        assert await raw.exchange(invites[0]) != answers[0]  # dropped: answered afresh
+
+
+async def test_a_transaction_expires_after_its_lifetime(call_signer: DemoSigner) -> None:
+    services = SIPServices(signer=call_signer)
+    async with running("udp:127.0.0.1:0/sign", services, transaction_lifetime=0.2) as (_, raw):
+        invite = request(call_id="late@t")
+        first = await raw.exchange(invite)
+        await asyncio.sleep(0.6)
+        assert await raw.exchange(invite) != first
+
+
+async def test_a_slow_verification_sends_100_trying_first(
+    call_signer: DemoSigner, call_verifier: DemoVerifier
+) -> None:
+    identity = call_signer.sign(ORIG, ["12155550131"], "A", "slow@t")
+    verifier = GatedVerifier(call_verifier)
+    services = SIPServices(verifier=verifier)
+    async with running("udp:127.0.0.1:0/verify", services, trying_delay=0.05) as (_, raw):
+        invite = request(call_id="slow@t", headers=[PAI, ("Identity", identity)])
+        trying = await raw.exchange(invite)
+        provisional = response_of(trying)
+        assert (provisional.status, provisional.cseq) == (100, (1, "INVITE"))
+        assert ";tag=" not in (provisional.header("to") or "")
+        assert await raw.exchange(invite) == trying  # Proceeding: the 100 again
+        verifier.gate.set()
+        final = await raw.receive()
+        assert response_of(final).status == 302
+        assert await raw.exchange(invite) == final
+    assert verifier.calls == 1
+
+
+async def test_tcp_keeps_no_responses(call_signer: DemoSigner) -> None:
+    """Nothing is retransmitted over TCP, so a reliable listener keeps no table."""
+    services = SIPServices(signer=call_signer)
+    async with SIPServer(parse_listeners("tcp:127.0.0.1:0/sign"), services) as server:
+        async with tcp_client(server.address("tcp")) as client:
+            await client.send(request())
+            assert (await client.receive()).status == 302
+        ((_, stats),) = server.transaction_stats()
+    assert stats.completed == 0
+
+
+@pytest.mark.parametrize(
+    ("via", "same"),
+    [
+        ("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc;rport", True),
+        ("SIP/2.0/UDP 10.0.0.1:5060 ; received=10.0.0.9 ; branch=z9hG4bKabc", True),
+        # The Via of our response, as a non-compliant UAC copies it into the ACK.
+        ("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc;rport=5060;received=10.0.0.9", True),
+        ("SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKabc", False),  # another sent-by
+        ("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKxyz", False),  # another branch
+    ],
+)
+def test_transaction_keys(via: str, same: bool) -> None:
+    assert (_key(via) == _key("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc")) is same
+
+
+def _key(top_via: str, cseq: str = "1 INVITE") -> object:
+    data = request(omit=("Via",), headers=[("Via", top_via)], call_id="k@t", cseq=cseq)
+    parsed = frame_message(data)
+    assert isinstance(parsed, SIPRequest)
+    return transaction_key(parsed)
+
+
+def test_a_branch_without_the_magic_cookie_is_matched_on_the_whole_via() -> None:
+    old = "SIP/2.0/UDP 10.0.0.1:5060;branch=1"
+    assert _key(old) == _key(old, "1 ACK")
+    assert _key(old) != _key(old + ";x=1")
+    assert _key(old) != _key(old, "2 INVITE")
