@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     ca_trust_anchors: Path | None = None
     #: Subject O of the certificate requests.
     organization: str = "opensti"
+    #: SIP: a verification slower than this is answered No-TN-Validation (seconds).
+    sip_verify_timeout: float = Field(default=5.0, gt=0)
+    #: SIP: concurrent verifications per worker; beyond it INVITEs get 503.
+    sip_max_in_flight: int = Field(default=10_000, ge=1)
+    #: SIP over UDP: a verification still running after this many seconds sends
+    #: 100 Trying first (RFC 3261 17.2.1 asks for 200 ms); 0 sends none.
+    sip_trying_delay: float = Field(default=0.2, ge=0)
+    #: SIP over UDP: seconds a final response is kept for retransmissions (64*T1).
+    sip_transaction_lifetime: float = Field(default=32.0, gt=0)
+    #: SIP over UDP: answered transactions kept per listener (about 1 KiB each).
+    sip_max_transactions: int = Field(default=65_536, ge=1)
+    #: SIP: take the called number from the Request-URI instead of To.
+    sip_dest_from_request_uri: bool = False
 
     @classmethod
     def settings_customise_sources(

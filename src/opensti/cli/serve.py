@@ -44,16 +44,17 @@ from opensti.cli.lifecycle_loop import (
     stop_on_signals,
 )
 from opensti.cli.users import first_run_link
+from opensti.config import Settings
 from opensti.core.errors import InvalidInput
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, SigningService
-from opensti.sip import ListenerSpec, SIPServer, SIPServices, parse_listeners
+from opensti.sip import ListenerSpec, RedirectPolicy, SIPServer, SIPServices, parse_listeners
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
 
-__all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server"]
+__all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server", "sip_policy"]
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -151,6 +152,18 @@ async def _verifier(application: App, stack: AsyncExitStack) -> VerificationServ
     return VerificationService(fetcher, trust)
 
 
+def sip_policy(settings: Settings) -> RedirectPolicy:
+    """The SIP listeners' shared knobs; each listener adds its mode and failure policy."""
+    return RedirectPolicy(
+        dest_from_request_uri=settings.sip_dest_from_request_uri,
+        verify_timeout=settings.sip_verify_timeout,
+        max_in_flight=settings.sip_max_in_flight,
+        trying_delay=settings.sip_trying_delay or None,
+        transaction_lifetime=settings.sip_transaction_lifetime,
+        max_transactions=settings.sip_max_transactions,
+    )
+
+
 def _uvicorn(dispatcher: Dispatcher, options: ServeOptions, log_level: str) -> uvicorn.Server:
     config: dict[str, Any] = {
         "lifespan": "off",
@@ -200,7 +213,10 @@ async def run_server(
         stack.push_async_callback(repository.stop)
         if options.sip_listeners:
             services = SIPServices(
-                signer=CallSignerAdapter(signing), verifier=verifier, log=call_log
+                signer=CallSignerAdapter(signing),
+                verifier=verifier,
+                log=call_log,
+                policy=sip_policy(settings),
             )
             await stack.enter_async_context(SIPServer(options.sip_listeners, services))
         sock = bind_socket(options.host, options.port)
