@@ -232,10 +232,12 @@ async def _notifications(
         await connection.execute(f"LISTEN {CERTIFICATES_CHANNEL}")
         yield _EVERY_KIND
         while True:
-            kinds = _EVERY_KIND
+            # Several notifications read at once come out together (stop_after is a
+            # lower bound): the kinds of all of them, so a burst costs one check.
+            kinds: frozenset[Change] = frozenset()
             async for notification in connection.notifies(timeout=resync_interval, stop_after=1):
-                kinds = parse_payload(notification.payload)
-            yield kinds
+                kinds |= parse_payload(notification.payload)
+            yield kinds or _EVERY_KIND
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
