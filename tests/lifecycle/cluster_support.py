@@ -19,19 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
-from opensti.store import Certificate, CertificateState, LifecycleEvent
+from opensti.store import Certificate, CertificateEntry, CertificateState, LifecycleEvent
 from tests.lifecycle.reconcile_support import World, free_socket
 
 __all__ = [
     "OPENSTI",
     "Renewal",
+    "TakeoverRun",
+    "activations",
+    "first_event_after",
+    "held_in_flight",
+    "kill_one_worker_mid_renewal",
     "order_overlaps",
     "serve_node",
     "signed_x5u",
+    "start_worker",
+    "stop_worker",
     "wait_for",
     "wait_for_renewal",
 ]
@@ -154,3 +161,108 @@ def order_overlaps(world: World) -> list[tuple[int, int, int]]:
             if start < end:
                 overlaps.append((entry_id, first, second))
     return overlaps
+
+
+def start_worker(world: World, worker_id: str, *, lease_ttl: float) -> subprocess.Popen[bytes]:
+    command = [
+        OPENSTI, "worker", "--tick=0.1", "--backoff-initial=0.5", "--backoff-max=2",
+        f"--lease-ttl={lease_ttl}", f"--worker-id={worker_id}",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, env=world.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, which a worker must obey within 30 s; its exit code."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        return worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+        stderr = worker.stderr.read().decode()[-3000:] if worker.stderr else ""
+        raise AssertionError(f"a worker did not stop on SIGTERM: {stderr}") from None
+
+
+def held_in_flight(world: World, holder: str, *, alive: bool = True) -> dict[int, dt.datetime]:
+    """Entries ``holder`` leases (unexpired, if ``alive``) while one of their
+    certificates is pending: id -> lease expiry."""
+    now = dt.datetime.now(dt.UTC) if alive else dt.datetime.min.replace(tzinfo=dt.UTC)
+    with world.app.database.read_session() as session:
+        rows = session.execute(
+            select(CertificateEntry.id, CertificateEntry.lease_expires_at)
+            .join(Certificate, Certificate.entry_id == CertificateEntry.id)
+            .where(
+                CertificateEntry.lease_holder == holder,
+                CertificateEntry.lease_expires_at > now,
+                Certificate.state == CertificateState.PENDING,
+            )
+        ).all()
+    return {entry_id: expires for entry_id, expires in rows if expires is not None}
+
+
+def activations(world: World) -> dict[int, list[dt.datetime]]:
+    """Entry id -> when each of its certificates became active."""
+    with world.app.database.read_session() as session:
+        rows = session.execute(
+            select(Certificate.entry_id, Certificate.activated_at).where(
+                Certificate.activated_at.is_not(None)
+            )
+        ).all()
+    found: dict[int, list[dt.datetime]] = {}
+    for entry_id, at in rows:
+        if at is not None:
+            found.setdefault(entry_id, []).append(at)
+    return found
+
+
+def first_event_after(world: World, entry_id: int, since: dt.datetime) -> dt.datetime:
+    with world.app.database.read_session() as session:
+        first = session.scalar(
+            select(func.min(LifecycleEvent.at)).where(
+                LifecycleEvent.entry_id == entry_id, LifecycleEvent.at > since
+            )
+        )
+    assert first is not None
+    return first
+
+
+@dataclass(frozen=True, slots=True)
+class TakeoverRun:
+    killed_at: dt.datetime
+    #: The entries the killed worker held in the middle of a renewal: id -> lease expiry.
+    held: dict[int, dt.datetime]
+    exit_codes: dict[str, int]
+
+
+def kill_one_worker_mid_renewal(
+    world: World, spcs: tuple[str, ...], *, lease_ttl: float, timeout: float = 120
+) -> TakeoverRun:
+    """Three workers on the world's entries (named ``e<SPC>``); ``w0`` is killed with
+    SIGKILL while it holds an entry with a pending order, once every entry has a
+    certificate. Returns when every entry renewed at least once and each held entry
+    was activated again after the kill (so another worker finished it)."""
+    workers = {name: start_worker(world, name, lease_ttl=lease_ttl) for name in ("w0", "w1", "w2")}
+    try:
+        wait_for(
+            lambda: all(world.active(f"e{spc}") for spc in spcs) and held_in_flight(world, "w0"),
+            timeout,
+            "w0 in the middle of a renewal",
+            every=0.02,
+        )
+        workers["w0"].send_signal(signal.SIGKILL)
+        killed_at = dt.datetime.now(dt.UTC)
+        workers["w0"].wait()
+        held = held_in_flight(world, "w0", alive=False)  # a dead worker releases nothing
+
+        def finished() -> bool:
+            done = activations(world)
+            renewed = len(done) == len(spcs) and all(len(a) >= 2 for a in done.values())
+            return renewed and all(max(done[entry]) > killed_at for entry in held)
+
+        wait_for(finished, timeout, "every entry renewed and w0's entries taken over")
+    finally:
+        codes = {name: stop_worker(worker) for name, worker in workers.items()}
+    return TakeoverRun(killed_at, held, codes)

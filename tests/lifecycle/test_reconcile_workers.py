@@ -12,15 +12,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from opensti.store import Certificate, CertificateEntry, CertificateState, LifecycleEvent
+from opensti.store import CertificateState
 from tests._databases import PostgresServer, postgres_installed, throwaway_cluster
-from tests.lifecycle.cluster_support import order_overlaps, wait_for
+from tests.lifecycle.cluster_support import (
+    activations,
+    first_event_after,
+    kill_one_worker_mid_renewal,
+    order_overlaps,
+)
 from tests.lifecycle.reconcile_support import SPCS, World, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,76 +103,16 @@ def postgres_world(tmp_path: Path, postgres_server: PostgresServer) -> Iterator[
         started.app.database.dispose()
 
 
-def _worker(world: World, worker_id: str) -> subprocess.Popen[bytes]:
-    command = [
-        OPENSTI, "worker", "--tick=0.1", "--backoff-initial=0.5", "--backoff-max=2",
-        f"--lease-ttl={LEASE_TTL}", f"--worker-id={worker_id}",
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command, env=world.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
-def _held_in_flight(world: World, holder: str, *, alive: bool = True) -> dict[int, dt.datetime]:
-    """Entries ``holder`` leases (unexpired, if ``alive``) while one of their
-    certificates is pending: id -> lease expiry."""
-    now = dt.datetime.now(dt.UTC) if alive else dt.datetime.min.replace(tzinfo=dt.UTC)
-    with world.app.database.read_session() as session:
-        rows = session.execute(
-            select(CertificateEntry.id, CertificateEntry.lease_expires_at)
-            .join(Certificate, Certificate.entry_id == CertificateEntry.id)
-            .where(
-                CertificateEntry.lease_holder == holder,
-                CertificateEntry.lease_expires_at > now,
-                Certificate.state == CertificateState.PENDING,
-            )
-        ).all()
-    return {entry_id: expires for entry_id, expires in rows if expires is not None}
-
-
-def _renewed_everywhere(world: World, since: dt.datetime, entries: Iterable[int]) -> bool:
-    """Every entry renewed at least once, and ``entries`` activated again after ``since``."""
-    with world.app.database.read_session() as session:
-        certs = list(session.scalars(select(Certificate)))
-    activations: dict[int, list[dt.datetime]] = {}
-    for cert in certs:
-        if cert.activated_at is not None:
-            activations.setdefault(cert.entry_id, []).append(cert.activated_at)
-    if len(activations) < len(TEN_SPCS) or any(len(a) < 2 for a in activations.values()):
-        return False
-    return all(max(activations.get(entry_id, [since])) > since for entry_id in entries)
-
-
 def test_three_workers_renew_short_lived_certificates_and_survive_a_kill_9(
     postgres_world: World,
 ) -> None:
     world = postgres_world
-    workers = {name: _worker(world, name) for name in ("w0", "w1", "w2")}
-    try:
-        # Kill w0 while it holds an entry in the middle of a renewal (pending order).
-        wait_for(
-            lambda: (
-                all(world.active(f"e{spc}") for spc in TEN_SPCS) and _held_in_flight(world, "w0")
-            ),
-            120,
-            "w0 in the middle of a renewal",
-            every=0.02,
-        )
-        workers["w0"].send_signal(signal.SIGKILL)
-        killed_at = dt.datetime.now(dt.UTC)
-        workers["w0"].wait()
-        held = _held_in_flight(world, "w0", alive=False)  # a dead worker releases nothing
-        assert held
-        # Another worker takes the entries over once w0's lease expires, and finishes them.
-        wait_for(lambda: _renewed_everywhere(world, killed_at, held), 120, "every renewal")
-    finally:
-        for worker in workers.values():
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        codes = {name: _stopped(worker) for name, worker in workers.items()}
-    assert codes == {"w0": -signal.SIGKILL, "w1": 0, "w2": 0}
+    run = kill_one_worker_mid_renewal(world, TEN_SPCS, lease_ttl=LEASE_TTL)
+    assert run.exit_codes == {"w0": -signal.SIGKILL, "w1": 0, "w2": 0}
+    assert run.held
 
     assert order_overlaps(world) == []
+    assert all(len(times) >= 2 for times in activations(world).values())
     for spc in TEN_SPCS:
         states = [c.state for c in world.certificates(f"e{spc}")]
         assert states.count(CertificateState.ACTIVE) == 1, (spc, states)
@@ -181,42 +125,10 @@ def test_three_workers_renew_short_lived_certificates_and_survive_a_kill_9(
         c for spc in TEN_SPCS for c in world.certificates(f"e{spc}") if c.chain_pem is None
     ]
     assert len(set(issued) - set(stored)) <= len(in_flight)
-    for entry_id, expires in held.items():
-        taken_over = _first_event_after(world, entry_id, killed_at)
+    for entry_id, expires in run.held.items():
+        taken_over = first_event_after(world, entry_id, run.killed_at)
         # Not before the dead worker's lease ran out (small slack: clocks are the same
         # host's, but the event's time is taken before its commit).
         assert taken_over >= expires - dt.timedelta(seconds=0.5), (
-            f"{entry_id} killed {killed_at:%S.%f} lease {expires:%S.%f} "
-            + " ".join(map(str, sorted(_events(world, entry_id))[-8:]))
+            f"{entry_id} killed {run.killed_at:%S.%f} lease {expires:%S.%f}"
         )
-
-
-def _stopped(worker: subprocess.Popen[bytes]) -> int:
-    try:
-        return worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-        stderr = worker.stderr.read().decode()[-3000:] if worker.stderr else ""
-        raise AssertionError(f"a worker did not stop on SIGTERM: {stderr}") from None
-
-
-def _events(world: World, entry_id: int) -> list[tuple[str, str, str]]:
-    with world.app.database.read_session() as session:
-        return [
-            (f"{e.at:%S.%f}", e.step, str(e.outcome), e.certificate_id)
-            for e in session.scalars(
-                select(LifecycleEvent).where(LifecycleEvent.entry_id == entry_id)
-            )
-        ]
-
-
-def _first_event_after(world: World, entry_id: int, since: dt.datetime) -> dt.datetime:
-    with world.app.database.read_session() as session:
-        first = session.scalar(
-            select(func.min(LifecycleEvent.at)).where(
-                LifecycleEvent.entry_id == entry_id, LifecycleEvent.at > since
-            )
-        )
-    assert first is not None
-    return first
