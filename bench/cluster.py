@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -31,39 +30,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests._databases import PostgresServer, throwaway_cluster
 from tests.lifecycle.cluster_support import (
-    OPENSTI,
     activations,
     first_event_after,
     kill_one_worker_mid_renewal,
     order_overlaps,
-    serve_node,
-    signed_x5u,
-    wait_for,
+    renew_elsewhere,
+    signing_node,
     wait_for_renewal,
 )
 from tests.lifecycle.reconcile_support import World, start_world
-
-from opensti.lifecycle.reconcile import request_renewal
 
 TEN_SPCS = tuple(f"{n}A" for n in range(100, 110))
 
 
 def _renewal_lags(world: World, renewals: int) -> list[float]:
-    port = int(world.base_url.rpartition(":")[2])
-    sqlite = world.app.database.is_sqlite
     lags = []
-    with ExitStack() as nodes:
-        node_a = nodes.enter_context(serve_node(world, "--tick=0.2", port=port))
-        signer = node_a if sqlite else nodes.enter_context(serve_node(world, "--no-worker"))
-        wait_for(lambda: signed_x5u(signer) is not None, 60, "the first certificate")
-        current = signed_x5u(signer)
-        assert current is not None
+    with signing_node(world) as (signer, current):
         for _ in range(renewals):
-            if sqlite:
-                command = [OPENSTI, "cert", "renew", "e123H", "--now"]
-                subprocess.run(command, env=world.env(), capture_output=True, check=True)
-            else:
-                request_renewal(world.app.database, "e123H")
+            renew_elsewhere(world)
             renewal = wait_for_renewal(world, signer, current)
             lags.append(renewal.lag)
             current = renewal.x5u

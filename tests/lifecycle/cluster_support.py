@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
+from opensti.lifecycle.reconcile import request_renewal
 from opensti.store import Certificate, CertificateEntry, CertificateState, LifecycleEvent
 from tests.lifecycle.reconcile_support import World, free_socket
 
@@ -35,8 +36,10 @@ __all__ = [
     "held_in_flight",
     "kill_one_worker_mid_renewal",
     "order_overlaps",
+    "renew_elsewhere",
     "serve_node",
     "signed_x5u",
+    "signing_node",
     "start_worker",
     "stop_worker",
     "wait_for",
@@ -266,3 +269,32 @@ def kill_one_worker_mid_renewal(
     finally:
         codes = {name: stop_worker(worker) for name, worker in workers.items()}
     return TakeoverRun(killed_at, held, codes)
+
+
+@contextmanager
+def signing_node(world: World) -> Iterator[tuple[str, str]]:
+    """The nodes of the key-refresh check, started, with the x5u they first sign with:
+    (signer's base URL, x5u). On PostgreSQL node A (at the public name, with the loop)
+    and node B (``--no-worker``), B signing; on SQLite node A alone."""
+    port = int(world.base_url.rpartition(":")[2])
+    with ExitStack() as nodes:
+        node_a = nodes.enter_context(serve_node(world, "--tick=0.2", port=port))
+        if world.app.database.is_sqlite:
+            signer = node_a
+        else:
+            signer = nodes.enter_context(serve_node(world, "--no-worker"))
+        wait_for(lambda: signed_x5u(signer) is not None, 60, "the first certificate")
+        first = signed_x5u(signer)
+        assert first is not None
+        yield signer, first
+
+
+def renew_elsewhere(world: World, entry: str = "e123H") -> None:
+    """A renewal the signing node does not make: on SQLite ``opensti cert renew --now``
+    in another process; on PostgreSQL a request that node A's loop takes."""
+    if not world.app.database.is_sqlite:
+        request_renewal(world.app.database, entry)
+        return
+    command = [OPENSTI, "cert", "renew", entry, "--now"]
+    renewed = subprocess.run(command, env=world.env(), capture_output=True, timeout=120)
+    assert renewed.returncode == 0, renewed.stderr.decode()

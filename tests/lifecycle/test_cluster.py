@@ -10,23 +10,14 @@ throwaway cluster; without PostgreSQL installed that case is skipped.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
-from opensti.lifecycle.reconcile import request_renewal
 from tests._databases import PostgresServer
-from tests.lifecycle.cluster_support import (
-    OPENSTI,
-    serve_node,
-    signed_x5u,
-    wait_for,
-    wait_for_renewal,
-)
+from tests.lifecycle.cluster_support import renew_elsewhere, signing_node, wait_for_renewal
 from tests.lifecycle.reconcile_support import World, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,25 +50,8 @@ def _on(base_url: str, x5u: str) -> str:
 
 
 def test_a_renewal_signs_on_the_other_node_within_5_seconds(world: World) -> None:
-    port = int(world.base_url.rpartition(":")[2])  # A's address is the public name
-    sqlite = world.app.database.is_sqlite
-    with ExitStack() as nodes:
-        node_a = nodes.enter_context(serve_node(world, "--tick=0.2", port=port))
-        signer = node_a if sqlite else nodes.enter_context(serve_node(world, "--no-worker"))
-        wait_for(lambda: signed_x5u(signer) is not None, 60, "the first certificate")
-        first = signed_x5u(signer)
-        assert first is not None
-
-        if sqlite:
-            renewed = subprocess.run(
-                [OPENSTI, "cert", "renew", "e123H", "--now"],
-                env=world.env(),
-                capture_output=True,
-                timeout=120,
-            )
-            assert renewed.returncode == 0, renewed.stderr.decode()
-        else:
-            request_renewal(world.app.database, "e123H")
+    with signing_node(world) as (signer, first):
+        renew_elsewhere(world)
         renewal = wait_for_renewal(world, signer, first)
 
         assert renewal.lag <= CONTRACT_SECONDS, renewal
