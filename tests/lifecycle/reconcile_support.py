@@ -249,11 +249,13 @@ def start_world(
     clock: Clock | None = None,
     repository: bool = True,
     database_url: str = "",
+    spcs: tuple[str, ...] = SPCS,
     **sandbox_options: Any,
 ) -> Iterator[World]:
-    """The sandbox, a store set up against it, and (unless told) the STI-CR."""
+    """The sandbox, a store set up against it, and (unless told) the STI-CR; the
+    STI-PA account 123H may request tokens for ``spcs``."""
     clock = clock or Clock()
-    provider = ProviderConfig("123H", SPCS, (APIUserConfig("demo", DEMO_PASSWORD),), "Carrier")
+    provider = ProviderConfig("123H", spcs, (APIUserConfig("demo", DEMO_PASSWORD),), "Carrier")
     sandbox = run_sandbox_in_thread(
         SandboxConfig(
             data_dir=tmp_path / "sandbox",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import socket
 import ssl
@@ -21,12 +20,11 @@ import httpx
 import pytest
 
 from opensti.calls import list_calls
-from opensti.core.identity import parse_identity
-from opensti.core.passport import decode_passport
 from opensti.lifecycle.reconcile import request_renewal
 from opensti.sip.message import SIPResponse
 from opensti.store import get_entry
 from tests._servers import make_tls_files
+from tests.lifecycle.cluster_support import serve_node, signed_x5u
 from tests.lifecycle.reconcile_support import World, start_world
 from tests.sip.sip_support import request, udp_client
 
@@ -49,57 +47,27 @@ def _wait(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _sign(base_url: str) -> str:
-    body = {
-        "signingRequest": {
-            "orig": {"tn": "12025550100"},
-            "dest": {"tn": ["12025550101"]},
-            "attest": "A",
-            "entry": "e123H",
-        }
-    }
-    response = httpx.post(f"{base_url}/stir/v1/signing", json=body, trust_env=False)
-    assert response.status_code == 200, response.text
-    identity = parse_identity(response.json()["signingResponse"]["identity"])
-    x5u = decode_passport(identity.token).header["x5u"]
-    assert isinstance(x5u, str)
-    return x5u
-
-
 def test_serve_publishes_signs_and_follows_renewals(world: World) -> None:
     # The world's public base URL names a free port (no STI-CR of its own runs there).
     port = int(world.base_url.rpartition(":")[2])
-    env = world.env()
-    command = [OPENSTI, "serve", "--insecure-http", f"--port={port}", "--tick=0.2"]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline().decode()
-        assert re.search(rf"serving on http://127\.0\.0\.1:{port}", line), line
+    with serve_node(world, "--tick=0.2", port=port) as base_url:
+        assert base_url == world.base_url
         _wait(lambda: world.active("e123H") is not None, 30, "the first certificate")
         first = world.active("e123H")
         assert first is not None
         assert first.x5u_url == f"{world.base_url}/sti-cr/{first.id}.pem"
         _wait(lambda: world.valid_published("e123H"), 10, "the chain on the STI-CR")
         assert httpx.get(f"{world.base_url}/health", trust_env=False).status_code == 200
-        _wait(lambda: _sign(world.base_url) == first.x5u_url, 10, "signing with it")
+        _wait(lambda: signed_x5u(world.base_url) == first.x5u_url, 10, "signing with it")
 
         request_renewal(world.app.database, "e123H")
         _wait(lambda: world.active("e123H").id != first.id, 30, "the renewal")  # type: ignore[union-attr]
         second = world.active("e123H")
         assert second is not None
         # Signing follows without a restart; the old chain stays published.
-        _wait(lambda: _sign(world.base_url) == second.x5u_url, 10, "signing with the new one")
+        _wait(lambda: signed_x5u(world.base_url) == second.x5u_url, 10, "signing with the new one")
         assert first.x5u_url is not None
         assert httpx.get(first.x5u_url, trust_env=False).status_code == 200
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            code = server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            pytest.fail("opensti serve did not stop on SIGTERM")
-    assert code == 0, server.stderr.read().decode() if server.stderr else ""
 
 
 @pytest.mark.parametrize(
@@ -214,7 +182,7 @@ def test_serve_logs_sip_calls_with_the_signing_certificate(world: World) -> None
         _wait(lambda: world.active("e123H") is not None, 30, "the first certificate")
         active = world.active("e123H")
         assert active is not None
-        _wait(lambda: _sign(world.base_url) == active.x5u_url, 10, "signing with it")
+        _wait(lambda: signed_x5u(world.base_url) == active.x5u_url, 10, "signing with it")
         response = asyncio.run(_invite(("127.0.0.1", sip_port), "logged-call@test"))
         assert response.status == 302
         assert response.header("Identity")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from sqlalchemy import event
 
 from opensti.core.certs import load_certificate_chain
 from opensti.repository import PublishedChains, RepositoryApp, x5u_for
-from opensti.store import CertificateState, set_certificate_state
+from opensti.store import CertificateState, follow_store, open_database, set_certificate_state
 from tests.lifecycle.lifecycle_support import Store
 
 BASE = "https://cr.example.test"
@@ -216,3 +217,33 @@ async def test_mounted_under_sti_cr_prefix(store: Store, app: RepositoryApp) -> 
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         response = await client.get(f"{scope_root}/{cert.id}.pem")
     assert response.status_code == 200
+
+
+async def _until(condition: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_chain_published_by_another_process_is_loaded_without_a_request(
+    store: Store, clock: Clock
+) -> None:
+    # This STI-CR is another node: its own engine, and no periodic refresh to speak of.
+    node = open_database(store.db.url)
+    app = RepositoryApp(PublishedChains(node, clock=clock), refresh_interval=3600, clock=clock)
+    await app.start()
+    assert app.watch is not None
+    follow = asyncio.create_task(follow_store(node, [app.watch], poll_interval=0.1))
+    try:
+        cert = store.certificate(store.entry(), activate=False)  # its chain is stored
+        await _until(lambda: app.chains.get(cert.id) is not None, "the new chain")
+        with store.db.session() as session:
+            set_certificate_state(session, cert.id, CertificateState.FAILED, now=store.pki.now)
+        await _until(lambda: app.chains.get(cert.id) is None, "the withdrawal")
+    finally:
+        follow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await follow
+        await app.stop()
+        node.dispose()

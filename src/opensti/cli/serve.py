@@ -4,9 +4,11 @@ One HTTP(S) port carries the STI-CR (``/sti-cr/{id}.pem``, the x5u every verifie
 fetches), the ATIS STIR API for SBCs (``/stir/v1/...``, ``/health``, ``/metrics``),
 and, when installed, the management API (``/api/v1``) and the web UI (``/``). Beside
 it: the SIP redirect server on the ``--sip-listen`` listeners, the reconcile loop
-(unless ``--no-worker``), and a watcher that swaps the signing keyring whenever a
-certificate becomes active, here or on another node. SIGTERM stops everything after
-the steps in flight.
+(unless ``--no-worker``), and a watch on the store that swaps the signing keyring
+when a certificate becomes active or an entry changes, and reloads the STI-CR when a
+chain is published or withdrawn, here or on another node (LISTEN/NOTIFY on
+PostgreSQL, a poll every second on SQLite). SIGTERM stops everything after the steps
+in flight.
 
 The STI-CR must be HTTPS for real verifiers: give ``--tls-cert``/``--tls-key``. Plain
 HTTP is only accepted on a loopback address, with ``--insecure-http`` (tests, demos).
@@ -52,6 +54,7 @@ from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, SigningService
 from opensti.sip import ListenerSpec, RedirectPolicy, SIPServer, SIPServices, parse_listeners
+from opensti.store import follow_store
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
 
 __all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server", "sip_policy"]
@@ -64,6 +67,8 @@ _STIR_PATHS = ("/stir/", "/health", "/metrics")
 _log = logging.getLogger(__name__)
 
 _DEFAULTS = ReconcilePolicy()
+#: How often the store watch polls SQLite (two small queries); PostgreSQL notifies.
+WATCH_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,16 +226,18 @@ async def run_server(
             await stack.enter_async_context(SIPServer(options.sip_listeners, services))
         sock = bind_socket(options.host, options.port)
         server = _uvicorn(dispatcher, options, settings.log_level)
-        tasks = [
-            asyncio.create_task(server.serve(sockets=[sock])),
-            asyncio.create_task(watcher.run(stop)),
-        ]
+        tasks = [asyncio.create_task(server.serve(sockets=[sock]))]
+        watches = [watcher.watch] if repository.watch is None else [watcher.watch, repository.watch]
+        follow = asyncio.create_task(
+            follow_store(application.database, watches, poll_interval=WATCH_POLL_SECONDS)
+        )
+        stack.push_async_callback(_cancel, follow)
         if options.worker:
             reconciler = reconciler_for(
                 application,
                 options.policy,
                 holder=options.worker_id,
-                hooks=ReconcileHooks(published=repository.reload, activated=watcher.refresh),
+                hooks=ReconcileHooks(published=repository.refresh, activated=watcher.refresh),
             )
             tasks.append(asyncio.create_task(reconciler.run(stop)))
         while not server.started and not tasks[0].done():
@@ -245,6 +252,12 @@ async def run_server(
         stopped.cancel()
         with contextlib.suppress(OSError):
             sock.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @app.command("serve")

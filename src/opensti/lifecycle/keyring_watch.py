@@ -1,78 +1,44 @@
-"""Keep the signing keyring on the active certificates, whoever activated them.
+"""Keep the signing keyring on the store's signing state, whoever changed it.
 
-The reconcile loop in this process tells the watcher at once (:meth:`refresh`); a
-worker elsewhere (``opensti worker`` on another node, same database) is noticed by a
-cheap poll of the active certificate ids every few seconds, so signing switches to a
-new certificate without a restart and without a database read per call.
+The reconcile loop in this process tells the watcher at once (:meth:`refresh`, its
+``activated`` hook); a change made elsewhere (``opensti worker`` or another node on
+the same PostgreSQL, a CLI or web edit) arrives as a notification, or on SQLite at
+the next poll, through :attr:`KeyringWatcher.watch` run by
+:func:`opensti.store.follow_store`. Either way the change is confirmed with one small
+query before the keys are reloaded, so signing switches to a new certificate without
+a restart and without a database read per call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import select
-
 from opensti.signing import Keyring, SigningEntry
-from opensti.store import Certificate, CertificateEntry, CertificateState, Database
+from opensti.store import Change, Database, StoreWatch, signing_state
 
 __all__ = ["KeyringWatcher"]
 
-_log = logging.getLogger(__name__)
-
-Fingerprint = frozenset[tuple[int, int | None, bool]]
-
 
 class KeyringWatcher:
-    """Replaces ``keyring``'s entries when the set of active certificates changes."""
+    """Replaces ``keyring``'s entries when the signing state in the store changes."""
 
     def __init__(
         self,
         database: Database,
         keyring: Keyring,
         entries: Callable[[], Iterable[SigningEntry]],
-        *,
-        interval: float = 3.0,
     ) -> None:
-        self.database = database
         self.keyring = keyring
         self._entries = entries
-        self.interval = interval
-        self._seen: Fingerprint | None = None
+        self.watch = StoreWatch(database, Change.SIGNING, signing_state, self._reload)
 
-    def _fingerprint(self) -> Fingerprint:
-        """(entry, active certificate, enabled) for every entry: changes on activation."""
-        with self.database.read_session() as session:
-            rows = session.execute(
-                select(CertificateEntry.id, Certificate.id, CertificateEntry.enabled).outerjoin(
-                    Certificate,
-                    (Certificate.entry_id == CertificateEntry.id)
-                    & (Certificate.state == CertificateState.ACTIVE),
-                )
-            ).all()
-        return frozenset((entry_id, cert_id, enabled) for entry_id, cert_id, enabled in rows)
+    async def _reload(self) -> None:
+        # Loading opens the sealed keys: off the event loop.
+        entries = await asyncio.to_thread(lambda: list(self._entries()))
+        self.keyring.replace(entries)
 
-    def check(self) -> bool:
-        """Reload the keyring if the active certificates changed; True if it did."""
-        seen = self._fingerprint()
-        if seen == self._seen:
-            return False
-        self.keyring.replace(self._entries())
-        self._seen = seen
-        return True
-
-    async def refresh(self, _entry_id: int | None = None) -> None:
-        """Check now (the reconcile loop's ``activated`` hook)."""
-        await asyncio.to_thread(self.check)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.refresh()
-            except Exception:
-                # Keep signing with the keys we have; try again at the next poll.
-                _log.exception("refreshing the signing keyring failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+    async def refresh(self, _entry_id: int | None = None) -> bool:
+        """Reload now if the signing state changed (the reconcile loop's ``activated``
+        hook); True if the keyring was replaced."""
+        return await self.watch.check()

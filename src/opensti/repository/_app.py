@@ -3,7 +3,11 @@
     GET|HEAD /sti-cr/{certificate_id}.pem   the chain, EE first (also at /{id}.pem when
                                             mounted under /sti-cr)
 
-A hit answers from the in-memory :class:`PublishedChains` with no database query.
+A hit answers from the in-memory :class:`PublishedChains` with no database query. The
+snapshot is reloaded when a chain is published or withdrawn, by this process
+(:meth:`RepositoryApp.refresh`) or by any other on the same database
+(:attr:`RepositoryApp.watch`, run by :func:`opensti.store.follow_store`: NOTIFY on
+PostgreSQL, polling on SQLite), and every ``refresh_interval`` seconds as a safety net.
 ``Cache-Control: public, max-age=N`` never outlives the certificate nor the configured
 cap, so a verifier's cache cannot hold a chain past its expiry. ``ETag`` and
 ``Last-Modified`` allow conditional GETs (304). An id that was published but has just
@@ -22,7 +26,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from opensti.repository._chains import PublishedChain, PublishedChains
-from opensti.store import Database
+from opensti.store import Change, Database, StoreWatch, published_snapshot
 
 __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_REFRESH_SECONDS", "RepositoryApp", "create_repository_app"]
 
@@ -63,12 +67,25 @@ class RepositoryApp:
         self.refresh_interval = refresh_interval
         self._clock = clock
         self._refresher: asyncio.Task[None] | None = None
+        #: Confirms a change of the published ids before reloading; None without a store.
+        self.watch: StoreWatch | None = None
+        if chains.database is not None:
+            snapshot = published_snapshot(clock)
+            self.watch = StoreWatch(chains.database, Change.PUBLISHED, snapshot, self.reload)
 
     # -- life cycle ----------------------------------------------------------------------
 
     async def reload(self) -> int:
         """Load the snapshot now (the lifecycle calls this right after an activation)."""
         return await asyncio.to_thread(self.chains.reload)
+
+    async def refresh(self) -> None:
+        """Reload if the published ids changed (the reconcile loop's ``published`` hook):
+        one small query, and no second reload when the notification of it arrives."""
+        if self.watch is None:
+            await self.reload()
+        else:
+            await self.watch.check()
 
     async def start(self) -> None:
         """Load once, then refresh every ``refresh_interval`` seconds until :meth:`stop`."""

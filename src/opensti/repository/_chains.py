@@ -94,6 +94,10 @@ class PublishedChains:
     def __len__(self) -> int:
         return len(self._chains)
 
+    @property
+    def database(self) -> Database | None:
+        return self._database
+
     def get(self, certificate_id: int) -> PublishedChain | None:
         return self._chains.get(certificate_id)
 

@@ -39,10 +39,12 @@ from opensti.store._certificates import (
     get_certificate,
     list_certificates,
     pending_certificate,
+    published_certificate_ids,
     published_certificates,
     record_issued_chain,
     set_certificate_state,
 )
+from opensti.store._changes import CERTIFICATES_CHANNEL, Change, notify_change
 from opensti.store._database import Database, open_database
 from opensti.store._entries import (
     Lease,
@@ -117,10 +119,13 @@ from opensti.store._tasks import (
 )
 from opensti.store._validate import BROAD_SPC_PATTERN, OCN_PATTERN
 from opensti.store._watch import (
-    CERTIFICATES_CHANNEL,
+    StoreWatch,
     active_certificate_ids,
-    notify_active_certificates_changed,
+    follow_store,
+    published_snapshot,
+    signing_state,
     watch_active_certificates,
+    watch_published_certificates,
 )
 
 __all__ = (
@@ -137,6 +142,7 @@ __all__ = (
     "CertificateAuthority",
     "CertificateEntry",
     "CertificateState",
+    "Change",
     "Database",
     "DeploymentTask",
     "DeploymentTaskKind",
@@ -155,6 +161,7 @@ __all__ = (
     "SipRecord",
     "StiPaAccount",
     "StiPaEnvironment",
+    "StoreWatch",
     "TaskChange",
     "User",
     "acme_account_eab_hmac_key",
@@ -184,6 +191,7 @@ __all__ = (
     "deployment_task_secret",
     "downgrade",
     "entry_spc_token",
+    "follow_store",
     "get_acme_account",
     "get_ca",
     "get_certificate",
@@ -206,10 +214,12 @@ __all__ = (
     "list_events",
     "list_stipa_accounts",
     "load_secret_box",
-    "notify_active_certificates_changed",
+    "notify_change",
     "open_database",
     "pending_certificate",
+    "published_certificate_ids",
     "published_certificates",
+    "published_snapshot",
     "put_secret_setting",
     "put_setting",
     "record_event",
@@ -223,8 +233,10 @@ __all__ = (
     "set_entry_spc_token",
     "set_stipa_account",
     "setup_token_valid",
+    "signing_state",
     "stipa_password",
     "upgrade",
     "verify_user_password",
     "watch_active_certificates",
+    "watch_published_certificates",
 )

@@ -5,7 +5,7 @@ an interrupted run resumes with the same key and order; it gets its chain when i
 and becomes ``active`` through :func:`activate_certificate`, which supersedes the
 previous one in the same transaction. Partial unique indexes keep at most one active
 and one pending certificate per entry. Every change of an entry's active certificate
-notifies the other nodes at commit (see :mod:`opensti.store._watch`).
+notifies the other nodes at commit (see :mod:`opensti.store._changes`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from opensti.core.certs import load_certificate_chain
 from opensti.core.errors import Conflict, InvalidInput
@@ -25,7 +26,6 @@ from opensti.store._common import add, get_by_id
 from opensti.store._entries import get_entry_by_id
 from opensti.store._models import Certificate, CertificateState
 from opensti.store._secrets import Secret, SecretBox
-from opensti.store._watch import notify_active_certificates_changed
 
 __all__ = [
     "CERTIFICATE_KEY",
@@ -37,6 +37,7 @@ __all__ = [
     "get_certificate",
     "list_certificates",
     "pending_certificate",
+    "published_certificate_ids",
     "published_certificates",
     "record_issued_chain",
     "set_certificate_state",
@@ -114,7 +115,6 @@ def add_certificate(
     if activate:
         _supersede_active(session, entry_id, now)
         cert.state, cert.activated_at = CertificateState.ACTIVE, now
-        notify_active_certificates_changed(session, entry_id)
     else:
         _refuse_second_pending(session, entry_id)
     return add(session, cert, "certificate")
@@ -153,12 +153,12 @@ def activate_certificate(session: Session, certificate_id: int, *, now: dt.datet
     _supersede_active(session, cert.entry_id, now)
     cert.state, cert.activated_at, cert.state_changed_at = CertificateState.ACTIVE, now, now
     session.flush()
-    notify_active_certificates_changed(session, cert.entry_id)
     return cert
 
 
 def _supersede_active(session: Session, entry_id: int, now: dt.datetime) -> None:
-    # An explicit UPDATE first, so the one-active index never sees two active rows.
+    # An explicit UPDATE first, so the one-active index never sees two active rows. It
+    # bypasses the change hook; the activation that always follows it notifies.
     session.execute(
         update(Certificate)
         .where(Certificate.entry_id == entry_id, Certificate.state == CertificateState.ACTIVE)
@@ -174,11 +174,8 @@ def set_certificate_state(
     if state in (CertificateState.ACTIVE, CertificateState.PENDING):
         raise InvalidInput(f"use activate_certificate or a new certificate, not state {state}")
     cert = get_certificate(session, certificate_id)
-    was_active = cert.state is CertificateState.ACTIVE
     cert.state, cert.state_changed_at = state, now
     session.flush()
-    if was_active:
-        notify_active_certificates_changed(session, cert.entry_id)
     return cert
 
 
@@ -210,6 +207,13 @@ def pending_certificate(session: Session, entry_id: int) -> Certificate | None:
     return _one_in_state(session, entry_id, CertificateState.PENDING)
 
 
+def _is_published(now: dt.datetime) -> ColumnElement[bool]:
+    issued_pending = and_(
+        Certificate.state == CertificateState.PENDING, Certificate.chain_pem.is_not(None)
+    )
+    return and_(or_(Certificate.state.in_(_PUBLISHED), issued_pending), Certificate.not_after > now)
+
+
 def published_certificates(session: Session, *, now: dt.datetime) -> Sequence[Certificate]:
     """What the STI-CR serves: active and superseded certificates not yet expired, and a
     pending one once its chain is stored, so its x5u answers before anyone signs with it.
@@ -217,14 +221,14 @@ def published_certificates(session: Session, *, now: dt.datetime) -> Sequence[Ce
     The reconcile loop stores a chain only after validating it; a chain that fails is
     marked ``failed`` and never served.
     """
-    issued_pending = and_(
-        Certificate.state == CertificateState.PENDING, Certificate.chain_pem.is_not(None)
-    )
-    return session.scalars(
-        select(Certificate)
-        .where(or_(Certificate.state.in_(_PUBLISHED), issued_pending), Certificate.not_after > now)
-        .order_by(Certificate.id)
-    ).all()
+    query = select(Certificate).where(_is_published(now)).order_by(Certificate.id)
+    return session.scalars(query).all()
+
+
+def published_certificate_ids(session: Session, *, now: dt.datetime) -> tuple[int, ...]:
+    """The ids of :func:`published_certificates`: cheap enough to ask on every change."""
+    query = select(Certificate.id).where(_is_published(now)).order_by(Certificate.id)
+    return tuple(session.scalars(query))
 
 
 def certificate_key(box: SecretBox, certificate: Certificate) -> Secret:

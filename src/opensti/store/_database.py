@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from opensti.core.errors import InvalidInput
+from opensti.store._changes import send_changes_on_flush
 
 __all__ = ["BUSY_TIMEOUT_MS", "Database", "open_database"]
 
@@ -27,6 +28,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        # Other nodes hear of every change to what they sign with or publish.
+        send_changes_on_flush(self._sessions)
         self._read_sessions = sessionmaker(
             bind=engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"}), expire_on_commit=False
         )
