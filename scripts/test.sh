@@ -71,7 +71,7 @@ trap 'scripts/postgres-cluster.sh destroy "$pgdir" >/dev/null 2>&1 || true' EXIT
 pg_url=$(scripts/postgres-cluster.sh start "$pgdir")
 set +e
 .venv/bin/python -m pytest -n auto --db-url "$pg_url" \
-  tests/store tests/calls tests/api tests/repository tests/lifecycle
+  tests/store tests/calls tests/api tests/repository tests/lifecycle tests/web tests/cli
 pg_status=$?
 set -e
 if [ "$status" -ne 0 ]; then

@@ -22,9 +22,9 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def web_app(tmp_path: Path) -> Iterator[App]:
-    settings = load_settings(data_dir=tmp_path / "data")
-    with App.from_settings(settings) as application:
+def web_app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    settings = load_settings(data_dir=tmp_path / "data", database_url=database_url)
+    with App.from_settings(settings, migrate=True) as application:
         with application.database.session() as session:
             for role, name in USERS.items():
                 create_user(session, name=name, password=Secret.from_text(PASSWORD), role=role)

@@ -36,8 +36,9 @@ class _Clock:
 
 
 @pytest.fixture
-def empty_app(tmp_path: Path) -> Iterator[App]:
-    with App.from_settings(load_settings(data_dir=tmp_path / "data")) as application:
+def empty_app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    settings = load_settings(data_dir=tmp_path / "data", database_url=database_url)
+    with App.from_settings(settings, migrate=True) as application:
         yield application
 
 
@@ -151,6 +152,6 @@ def test_serve_prints_a_link_a_browser_can_open(
     tmp_path: Path, host: str, public: str | None, expected: str
 ) -> None:
     settings = load_settings(data_dir=tmp_path / "data", public_base_url=public)
-    with App.from_settings(settings) as application:
+    with App.from_settings(settings, migrate=True) as application:
         url = browser_url(application, "https", host, 8443)
     assert url == expected
