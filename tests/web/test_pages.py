@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from opensti.lifecycle.reconcile import default_holder
+from opensti.lifecycle.reconcile import default_holder, set_renew_before
 from opensti.sandbox.config import DEMO_PASSWORD
 from opensti.store import (
     Role,
@@ -259,3 +259,55 @@ async def test_renew_now_leaves_the_loops_lease_alone(ui: httpx.AsyncClient, wor
         entry = get_entry(session, "east")
         assert (entry.lease_holder, entry.lease_epoch) == (default_holder(), lease.epoch)
         assert active_certificate(session, entry_id) is None
+
+
+async def test_entry_renewal_margin_own_then_global_then_default(
+    ui: httpx.AsyncClient, world: World
+) -> None:
+    account = world.ready()
+    fields = {"name": "east", "spc": "123H", "acme_account": account, "stipa_account_id": "123H"}
+    refused = await post(ui, "/certificates/new", "/certificates/new", **fields, renew_before="2x")
+    assert refused.status_code == 400
+    assert "&#39;2x&#39; is not a duration: write e.g. 30d" in refused.text
+    assert 'value="2x"' in refused.text
+    added = await post(
+        ui, "/certificates/new", "/certificates/new", **fields, renew_before="2d", request_now="on"
+    )
+    assert added.status_code == 303
+    with world.app.database.read_session() as session:
+        entry = get_entry(session, "east")
+        cert = active_certificate(session, entry.id)
+        assert entry.renew_before == 2 * 86400
+    assert cert is not None
+    assert cert.not_before is not None
+    assert cert.not_after is not None
+    page = await ui.get("/certificates/east")
+    assert '2d before expiry <span class="help">(from this entry&#39;s own setting)' in page.text
+    assert 'id="f-renew_before" name="renew_before" type="text" value="2d"' in page.text
+    applied = min(dt.timedelta(days=2), (cert.not_after - cert.not_before) / 2)
+    assert f"at {cert.not_after - applied:%Y-%m-%d %H:%M:%S} UTC" in page.text
+
+    async def save(value: str) -> httpx.Response:
+        return await post(
+            ui, "/certificates/east", "/certificates/east/renewal", renew_before=value
+        )
+
+    too_long = await save("400d")
+    assert too_long.status_code == 400
+    assert "at least 1 second and at most 365 days" in too_long.text
+    assert 'value="400d"' in too_long.text
+    assert (await save("")).status_code == 303
+    with world.app.database.session() as session:
+        assert get_entry(session, "east").renew_before is None
+        set_renew_before(session, dt.timedelta(hours=36))
+    page = await ui.get("/certificates/east")
+    assert '36h before expiry <span class="help">(from the global setting' in page.text
+    with world.app.database.session() as session:
+        set_renew_before(session, None)
+    page = await ui.get("/certificates/east")
+    assert (
+        'a third of each certificate&#39;s life <span class="help">(from the default' in page.text
+    )
+    assert (await save("90m")).status_code == 303
+    with world.app.database.read_session() as session:
+        assert get_entry(session, "east").renew_before == 90 * 60

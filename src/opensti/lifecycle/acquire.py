@@ -42,7 +42,7 @@ from opensti.lifecycle.accounts import (
 )
 from opensti.lifecycle.deploy import DeploymentMaterial, pkcs12_bundle
 from opensti.lifecycle.flow import FlowStep
-from opensti.lifecycle.reconcile import Reconciler, default_holder
+from opensti.lifecycle.reconcile import Reconciler, check_renew_before, default_holder
 from opensti.repository import x5u_for
 from opensti.signing import SigningEntry
 from opensti.stipa import (
@@ -262,10 +262,14 @@ class CertificateService:
         crl_url: str | None = None,
         token_file: bytes | None = None,
         token: str | None = None,
+        renew_before: dt.timedelta | None = None,
     ) -> EntryInfo:
         """A new entry; an SPC token brought here (file, or JWT + CRL URL) is checked
-        now against the SPC and the account key, so a wrong one is refused at once."""
+        now against the SPC and the account key, so a wrong one is refused at once.
+        ``renew_before`` is the entry's own renewal margin (None: the global one)."""
         bundle = _bundle(token_file, token, crl_url)
+        if renew_before is not None:
+            renew_before = check_renew_before(renew_before)
         if bundle is None and stipa_account_id is None:
             raise InvalidInput(
                 "an entry needs an STI-PA account (--stipa) or an SPC token "
@@ -291,6 +295,7 @@ class CertificateService:
                 stipa_account_id=None if stipa is None else stipa.account_id,
                 stipa_environment=stipa.environment if stipa else StiPaEnvironment.PRODUCTION,
                 crl_url=crl_url or (None if bundle is None else bundle.crl_url),
+                renew_before=renew_before,
                 spc_pattern=self.settings.spc_pattern,
             )
             if bundle is not None:

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -77,10 +78,12 @@ __all__ = [
     "AttemptResult",
     "EntryStatus",
     "FlowStep",
+    "MarginSource",
     "ReconcileHooks",
     "ReconcilePolicy",
     "Reconciler",
     "backoff_delay",
+    "check_renew_before",
     "default_holder",
     "entry_statuses",
     "get_renew_before",
@@ -88,13 +91,15 @@ __all__ = [
     "reconciler_for",
     "renew_at",
     "renew_before",
+    "renew_margin",
     "request_renewal",
+    "set_entry_renew_before",
     "set_renew_before",
 ]
 
 #: Global renewal margin in seconds (a setting row); unset: a third of the lifetime.
 RENEW_BEFORE_KEY = "lifecycle.renew_before"
-#: The longest global renewal margin accepted (certificates live a year at most).
+#: The longest renewal margin accepted (global or an entry's) (certificates live a year at most).
 MAX_RENEW_BEFORE = dt.timedelta(days=365)
 _log = logging.getLogger(__name__)
 
@@ -174,9 +179,29 @@ def renew_before(
     assert cert.not_before is not None
     assert cert.not_after is not None
     lifetime = cert.not_after - cert.not_before
-    seconds = entry.renew_before if entry.renew_before is not None else global_seconds
+    seconds, _ = renew_margin(entry, global_seconds)
     margin = lifetime * fraction if seconds is None else dt.timedelta(seconds=seconds)
     return min(margin, lifetime / 2)
+
+
+class MarginSource(StrEnum):
+    """Where an entry's renewal margin comes from."""
+
+    ENTRY = "entry"
+    GLOBAL = "global"
+    #: Neither is set: the policy's fraction of each certificate's lifetime.
+    DEFAULT = "default"
+
+
+def renew_margin(
+    entry: CertificateEntry, global_seconds: float | None
+) -> tuple[float | None, MarginSource]:
+    """The entry's margin in seconds (None: a fraction of the lifetime), and its source."""
+    if entry.renew_before is not None:
+        return float(entry.renew_before), MarginSource.ENTRY
+    if global_seconds is not None:
+        return global_seconds, MarginSource.GLOBAL
+    return None, MarginSource.DEFAULT
 
 
 def renew_at(
@@ -197,12 +222,8 @@ def get_renew_before(session: Session) -> float | None:
     return None if value is None else float(value)
 
 
-def set_renew_before(session: Session, margin: dt.timedelta | float | None) -> None:
-    """Set (or, with None, clear) the global renewal margin every entry without its own
-    uses. A margin longer than half a certificate's life is cut to half when applied."""
-    if margin is None:
-        delete_setting(session, RENEW_BEFORE_KEY)
-        return
+def check_renew_before(margin: dt.timedelta | float) -> dt.timedelta:
+    """A renewal margin (global or an entry's) as accepted: 1 second to 365 days."""
     if isinstance(margin, bool) or not isinstance(margin, dt.timedelta | int | float):
         raise InvalidInput("the renewal margin is a number of seconds", value=margin)
     if not isinstance(margin, dt.timedelta):
@@ -214,7 +235,23 @@ def set_renew_before(session: Session, margin: dt.timedelta | float | None) -> N
             "the renewal margin must be at least 1 second and at most 365 days",
             value=margin.total_seconds(),
         )
-    put_setting(session, RENEW_BEFORE_KEY, int(margin.total_seconds()))
+    return margin
+
+
+def set_renew_before(session: Session, margin: dt.timedelta | float | None) -> None:
+    """Set (or, with None, clear) the global renewal margin every entry without its own
+    uses. A margin longer than half a certificate's life is cut to half when applied."""
+    if margin is None:
+        delete_setting(session, RENEW_BEFORE_KEY)
+        return
+    put_setting(session, RENEW_BEFORE_KEY, int(check_renew_before(margin).total_seconds()))
+
+
+def set_entry_renew_before(session: Session, name: str, margin: dt.timedelta | None) -> None:
+    """Give entry ``name`` its own renewal margin, or with None let it use the global one."""
+    entry = get_entry(session, name)
+    seconds = None if margin is None else int(check_renew_before(margin).total_seconds())
+    entry.renew_before = seconds
 
 
 def request_renewal(db: Database, name: str) -> int:

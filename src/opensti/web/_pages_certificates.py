@@ -18,6 +18,7 @@ from opensti.lifecycle.deploy import (
     run_deployment_tasks,
     update_deployment_task,
 )
+from opensti.lifecycle.reconcile import set_entry_renew_before
 from opensti.store import (
     DeploymentTask,
     DeploymentTaskKind,
@@ -29,9 +30,10 @@ from opensti.store import (
     list_deployment_tasks,
 )
 from opensti.web._deps import Operator, Viewer, backend
-from opensti.web._forms import checkbox, optional, text, upload
+from opensti.web._forms import checkbox, duration, duration_text, optional, text, upload
+from opensti.web._health import RiskPolicy
 from opensti.web._render import flash, form_failed, redirect, render
-from opensti.web._views import entry_rows
+from opensti.web._views import entry_rows, renewal_view
 
 router = APIRouter()
 
@@ -75,6 +77,7 @@ async def add_entry(request: Request, user: Operator) -> Response:
             crl_url=optional(form, "crl_url"),
             token_file=token_file,
             token=optional(form, "token"),
+            renew_before=duration(form, "renew_before", "the renewal margin"),
         )
     except OpenSTIError as exc:
         return form_failed(request, "entry_new.html", context, exc, form, "token")
@@ -108,7 +111,7 @@ async def entry_page(request: Request, name: str, user: Viewer) -> Response:
         context = await run_in_threadpool(_entry_context, app, name)
     except OpenSTIError as exc:
         return _not_found(request, exc)
-    return render(request, "entry.html", {**context, "values": {}})
+    return render(request, "entry.html", context)
 
 
 def _not_found(request: Request, exc: OpenSTIError) -> Response:
@@ -181,8 +184,38 @@ def _secret(form: Any) -> Secret | None:
 def _entry_context(app: Any, name: str) -> dict[str, Any]:
     detail = app.certificates.show_entry(name, events=50)
     with app.database.read_session() as session:
-        tasks = list_deployment_tasks(session, get_entry(session, name).id)
-    return {"title": f"Entry {name}", "detail": detail, "tasks": tasks}
+        entry = get_entry(session, name)
+        tasks = list_deployment_tasks(session, entry.id)
+        renewal = renewal_view(session, entry, RiskPolicy.load(session))
+    return {
+        "title": f"Entry {name}",
+        "detail": detail,
+        "tasks": tasks,
+        "renewal": renewal,
+        "values": {"renew_before": renewal.own},
+    }
+
+
+@router.post("/certificates/{name}/renewal")
+async def save_renewal(request: Request, name: str, user: Operator) -> Response:
+    """The entry's own renewal margin; empty: the global one (or the default)."""
+    app = backend(request)
+    form = await request.form()
+    try:
+        margin = duration(form, "renew_before", "the renewal margin")
+        with app.database.session() as session:
+            set_entry_renew_before(session, name, margin)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    except OpenSTIError as exc:
+        context = await run_in_threadpool(_entry_context, app, name)
+        return form_failed(request, "entry.html", context, exc, form, error_key="renewal_error")
+    if margin is None:
+        flash(request, f"Entry {name} now renews by the global renewal policy.")
+    else:
+        margin_text = duration_text(margin.total_seconds())
+        flash(request, f"Entry {name} now renews {margin_text} before expiry.")
+    return redirect(f"/certificates/{name}#renewal")
 
 
 @router.post("/certificates/{name}/tasks")

@@ -107,13 +107,17 @@ def form_failed(
     exc: OpenSTIError,
     form: FormData,
     *secret_fields: str,
+    error_key: str = "error",
 ) -> HTMLResponse:
-    """The same form again with the service's message and the user's input (not secrets)."""
+    """The same form again with the service's message and the user's input (not secrets).
+
+    ``error_key`` names the message for a page with several forms, so it shows by the
+    form that was sent."""
     # The form's input over the page's stored values, so other forms stay filled.
     values = {**context.get("values", {}), **values_of(form, *secret_fields)}
     return render(
         request,
         template,
-        {**context, "values": values, "error": str(exc)},
+        {**context, "values": values, error_key: str(exc)},
         status_code=http_status(exc),
     )

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased, joinedload
 
-from opensti.store import Certificate, CertificateEntry, CertificateState
+from opensti.lifecycle.reconcile import MarginSource, renew_before, renew_margin
+from opensti.store import Certificate, CertificateEntry, CertificateState, active_certificate
+from opensti.web._forms import duration_text
 from opensti.web._health import RiskPolicy, entry_health
 
-__all__ = ["EntryRow", "entry_rows"]
+__all__ = ["EntryRow", "RenewalView", "entry_rows", "renewal_view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +78,50 @@ def entry_rows(session: Session, now: dt.datetime) -> list[EntryRow]:
         )
         for entry, cert in rows
     ]
+
+
+_SOURCES = {
+    MarginSource.ENTRY: "this entry's own setting",
+    MarginSource.GLOBAL: "the global setting (Settings, renewal policy)",
+    MarginSource.DEFAULT: "the default: no margin is set here or in Settings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalView:
+    """An entry's renewal margin: its own (as the form shows it) and the one in force."""
+
+    own: str
+    source: MarginSource
+    #: The margin in force, in words.
+    margin: str
+    #: Where it comes from, in words.
+    origin: str
+    #: The margin applied to the active certificate (cut to half its life) and when.
+    applied: str | None
+    renew_at: dt.datetime | None
+
+
+def _margin_words(seconds: float | None, fraction: float) -> str:
+    if seconds is not None:
+        return f"{duration_text(seconds)} before expiry"
+    share = "a third" if abs(fraction - 1 / 3) < 1e-9 else f"{fraction:.0%}"
+    return f"{share} of each certificate's life"
+
+
+def renewal_view(session: Session, entry: CertificateEntry, policy: RiskPolicy) -> RenewalView:
+    seconds, source = renew_margin(entry, policy.renew_before)
+    cert = active_certificate(session, entry.id)
+    applied = renew_at = None
+    if cert is not None and cert.not_before is not None and cert.not_after is not None:
+        margin = renew_before(entry, cert, policy.renew_before, policy.renew_fraction)
+        applied = duration_text(round(margin.total_seconds()))
+        renew_at = cert.not_after - margin
+    return RenewalView(
+        own=duration_text(entry.renew_before),
+        source=source,
+        margin=_margin_words(seconds, policy.renew_fraction),
+        origin=_SOURCES[source],
+        applied=applied,
+        renew_at=renew_at,
+    )
