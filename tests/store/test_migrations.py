@@ -152,3 +152,26 @@ def test_0003_keeps_the_call_log_both_ways(database_url: str) -> None:
         assert "remote_certificate" not in set(inspect(database.engine).get_table_names())
     finally:
         database.dispose()
+
+
+def test_0004_adds_the_sign_in_counters_and_takes_them_away(database_url: str) -> None:
+    database = open_database(database_url)
+    try:
+        upgrade(database, "0003")
+        assert "sign_in_failure" not in _tables(database_url)
+        upgrade(database, "0004")
+        with database.session() as session:
+            session.execute(
+                text(
+                    "INSERT INTO sign_in_failure (kind, key, failures, locked_until)"
+                    " VALUES ('user', 'alice', 5, :at)"
+                ),
+                {"at": "2026-03-01 12:00:00+00:00"},
+            )
+        indexes = inspect(database.engine).get_indexes("sign_in_failure")
+        assert [index["column_names"] for index in indexes] == [["locked_until"]]
+        downgrade(database, "0003")
+        assert "sign_in_failure" not in _tables(database_url)
+        assert current_revision(database) == "0003"
+    finally:
+        database.dispose()

@@ -172,3 +172,27 @@ async def test_many_names_from_one_address_are_throttled(web_app: App) -> None:
             assert (await sign_in(guesser, name, "guess")).status_code == 400
         assert (await sign_in(guesser, "rita")).status_code == 429
         assert (await sign_in(other, "rita")).status_code == 303
+
+
+async def test_the_limit_holds_across_nodes(web_app: App) -> None:
+    """Two nodes (each its own app and connection pool) on one database count together:
+    failures spread over both lock the name on both, and a success on one clears it."""
+    clock = _Clock()
+    with App.from_settings(web_app.settings) as second_app:
+        one, two = create_web(web_app, clock=clock), create_web(second_app, clock=clock)
+        async with _client(one, "192.0.2.10") as first, _client(two, "192.0.2.11") as second:
+            for node in (first, second, first, second, first):
+                assert (await sign_in(node, "oscar", "wrong password")).status_code == 400
+            refused = await sign_in(second, "oscar")
+            assert refused.status_code == 429
+            assert "wait 2 s" in refused.text
+            clock.advance(2)
+            assert (await sign_in(second, "oscar")).status_code == 303
+            second.cookies.clear()
+            for _ in range(4):
+                assert (await sign_in(second, "oscar", "wrong password")).status_code == 400
+            assert (await sign_in(second, "oscar")).status_code == 303
+            # The first address kept its own three failures: two more lock it.
+            for name in ("x1", "x2"):
+                assert (await sign_in(first, name, "guess")).status_code == 400
+            assert (await sign_in(first, "rita")).status_code == 429

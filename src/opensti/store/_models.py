@@ -442,3 +442,19 @@ class Setting(Base):
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
     value_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SignInFailure(Base):
+    """Failed sign-ins for one user name or one client address, shared by every node.
+
+    ``locked_until`` is when the next attempt may be checked (the time of the last
+    failure while no delay applies); old rows are pruned by it.
+    """
+
+    __tablename__ = "sign_in_failure"
+
+    #: ``user`` or ``address``.
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[dt.datetime] = mapped_column(index=True)

@@ -54,7 +54,7 @@ def create_web(app: Any, *, clock: Callable[[], dt.datetime] | None = None) -> F
     web.state.database = app.database
     web.state.clock = clock or getattr(app, "clock", None) or _utc_now
     web.state.templates = templates_env()
-    web.state.throttle = SignInThrottle()
+    web.state.throttle = SignInThrottle(app.database)
     protected = APIRouter(dependencies=[Depends(csrf_protect)])
     for router in page_routers():
         protected.include_router(router)

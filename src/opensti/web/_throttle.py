@@ -3,16 +3,25 @@ address, further attempts are refused for a delay that doubles with each failure
 
 Both counters must be clear for an attempt to be checked at all, so a locked name
 cannot be guessed at from many addresses, nor many names from one address. A
-successful sign-in clears both. The counters live in this process (bounded, oldest
-dropped first): each node of a multi-node install counts on its own.
+successful sign-in clears both. The counters live in the database, so every node of
+a multi-node install counts the same failures; counters idle for a day are forgotten,
+and at most ``capacity`` are kept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from opensti.store import (
+    Database,
+    SignInKey,
+    clear_sign_in_failures,
+    prune_sign_in_failures,
+    record_sign_in_failure,
+    sign_in_locked_until,
+)
 
 __all__ = ["SignInThrottle", "ThrottlePolicy"]
 
@@ -24,6 +33,8 @@ class ThrottlePolicy:
     #: The first delay; each further failure doubles it.
     first_delay: dt.timedelta = dt.timedelta(seconds=2)
     longest_delay: dt.timedelta = dt.timedelta(minutes=15)
+    #: A counter this long past its deadline is forgotten.
+    forget_after: dt.timedelta = dt.timedelta(days=1)
     #: Most names and addresses remembered.
     capacity: int = 10_000
 
@@ -35,19 +46,13 @@ class ThrottlePolicy:
         return min(delay, self.longest_delay)
 
 
-@dataclass(slots=True)
-class _Record:
-    failures: int
-    until: dt.datetime
-
-
 class SignInThrottle:
-    def __init__(self, policy: ThrottlePolicy | None = None) -> None:
+    def __init__(self, database: Database, policy: ThrottlePolicy | None = None) -> None:
+        self.database = database
         self.policy = policy or ThrottlePolicy()
-        self._records: OrderedDict[tuple[str, str], _Record] = OrderedDict()
 
     @staticmethod
-    def _keys(name: str, address: str | None) -> list[tuple[str, str]]:
+    def _keys(name: str, address: str | None) -> list[SignInKey]:
         keys = [("user", name.casefold())]
         if address:
             keys.append(("address", address))
@@ -55,22 +60,21 @@ class SignInThrottle:
 
     def wait(self, name: str, address: str | None, now: dt.datetime) -> int:
         """Whole seconds before this name from this address may try again (0: now)."""
-        waits = [
-            (record.until - now).total_seconds()
-            for key in self._keys(name, address)
-            if (record := self._records.get(key)) is not None
-        ]
-        return max(0, math.ceil(max(waits, default=0)))
+        with self.database.read_session() as session:
+            until = sign_in_locked_until(session, self._keys(name, address))
+        if until is None:
+            return 0
+        return max(0, math.ceil((until - now).total_seconds()))
 
     def failed(self, name: str, address: str | None, now: dt.datetime) -> None:
-        for key in self._keys(name, address):
-            record = self._records.pop(key, None) or _Record(0, now)
-            record.failures += 1
-            record.until = now + self.policy.delay(record.failures)
-            self._records[key] = record
-        while len(self._records) > self.policy.capacity:
-            self._records.popitem(last=False)
+        with self.database.session() as session:
+            for key in self._keys(name, address):
+                record_sign_in_failure(session, key, now, self.policy.delay)
+        # A transaction of its own: the counters above are committed (and their row
+        # locks given back) before rows of other nodes' counters are deleted.
+        with self.database.session() as session:
+            prune_sign_in_failures(session, now - self.policy.forget_after, self.policy.capacity)
 
     def succeeded(self, name: str, address: str | None) -> None:
-        for key in self._keys(name, address):
-            self._records.pop(key, None)
+        with self.database.session() as session:
+            clear_sign_in_failures(session, self._keys(name, address))
