@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import httpx
 import pytest
 
+from opensti.app import App
 from opensti.lifecycle.reconcile import ReconcilePolicy
-from opensti.store import Certificate, CertificateEntry
+from opensti.store import Certificate, CertificateEntry, CertificateState, create_entry
+from opensti.web import create_web
 from opensti.web._health import RiskPolicy, entry_health
+from tests.store.conftest import add_account, add_ca
+from tests.web.conftest import sign_in
 
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -64,3 +69,38 @@ def test_the_renewal_time_is_the_loops() -> None:
     entry.renew_before = None
     assert _policy().renew_at(entry, cert) == cert.not_after - 10 * DAY
     assert ReconcilePolicy().renew_fraction == 1 / 3  # the third above is the loop's default
+
+
+async def test_the_dashboard_uses_the_running_loops_policy(web_app: App) -> None:
+    """Renewal was due 2 hours ago (day 20 of 30): overdue for the default loop (one
+    tick and a 10-minute attempt of grace), not for a loop whose attempts may take 3 h."""
+    now = NOW
+    with web_app.database.session() as session:
+        add_ca(session)
+        add_account(session, web_app.box)
+        entry = create_entry(session, name="east", spc="123H", acme_account="acct")
+        not_before = now - 20 * DAY - dt.timedelta(hours=2)
+        session.add(
+            Certificate(
+                entry_id=entry.id,
+                state=CertificateState.ACTIVE,
+                not_before=not_before,
+                not_after=not_before + 30 * DAY,
+                key_ciphertext=b"unused",
+            )
+        )
+
+    async def dashboard(policy: ReconcilePolicy | None) -> str:
+        web = create_web(web_app, clock=lambda: now, policy=policy)
+        transport = httpx.ASGITransport(app=web)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            assert (await sign_in(http, "rita")).status_code == 303
+            return (await http.get("/")).text
+
+    assert "east</a> (renewal overdue since" in await dashboard(None)
+    patient = ReconcilePolicy(attempt_timeout=3 * 3600)
+    assert "All 1 certificate entry is healthy." in await dashboard(patient)
+    # A smaller share moves the renewal time itself past now.
+    assert "All 1 certificate entry is healthy." in await dashboard(
+        ReconcilePolicy(renew_fraction=0.25)
+    )

@@ -124,7 +124,11 @@ class Dispatcher:
 
 
 def _management(
-    application: App, signing: SigningService, verifier: Any, call_log: CallLog
+    application: App,
+    signing: SigningService,
+    verifier: Any,
+    call_log: CallLog,
+    policy: ReconcilePolicy,
 ) -> ASGI | None:
     """``/api/v1`` and the web UI, when this installation has them."""
     try:
@@ -136,7 +140,7 @@ def _management(
         from opensti.web import create_web
     except ImportError:
         return api
-    web = create_web(application)
+    web = create_web(application, policy=policy)
 
     async def route(scope: Scope, receive: Any, send: Any) -> None:
         target = api if scope["path"].startswith(API_PREFIX) else web
@@ -212,7 +216,7 @@ async def run_server(
         dispatcher = Dispatcher(
             repository,
             create_stir_app(signing, verifier),
-            _management(application, signing, verifier, call_log),
+            _management(application, signing, verifier, call_log, options.policy),
         )
         await repository.start()
         stack.push_async_callback(repository.stop)

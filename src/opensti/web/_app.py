@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from opensti.lifecycle.reconcile import ReconcilePolicy
 from opensti.web import (
     _pages_accounts,
     _pages_auth,
@@ -47,9 +48,18 @@ def _secret_key_bytes(app: Any) -> bytes:
     return hashlib.sha256(text.strip().encode("ascii")).digest()
 
 
-def create_web(app: Any, *, clock: Callable[[], dt.datetime] | None = None) -> FastAPI:
-    """The web UI over an :class:`opensti.app.App` (its database, box and services)."""
+def create_web(
+    app: Any,
+    *,
+    clock: Callable[[], dt.datetime] | None = None,
+    policy: ReconcilePolicy | None = None,
+) -> FastAPI:
+    """The web UI over an :class:`opensti.app.App` (its database, box and services).
+
+    ``policy`` is the reconcile loop's, so the pages judge renewals by the same
+    schedule and grace as the loop that makes them (default: the loop's defaults)."""
     web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    web.state.policy = policy or ReconcilePolicy()
     web.state.backend = app
     web.state.database = app.database
     web.state.clock = clock or getattr(app, "clock", None) or _utc_now

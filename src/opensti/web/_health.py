@@ -37,8 +37,15 @@ class RiskPolicy:
     grace: dt.timedelta = dt.timedelta(seconds=_LOOP.tick + _LOOP.attempt_timeout)
 
     @classmethod
-    def load(cls, session: Session) -> RiskPolicy:
-        return cls(get_policy(session).at_risk, get_renew_before(session))
+    def load(cls, session: Session, loop: ReconcilePolicy) -> RiskPolicy:
+        """The stored settings, with the running loop's fraction and grace (one pass
+        plus one attempt)."""
+        return cls(
+            get_policy(session).at_risk,
+            get_renew_before(session),
+            loop.renew_fraction,
+            dt.timedelta(seconds=loop.tick + loop.attempt_timeout),
+        )
 
     def renew_at(self, entry: CertificateEntry, cert: Certificate | None) -> dt.datetime | None:
         return renew_at(entry, cert, self.renew_before, self.renew_fraction)
@@ -92,7 +99,7 @@ def entry_health(
     return EntryHealth(entry.name, _problem(entry, cert, now, policy))
 
 
-def health_summary(session: Session, now: dt.datetime) -> Health:
+def health_summary(session: Session, now: dt.datetime, loop: ReconcilePolicy) -> Health:
     """One query: enabled entries with their active certificate."""
     rows = session.execute(
         select(CertificateEntry, Certificate)
@@ -106,6 +113,6 @@ def health_summary(session: Session, now: dt.datetime) -> Health:
     ).all()
     if not rows:
         return Health(0, ())
-    policy = RiskPolicy.load(session)
+    policy = RiskPolicy.load(session, loop)
     states = [entry_health(entry, cert, now, policy) for entry, cert in rows]
     return Health(len(states), tuple(s for s in states if not s.healthy))

@@ -18,7 +18,7 @@ from opensti.lifecycle.deploy import (
     run_deployment_tasks,
     update_deployment_task,
 )
-from opensti.lifecycle.reconcile import set_entry_renew_before
+from opensti.lifecycle.reconcile import ReconcilePolicy, set_entry_renew_before
 from opensti.store import (
     DeploymentTask,
     DeploymentTaskKind,
@@ -41,7 +41,7 @@ router = APIRouter()
 @router.get("/")
 async def certificates(request: Request, user: Viewer) -> Response:
     with request.app.state.database.read_session() as session:
-        rows = entry_rows(session, request.app.state.clock())
+        rows = entry_rows(session, request.app.state.clock(), request.app.state.policy)
     return render(request, "certificates.html", {"title": "Certificates", "rows": rows})
 
 
@@ -108,7 +108,7 @@ async def _request(request: Request, app: Any, name: str) -> None:
 async def entry_page(request: Request, name: str, user: Viewer) -> Response:
     app = backend(request)
     try:
-        context = await run_in_threadpool(_entry_context, app, name)
+        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
     except OpenSTIError as exc:
         return _not_found(request, exc)
     return render(request, "entry.html", context)
@@ -181,12 +181,12 @@ def _secret(form: Any) -> Secret | None:
     return None if value is None else Secret.from_text(value)
 
 
-def _entry_context(app: Any, name: str) -> dict[str, Any]:
+def _entry_context(app: Any, name: str, loop: ReconcilePolicy) -> dict[str, Any]:
     detail = app.certificates.show_entry(name, events=50)
     with app.database.read_session() as session:
         entry = get_entry(session, name)
         tasks = list_deployment_tasks(session, entry.id)
-        renewal = renewal_view(session, entry, RiskPolicy.load(session))
+        renewal = renewal_view(session, entry, RiskPolicy.load(session, loop))
     return {
         "title": f"Entry {name}",
         "detail": detail,
@@ -208,7 +208,7 @@ async def save_renewal(request: Request, name: str, user: Operator) -> Response:
     except NotFound as exc:
         return _not_found(request, exc)
     except OpenSTIError as exc:
-        context = await run_in_threadpool(_entry_context, app, name)
+        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
         return form_failed(request, "entry.html", context, exc, form, error_key="renewal_error")
     if margin is None:
         flash(request, f"Entry {name} now renews by the global renewal policy.")
@@ -235,7 +235,7 @@ async def add_task(request: Request, name: str, user: Operator) -> Response:
                 secret=_secret(form),
             )
     except OpenSTIError as exc:
-        context = await run_in_threadpool(_entry_context, app, name)
+        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
         return form_failed(request, "entry.html", context, exc, form, "secret")
     flash(request, f"Deployment task {text(form, 'task_name')} added.")
     return redirect(f"/certificates/{name}#tasks")

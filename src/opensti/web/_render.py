@@ -84,7 +84,7 @@ def render(
     health = None
     if user is not None:
         with state.database.read_session() as session:
-            health = health_summary(session, now)
+            health = health_summary(session, now, state.policy)
     values = {
         "request": request,
         "user": user,

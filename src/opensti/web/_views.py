@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased, joinedload
 
-from opensti.lifecycle.reconcile import MarginSource, renew_before, renew_margin
+from opensti.lifecycle.reconcile import (
+    MarginSource,
+    ReconcilePolicy,
+    renew_before,
+    renew_margin,
+)
 from opensti.store import Certificate, CertificateEntry, CertificateState, active_certificate
 from opensti.web._forms import duration_text
 from opensti.web._health import RiskPolicy, entry_health
@@ -46,7 +51,7 @@ def _state(entry: CertificateEntry, cert: Certificate | None) -> str:
     return "active" if cert is not None else "no certificate"
 
 
-def entry_rows(session: Session, now: dt.datetime) -> list[EntryRow]:
+def entry_rows(session: Session, now: dt.datetime, loop: ReconcilePolicy) -> list[EntryRow]:
     active = aliased(Certificate)
     rows = session.execute(
         select(CertificateEntry, active)
@@ -60,7 +65,7 @@ def entry_rows(session: Session, now: dt.datetime) -> list[EntryRow]:
         )
         .order_by(CertificateEntry.name)
     ).all()
-    policy = RiskPolicy.load(session)
+    policy = RiskPolicy.load(session, loop)
     return [
         EntryRow(
             name=entry.name,
