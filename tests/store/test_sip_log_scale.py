@@ -30,7 +30,8 @@ from opensti.store import (
 from .conftest import NOW
 
 ROWS = 10_000
-AT, CALL_ID, FROM_TN, TO_TN = (f"ix_sip_message_{c}" for c in ("at", "call_id", "from_tn", "to_tn"))
+CALL_ID, FROM_TN, TO_TN = (f"ix_sip_message_{c}" for c in ("call_id", "from_tn", "to_tn"))
+AT = "ix_sip_message_at_id"  # the page order (at, id)
 
 
 def _tn(n: int) -> str:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from opensti.core.certs import load_certificate_chain, tnauthlist_of
@@ -113,9 +113,8 @@ def list_calls(
         query = query.where(or_(SipMessage.from_tn == digits, SipMessage.to_tn == digits))
     if cursor is not None:
         at, ident = _decode_cursor(cursor)
-        query = query.where(
-            or_(SipMessage.at < at, and_(SipMessage.at == at, SipMessage.id < ident))
-        )
+        # A row-value comparison, so both databases start the (at, id) index at the cursor.
+        query = query.where(tuple_(SipMessage.at, SipMessage.id) < tuple_(at, ident))
     order = (SipMessage.at.desc(), SipMessage.id.desc())
     rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
     more = len(rows) > limit

@@ -353,14 +353,16 @@ class SipMessage(Base):
     """One signed or verified call (the SIP message log); written in batches.
 
     Every query is by time range (newest first, keyset pages on ``(at, id)``), Call-ID
-    or number, so each has a plain B-tree: ``at`` also serves the ordered scans and the
-    retention delete, which a BRIN index could not.
+    or number, so each has a plain B-tree: ``(at, id)`` is the page order itself, so a
+    page deep in the log starts at its cursor in the index instead of filtering every
+    newer row, and it serves the retention delete, which a BRIN index could not.
     """
 
     __tablename__ = "sip_message"
+    __table_args__ = (Index("ix_sip_message_at_id", "at", "id"),)
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
-    at: Mapped[dt.datetime] = mapped_column(index=True)
+    at: Mapped[dt.datetime] = mapped_column()
     direction: Mapped[SipDirection] = mapped_column(_enum(SipDirection, "direction"))
     action: Mapped[SipAction] = mapped_column(_enum(SipAction, "action"))
     call_id: Mapped[str] = mapped_column(String(255), index=True)
