@@ -111,8 +111,9 @@ REASON_PHRASES = {
 
 _REQUEST_LINE = re.compile(rf"({TCHARS}) ([^\s]+) (SIP/2\.0)", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"(SIP/2\.0) ([1-6][0-9][0-9])(?: ([^\r\n]*))?", re.IGNORECASE)
-_HEADER_LINE = re.compile(rf"({TCHARS})[ \t]*:[ \t]*(.*)")
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(TCHARS)
+#: Control characters but LF, which separates the lines (see _decode_head).
+_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,8}")
 _CSEQ = re.compile(rf"([0-9]{{1,10}})[ \t]+({TCHARS})")
@@ -259,31 +260,60 @@ def _decode_head(head: bytes) -> list[str]:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         raise SIPParseError("message head is not UTF-8") from None
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    for line in lines:
-        if _FORBIDDEN_CHARS.search(line):
-            raise SIPParseError("control character in the message head")
-    return lines
+    # Lines end in LF or CRLF: one CR before each LF (and at the very end) goes with the
+    # line break, any other CR is a control character. One pass over the whole head
+    # instead of a check per line.
+    if text.endswith("\r"):
+        text = text[:-1]
+    text = text.replace("\r\n", "\n")
+    if _FORBIDDEN_CHARS.search(text):
+        raise SIPParseError("control character in the message head")
+    return text.split("\n")
+
+
+#: Header names as written before the colon -> full lower-case name, for the names a
+#: peer actually sends (bounded, so odd names cannot grow it).
+_NAMES: dict[str, str] = {}
+_MAX_NAMES = 512
+
+
+def _header_name(written: str, line: str) -> str:
+    full = _NAMES.get(written)
+    if full is None:
+        name = written.rstrip(" \t")
+        if not _TOKEN.fullmatch(name):
+            raise SIPParseError("malformed header line", value=line[:80])
+        full = _full_name(name)
+        if len(_NAMES) < _MAX_NAMES:
+            _NAMES[written] = full
+    return full
 
 
 def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
-    fields: list[list[str]] = []
+    headers: dict[str, list[str]] = {}
+    #: The value list and index of the last field, which a continuation line extends.
+    last: tuple[list[str], int] | None = None
+    count = 0
     for line in lines:
         if line[:1] in (" ", "\t"):
             # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
-            if not fields:
+            if last is None:
                 raise SIPParseError("continuation line before any header")
-            fields[-1][1] = (fields[-1][1] + " " + line.strip(" \t")).strip(" ")
+            values, index = last
+            values[index] = (values[index] + " " + line.strip(" \t")).strip(" ")
             continue
-        match = _HEADER_LINE.fullmatch(line)
-        if match is None:
+        written, colon, value = line.partition(":")
+        if not colon:
             raise SIPParseError("malformed header line", value=line[:80])
-        if len(fields) >= MAX_HEADERS:
+        name = _header_name(written, line)
+        if count >= MAX_HEADERS:
             raise SIPParseError(f"more than {MAX_HEADERS} header fields")
-        fields.append([_full_name(match.group(1)), match.group(2).rstrip(" \t")])
-    headers: dict[str, list[str]] = {}
-    for name, value in fields:
-        headers.setdefault(name, []).append(value)
+        count += 1
+        values = headers.get(name)
+        if values is None:
+            values = headers[name] = []
+        values.append(value.strip(" \t"))
+        last = (values, len(values) - 1)
     return headers
 
 
