@@ -182,22 +182,46 @@ class Passport:
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Two parsers that disagree on which duplicate wins is a classic JWS attack.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate JSON key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate JSON key {key!r}")
+            seen.add(key)
     return result
+
+
+#: One decoder for every segment (``json.loads`` with a hook builds one per call).
+_JSON_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys)
 
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(segment), object_pairs_hook=_reject_duplicate_keys)
+        raw = b64url_decode(segment)
+        # What json.loads does with bytes: UTF-8, -16 or -32, told apart by the first bytes.
+        value = _JSON_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidIdentityHeader(f"PASSporT {what} is not base64url JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidIdentityHeader(f"PASSporT {what} is not a JSON object")
     return value
+
+
+#: Decoded header segments: a signer sends the same one with every call. Bounded, and
+#: only flat headers (string values) are kept, so the copy handed out is a deep one.
+_HEADERS: dict[str, dict[str, Any]] = {}
+_MAX_HEADERS = 256
+
+
+def _header_object(segment: str) -> dict[str, Any]:
+    cached = _HEADERS.get(segment)
+    if cached is not None:
+        return dict(cached)
+    header = _json_object(segment, "header")
+    if len(_HEADERS) < _MAX_HEADERS and all(isinstance(v, str) for v in header.values()):
+        _HEADERS[segment] = dict(header)
+    return header
 
 
 def decode_passport(token: str) -> Passport:
@@ -209,7 +233,7 @@ def decode_passport(token: str) -> Passport:
         raise InvalidIdentityHeader("PASSporT is not a JWS (header.payload.signature)")
     if not parts[0] or not parts[1]:
         raise InvalidIdentityHeader("PASSporT is in compact form; the full form is needed here")
-    header = _json_object(parts[0], "header")
+    header = _header_object(parts[0])
     payload = _json_object(parts[1], "payload")
     try:
         signature = b64url_decode(parts[2])
