@@ -73,9 +73,13 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError(str(exc)) from None
 
 
+#: One encoder for every call (``json.dumps`` with options builds one per call).
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """RFC 8225 section 9: keys sorted, no whitespace, UTF-8, "/" left unescaped."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def require_p256(key: object) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Sequence
-from functools import cached_property
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 from opensti.core.errors import SIPParseError
 from opensti.sip.address import TCHARS, NameAddr, parse_name_addr, split_list
@@ -124,6 +124,33 @@ _VIA_HOST = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+(\[[^\]
 _TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
 
+_T = TypeVar("_T")
+
+
+class _memo(Generic[_T]):
+    """``functools.cached_property`` without its lock (Python 3.11 takes one per first
+    access, about a microsecond): a message is only ever used by one thread."""
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _memo[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object, owner: type | None = None) -> _T | _memo[_T]:
+        if instance is None:
+            return self
+        value = self._compute(instance)
+        instance.__dict__[self._name] = value  # shadows this descriptor from now on
+        return value
+
+
 def canonical_name(name: str) -> str:
     """How a (lower-case, full-form) header name is written on the wire."""
     special = _SPECIAL_NAMES.get(name)
@@ -159,7 +186,7 @@ class SIPMessage:
             raise SIPParseError(f"{canonical_name(_full_name(name))} header is {problem}")
         return values[0]
 
-    @cached_property
+    @_memo
     def content_length(self) -> int | None:
         """Content-Length, parsed defensively: digits only, bounded, consistent."""
         values = {value.strip() for value in self.headers.get("content-length", [])}
@@ -175,11 +202,11 @@ class SIPMessage:
             raise SIPParseError("Content-Length exceeds the message size limit", value=length)
         return length
 
-    @cached_property
+    @_memo
     def call_id(self) -> str:
         return self.single("call-id").strip()
 
-    @cached_property
+    @_memo
     def cseq(self) -> tuple[int, str]:
         text = self.single("cseq").strip()
         match = _CSEQ.fullmatch(text)
@@ -187,11 +214,11 @@ class SIPMessage:
             raise SIPParseError("malformed CSeq", value=text[:40])
         return int(match.group(1)), match.group(2)
 
-    @cached_property
+    @_memo
     def from_addr(self) -> NameAddr:
         return parse_name_addr(self.single("from"), "From")
 
-    @cached_property
+    @_memo
     def to_addr(self) -> NameAddr:
         return parse_name_addr(self.single("to"), "To")
 
@@ -299,8 +326,8 @@ def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
             # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
             if last is None:
                 raise SIPParseError("continuation line before any header")
-            values, index = last
-            values[index] = (values[index] + " " + line.strip(" \t")).strip(" ")
+            previous, index = last
+            previous[index] = (previous[index] + " " + line.strip(" \t")).strip(" ")
             continue
         written, colon, value = line.partition(":")
         if not colon:
