@@ -77,6 +77,10 @@ def b64url_decode(text: str) -> bytes:
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+#: A JSON string literal as canonical_json writes it (ensure_ascii=False).
+_json_string = json.encoder.encode_basestring
+
+
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """RFC 8225 section 9: keys sorted, no whitespace, UTF-8, "/" left unescaped."""
     return _CANONICAL.encode(value).encode()
@@ -117,6 +121,18 @@ class ShakenClaims:
     attest: str
     origid: str
 
+    def to_json(self) -> bytes:
+        """``canonical_json(self.to_payload())``, written out: the keys are fixed, so
+        only the values need encoding (the signing path's per-call JSON)."""
+        if type(self.iat) is not int:  # a bool or a float: let the encoder spell it
+            return canonical_json(self.to_payload())
+        dest = ",".join([_json_string(tn) for tn in self.dest])
+        return (
+            f'{{"attest":{_json_string(self.attest)},"dest":{{"tn":[{dest}]}},'
+            f'"iat":{self.iat},"orig":{{"tn":{_json_string(self.orig)}}},'
+            f'"origid":{_json_string(self.origid)}}}'
+        ).encode()
+
     def to_payload(self) -> dict[str, Any]:
         return {
             "attest": self.attest,
@@ -146,12 +162,15 @@ class PassportSigner:
 
     def sign_payload(self, payload: Mapping[str, Any]) -> str:
         """Return the full form ``header.payload.signature``."""
-        signing_input = self._header_segment + "." + b64url_encode(canonical_json(payload))
+        return self._sign_json(canonical_json(payload))
+
+    def _sign_json(self, payload_json: bytes) -> str:
+        signing_input = self._header_segment + "." + b64url_encode(payload_json)
         signature = _es256_sign(self._key, signing_input.encode("ascii"))
         return signing_input + "." + b64url_encode(signature)
 
     def sign(self, claims: ShakenClaims) -> str:
-        return self.sign_payload(claims.to_payload())
+        return self._sign_json(claims.to_json())
 
 
 def sign_passport(

@@ -9,7 +9,7 @@ only where we changed it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from opensti.core.errors import InvalidTN, SIPParseError
 from opensti.core.tn import canonicalize_tn
@@ -61,7 +61,7 @@ class NameAddr:
         return self.uri.split(":", 1)[0].lower()
 
     def with_uri(self, uri: str) -> NameAddr:
-        return replace(self, uri=uri)
+        return NameAddr(uri, self.display_name, self.params)
 
     def __str__(self) -> str:
         text = f"<{self.uri}>"
