@@ -270,8 +270,13 @@ class SIPResponse(SIPMessage):
 
 
 def _full_name(name: str) -> str:
-    lower = name.lower()
-    return COMPACT_FORMS.get(lower, lower)
+    full = _NAMES.get(name)
+    if full is None:
+        lower = name.lower()
+        full = COMPACT_FORMS.get(lower, lower)
+        if len(_NAMES) < _MAX_NAMES:
+            _NAMES[name] = full
+    return full
 
 
 def _split_datagram(data: bytes) -> tuple[bytes, bytes]:
@@ -298,49 +303,48 @@ def _decode_head(head: bytes) -> list[str]:
     return text.split("\n")
 
 
-#: Header names as written before the colon -> full lower-case name, for the names a
-#: peer actually sends (bounded, so odd names cannot grow it).
+#: Header names -> full lower-case name, for the names peers write before the colon
+#: (_WRITTEN) and callers ask for (_NAMES). Bounded, so odd names cannot grow them.
+_WRITTEN: dict[str, str] = {}
 _NAMES: dict[str, str] = {}
 _MAX_NAMES = 512
 
 
 def _header_name(written: str, line: str) -> str:
-    full = _NAMES.get(written)
-    if full is None:
-        name = written.rstrip(" \t")
-        if not _TOKEN.fullmatch(name):
-            raise SIPParseError("malformed header line", value=line[:80])
-        full = _full_name(name)
-        if len(_NAMES) < _MAX_NAMES:
-            _NAMES[written] = full
+    """The full name of a header line's ``written`` name, or SIPParseError."""
+    name = written.rstrip(" \t")
+    if not _TOKEN.fullmatch(name):
+        raise SIPParseError("malformed header line", value=line[:80])
+    full = _full_name(name)
+    if len(_WRITTEN) < _MAX_NAMES:
+        _WRITTEN[written] = full
     return full
 
 
 def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
-    #: The value list and index of the last field, which a continuation line extends.
-    last: tuple[list[str], int] | None = None
+    names = _WRITTEN
+    #: The values of the last field: a continuation line extends its last one.
+    last: list[str] | None = None
     count = 0
     for line in lines:
         if line[:1] in (" ", "\t"):
             # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
             if last is None:
                 raise SIPParseError("continuation line before any header")
-            previous, index = last
-            previous[index] = (previous[index] + " " + line.strip(" \t")).strip(" ")
+            last[-1] = (last[-1] + " " + line.strip(" \t")).strip(" ")
             continue
         written, colon, value = line.partition(":")
         if not colon:
             raise SIPParseError("malformed header line", value=line[:80])
-        name = _header_name(written, line)
+        name = names.get(written) or _header_name(written, line)
         if count >= MAX_HEADERS:
             raise SIPParseError(f"more than {MAX_HEADERS} header fields")
         count += 1
-        values = headers.get(name)
-        if values is None:
-            values = headers[name] = []
-        values.append(value.strip(" \t"))
-        last = (values, len(values) - 1)
+        last = headers.get(name)
+        if last is None:
+            last = headers[name] = []
+        last.append(value.strip(" \t"))
     return headers
 
 
