@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sip_support import request
@@ -11,6 +13,7 @@ from opensti.sip.address import parse_name_addr
 from opensti.sip.message import (
     SIPRequest,
     StreamFramer,
+    _head_end,
     build_response,
     can_answer,
     frame_message,
@@ -114,3 +117,13 @@ def test_surrounding_whitespace_does_not_change_an_address(value: str) -> None:
     """``<URI>;params`` is parsed by one match, any other form by the full parser: a
     leading space sends a value down the full parser, which must agree."""
     assert _address(f" {value}\t") == _address(value)
+
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b"\r\n"]), max_size=16).map(b"".join))
+def test_the_end_of_the_head_is_the_first_blank_line(data: bytes) -> None:
+    match = _BLANK_LINE.search(data)
+    assert _head_end(data) == (None if match is None else match.span())

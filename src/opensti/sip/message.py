@@ -114,7 +114,6 @@ _STATUS_LINE = re.compile(r"(SIP/2\.0) ([1-6][0-9][0-9])(?: ([^\r\n]*))?", re.IG
 _TOKEN = re.compile(TCHARS)
 #: Control characters but LF, which separates the lines (see _decode_head).
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,8}")
 _CSEQ = re.compile(rf"([0-9]{{1,10}})[ \t]+({TCHARS})")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+")
@@ -279,12 +278,24 @@ def _full_name(name: str) -> str:
     return full
 
 
+def _head_end(data: bytes | bytearray) -> tuple[int, int] | None:
+    """Where the blank line after the head starts and ends: the first match of
+    ``\\r?\\n\\r?\\n``, found with two ``find`` calls (a regex search tried every
+    offset of the head: some 4 us per INVITE)."""
+    crlf, lf = data.find(b"\n\r\n"), data.find(b"\n\n")
+    if lf < 0 and crlf < 0:
+        return None
+    newline = lf if crlf < 0 or 0 <= lf < crlf else crlf
+    start = newline - 1 if newline and data[newline - 1] == 13 else newline  # 13: CR
+    return start, newline + (2 if newline == lf else 3)
+
+
 def _split_datagram(data: bytes) -> tuple[bytes, bytes]:
-    match = _HEAD_END.search(data)
-    if match is None:
+    end = _head_end(data)
+    if end is None:
         # A datagram is the whole message; tolerate a missing final blank line.
         return data.rstrip(b"\r\n"), b""
-    return data[: match.start()], data[match.end() :]
+    return data[: end[0]], data[end[1] :]
 
 
 def _decode_head(head: bytes) -> list[str]:
@@ -414,14 +425,14 @@ class StreamFramer:
         if self._pending is None:
             stripped = len(self._buffer) - len(self._buffer.lstrip(b"\r\n"))
             del self._buffer[:stripped]
-            match = _HEAD_END.search(self._buffer)
-            if match is None:
+            end = _head_end(self._buffer)
+            if end is None:
                 return None
-            message = _parse_head(bytes(self._buffer[: match.start()]), b"")
-            total = match.end() + (message.content_length or 0)
+            message = _parse_head(bytes(self._buffer[: end[0]]), b"")
+            total = end[1] + (message.content_length or 0)
             if total > self._max_size:
                 raise SIPParseError("message exceeds the size limit", value=total)
-            self._pending = (message, match.end())
+            self._pending = (message, end[1])
         message, body_start = self._pending
         total = body_start + (message.content_length or 0)
         if len(self._buffer) < total:
