@@ -453,13 +453,19 @@ def _stamp_via(via: str, peer: tuple[str, int] | None) -> str:
     if peer is None:
         return via
     host, port = peer
-    sent_by, *params = via.split(";")
+    sent_by, semicolon, rest = via.partition(";")
+    params = rest.split(";") if semicolon else []
     match = _VIA_HOST.match(sent_by)
-    names = {p.split("=", 1)[0].strip().lower() for p in params}
-    if (match is None or match.group(1).strip("[]") != host) and "received" not in names:
+    changed = False
+    if (match is None or match.group(1).strip("[]") != host) and not any(
+        p.split("=", 1)[0].strip().lower() == "received" for p in params
+    ):
         params.append(f"received={host}")
-    params = [f"rport={port}" if p.strip().lower() == "rport" else p for p in params]
-    return ";".join([sent_by, *params])
+        changed = True
+    if "rport" in rest.lower():  # only then can a parameter be a bare rport
+        params = [f"rport={port}" if p.strip().lower() == "rport" else p for p in params]
+        changed = True
+    return ";".join([sent_by, *params]) if changed else via
 
 
 def build_response(
@@ -479,17 +485,27 @@ def build_response(
     ``from_value`` replaces the From value (the verify mode puts verstat there).
     """
     phrase = reason if reason is not None else REASON_PHRASES.get(status, "")
-    vias = request.header_values("via")
-    lines = [f"SIP/2.0 {status} {phrase}"]
-    lines += [f"Via: {_stamp_via(via, peer) if i == 0 else via}" for i, via in enumerate(vias)]
-    lines.append(f"From: {from_value or request.header('from')}")
-    to = request.header("to") or ""
+    fields = request.headers
+    vias = [item for value in fields.get("via", ()) for item in split_list(value)]
+    if vias:
+        vias[0] = _stamp_via(vias[0], peer)
+    to = _first(fields, "to") or ""
     if status != 100 and not _TAG.search(to):
         to = f"{to};tag={to_tag or secrets.token_hex(6)}"
-    lines.append(f"To: {to}")
-    lines.append(f"Call-ID: {request.header('call-id')}")
-    lines.append(f"CSeq: {request.header('cseq')}")
-    lines += [f"{name}: {value}" for name, value in headers]
-    lines.append(f"Server: {server}")
-    lines.append("Content-Length: 0")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    lines = [
+        f"SIP/2.0 {status} {phrase}",
+        *[f"Via: {via}" for via in vias],
+        f"From: {from_value or _first(fields, 'from')}",
+        f"To: {to}",
+        f"Call-ID: {_first(fields, 'call-id')}",
+        f"CSeq: {_first(fields, 'cseq')}",
+        *[f"{name}: {value}" for name, value in headers],
+        f"Server: {server}",
+        "Content-Length: 0\r\n\r\n",
+    ]
+    return "\r\n".join(lines).encode("utf-8")
+
+
+def _first(fields: dict[str, list[str]], name: str) -> str | None:
+    values = fields.get(name)
+    return values[0] if values else None
