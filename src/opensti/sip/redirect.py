@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import (
@@ -157,9 +157,8 @@ class RedirectPolicy:
     max_transactions: int = MAX_COMPLETED
 
 
-@dataclass(frozen=True, slots=True)
-class _Verifying:
-    """An INVITE being verified and what was read from it."""
+class _Verifying(NamedTuple):
+    """An INVITE being verified and what was read from it (a tuple: built per call)."""
 
     request: SIPRequest
     peer: tuple[str, int] | None
