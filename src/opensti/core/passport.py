@@ -231,10 +231,13 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-#: Decoded header segments: a signer sends the same one with every call. Bounded, and
-#: only flat headers (string values) are kept, so the copy handed out is a deep one.
+#: Decoded header segments: a signer sends the same one with every call (one per x5u,
+#: so one per peer certificate). Filled until full and never evicted, so a flood of
+#: made-up headers cannot push the peers' out (a header not kept is decoded each time,
+#: as before); at most some 2 MiB. Only flat headers (string values) are kept, so the
+#: copy handed out is a deep one.
 _HEADERS: dict[str, dict[str, Any]] = {}
-_MAX_HEADERS = 256
+_MAX_HEADERS = 4096
 
 
 def _header_object(segment: str) -> dict[str, Any]:
