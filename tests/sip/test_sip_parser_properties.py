@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sip_support import request
 
 from opensti.core.errors import SIPParseError
+from opensti.sip.address import parse_name_addr
 from opensti.sip.message import (
     SIPRequest,
     StreamFramer,
+    _head_end,
     build_response,
     can_answer,
     frame_message,
@@ -91,3 +95,35 @@ def test_stream_framer_yields_messages_or_raises(data: bytes) -> None:
     except SIPParseError:
         return
     assert framer.buffered <= 2048
+
+
+def _address(value: str) -> object:
+    try:
+        return parse_name_addr(value, "X")
+    except SIPParseError as exc:
+        return exc.message
+
+
+_PIECES = st.sampled_from(
+    ["<sip:+12155550121@h:5060;user=phone>", "<tel:+1215;npdi>", "<x>", "<1a:b>", "<sip:a b>",
+     ";tag=1", ";tag=a-b.c", ";lr", ';x="q"', "; tag=1", ";tag=", ";;", ";a=b=c", '"Bob" ',
+     "Bob ", "sip:a@b", ";received=[::1]", ">", "<", ";ta%g=1", "<sip:é@h>"]
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, min_size=1, max_size=5).map("".join))
+def test_surrounding_whitespace_does_not_change_an_address(value: str) -> None:
+    """``<URI>;params`` is parsed by one match, any other form by the full parser: a
+    leading space sends a value down the full parser, which must agree."""
+    assert _address(f" {value}\t") == _address(value)
+
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b"\r\n"]), max_size=16).map(b"".join))
+def test_the_end_of_the_head_is_the_first_blank_line(data: bytes) -> None:
+    match = _BLANK_LINE.search(data)
+    assert _head_end(data) == (None if match is None else match.span())

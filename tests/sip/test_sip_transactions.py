@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from sip_support import (
     ORIG,
     DemoSigner,
@@ -18,7 +22,11 @@ from sip_support import (
     tcp_client,
     udp_client,
 )
+from tests._servers import LocalHTTPServer, Route, TLSFiles, make_tls_files, serve
 
+from opensti.core.identity import format_identity
+from opensti.core.passport import PassportSigner, ShakenClaims
+from opensti.sandbox.pki import DemoPKI
 from opensti.sip import (
     CallRecord,
     RedirectPolicy,
@@ -29,6 +37,7 @@ from opensti.sip import (
 )
 from opensti.sip.message import frame_message
 from opensti.sip.transaction import transaction_key
+from opensti.verification import FetchPolicy, TrustStore, VerificationService, X5UFetcher
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +228,65 @@ def test_a_branch_without_the_magic_cookie_is_matched_on_the_whole_via() -> None
     assert _key(old) == _key(old, "1 ACK")
     assert _key(old) != _key(old + ";x=1")
     assert _key(old) != _key(old, "2 INVITE")
+
+
+@pytest.fixture
+def repository(
+    tmp_path: Path, pki: DemoPKI, credential: tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
+) -> Iterator[tuple[LocalHTTPServer, TLSFiles]]:
+    tls = make_tls_files(tmp_path / "tls")
+    with serve(tls) as server:
+        server.routes["/chain.pem"] = Route.body(pki.chain_pem(credential[1]))
+        yield server, tls
+
+
+async def test_a_call_whose_certificate_is_cached_is_answered_at_once(
+    repository: tuple[LocalHTTPServer, TLSFiles],
+    pki: DemoPKI,
+    credential: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    records: list[CallRecord],
+) -> None:
+    """The real STI-VS: the first call fetches the x5u (a task); the next ones are
+    answered inside ``handle``, and are server transactions all the same."""
+    server_, tls = repository
+    signer = PassportSigner(credential[0], server_.url("/chain.pem"))
+
+    def invite(call_id: str) -> bytes:
+        claims = ShakenClaims(ORIG, ("12155550131",), int(time.time()), "A", call_id)
+        identity = format_identity(signer.sign(claims), signer.x5u)
+        return request(
+            call_id=call_id, branch=f"z9hG4bK-{call_id}", headers=[PAI, ("Identity", identity)]
+        )
+
+    async with X5UFetcher(FetchPolicy(allow_private=True), verify=str(tls.root_pem)) as fetcher:
+        verifier = VerificationService(fetcher, TrustStore([pki.root.certificate]))
+        services = SIPServices(verifier=verifier, log=records.append)
+        async with running("udp:127.0.0.1:0/verify", services) as (server, raw):
+            for call_id in ("first@t", "second@t"):
+                answer = await raw.exchange(invite(call_id))
+                assert "verstat=TN-Validation-Passed" in (
+                    response_of(answer).header("p-asserted-identity") or ""
+                )
+            assert await raw.exchange(invite("second@t")) == answer  # a retransmission
+            cancel = request("CANCEL", call_id="second@t", branch="z9hG4bK-second@t")
+            assert response_of(await raw.exchange(cancel)).status == 200
+            ack = request("ACK", call_id="second@t", cseq="1 ACK", branch="z9hG4bK-second@t")
+            raw.client.send(ack)  # type: ignore[attr-defined]
+            assert await raw.nothing_more()
+            ((_, stats),) = server.transaction_stats()
+            assert (stats.retransmissions, stats.acked, stats.completed) == (1, 1, 1)
+
+            handler = server._handlers[0]
+            sent: list[bytes] = []
+            message = frame_message(invite("third@t"))
+            message.validate()
+            assert isinstance(message, SIPRequest)
+            assert handler.handle(message, ("127.0.0.1", 5999), sent.append) is None
+            (third,) = sent
+            assert response_of(third).status == 302
+            assert b"verstat=TN-Validation-Passed" in third
+    assert server_.requests.count("/chain.pem") == 1
+    info = verifier.cache_info()
+    assert (info.misses, info.hits) == (1, 2)  # the cached calls' probes count no miss
+    assert [r.call_id for r in records] == ["first@t", "second@t", "third@t"]
+    assert all(r.certificate is not None and r.verstat == "TN-Validation-Passed" for r in records)

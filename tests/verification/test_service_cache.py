@@ -368,3 +368,30 @@ async def test_numbers_that_are_not_tns_give_no_validation(
     result = await service.verify([token], "sip:anonymous@example.net", DEST)
     assert (result.verstat, result.sip_code) == (Verstat.NO_VALIDATION, None)
     assert (await service.verify([], ORIG, DEST)).sip_code == 428
+
+
+async def test_verify_cached_answers_only_from_the_cache(
+    service: VerificationService, https: LocalHTTPServer, credential: tuple, clock: Clock
+) -> None:
+    url = https.url("/chain.pem")
+    https.routes["/chain.pem"] = Route.body(
+        credential[1], headers=(("Cache-Control", "max-age=60"),)
+    )
+    headers = [identity(credential[0], url, clock.now)]
+    assert service.verify_cached(headers, ORIG, [DEST]) is None  # it would have to fetch
+    assert (chain_requests(https), service.cache_info().misses) == (0, 0)
+    fetched = await service.verify(headers, ORIG, [DEST])
+    cached = service.verify_cached(headers, ORIG, [DEST])
+    assert cached == fetched
+    assert cached.passed
+    wrong = service.verify_cached(headers, ORIG, ["12155550199"])  # before any lookup
+    assert wrong is not None
+    assert wrong.sip_code == 438
+    # Checks that need no credential answer at once, cache or not.
+    early = service.verify_cached(headers, "not a number", [DEST])
+    assert early is not None
+    assert early.result_class is ResultClass.INVALID_ORIG
+    clock.now += 61  # the entry expired: a fetch is needed again
+    assert service.verify_cached([identity(credential[0], url, clock.now)], ORIG, DEST) is None
+    assert chain_requests(https) == 1
+    assert (service.cache_info().hits, service.cache_info().misses) == (1, 1)

@@ -73,9 +73,17 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError(str(exc)) from None
 
 
+#: One encoder for every call (``json.dumps`` with options builds one per call).
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+#: A JSON string literal as canonical_json writes it (ensure_ascii=False).
+_json_string = json.encoder.encode_basestring
+
+
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """RFC 8225 section 9: keys sorted, no whitespace, UTF-8, "/" left unescaped."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def require_p256(key: object) -> None:
@@ -113,6 +121,18 @@ class ShakenClaims:
     attest: str
     origid: str
 
+    def to_json(self) -> bytes:
+        """``canonical_json(self.to_payload())``, written out: the keys are fixed, so
+        only the values need encoding (the signing path's per-call JSON)."""
+        if type(self.iat) is not int:  # a bool or a float: let the encoder spell it
+            return canonical_json(self.to_payload())
+        dest = ",".join([_json_string(tn) for tn in self.dest])
+        return (
+            f'{{"attest":{_json_string(self.attest)},"dest":{{"tn":[{dest}]}},'
+            f'"iat":{self.iat},"orig":{{"tn":{_json_string(self.orig)}}},'
+            f'"origid":{_json_string(self.origid)}}}'
+        ).encode()
+
     def to_payload(self) -> dict[str, Any]:
         return {
             "attest": self.attest,
@@ -142,12 +162,15 @@ class PassportSigner:
 
     def sign_payload(self, payload: Mapping[str, Any]) -> str:
         """Return the full form ``header.payload.signature``."""
-        signing_input = self._header_segment + "." + b64url_encode(canonical_json(payload))
+        return self._sign_json(canonical_json(payload))
+
+    def _sign_json(self, payload_json: bytes) -> str:
+        signing_input = self._header_segment + "." + b64url_encode(payload_json)
         signature = _es256_sign(self._key, signing_input.encode("ascii"))
         return signing_input + "." + b64url_encode(signature)
 
     def sign(self, claims: ShakenClaims) -> str:
-        return self.sign_payload(claims.to_payload())
+        return self._sign_json(claims.to_json())
 
 
 def sign_passport(
@@ -182,22 +205,49 @@ class Passport:
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Two parsers that disagree on which duplicate wins is a classic JWS attack.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate JSON key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate JSON key {key!r}")
+            seen.add(key)
     return result
+
+
+#: One decoder for every segment (``json.loads`` with a hook builds one per call).
+_JSON_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys)
 
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(segment), object_pairs_hook=_reject_duplicate_keys)
+        raw = b64url_decode(segment)
+        # What json.loads does with bytes: UTF-8, -16 or -32, told apart by the first bytes.
+        value = _JSON_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidIdentityHeader(f"PASSporT {what} is not base64url JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidIdentityHeader(f"PASSporT {what} is not a JSON object")
     return value
+
+
+#: Decoded header segments: a signer sends the same one with every call (one per x5u,
+#: so one per peer certificate). Filled until full and never evicted, so a flood of
+#: made-up headers cannot push the peers' out (a header not kept is decoded each time,
+#: as before); at most some 2 MiB. Only flat headers (string values) are kept, so the
+#: copy handed out is a deep one.
+_HEADERS: dict[str, dict[str, Any]] = {}
+_MAX_HEADERS = 4096
+
+
+def _header_object(segment: str) -> dict[str, Any]:
+    cached = _HEADERS.get(segment)
+    if cached is not None:
+        return dict(cached)
+    header = _json_object(segment, "header")
+    if len(_HEADERS) < _MAX_HEADERS and all(isinstance(v, str) for v in header.values()):
+        _HEADERS[segment] = dict(header)
+    return header
 
 
 def decode_passport(token: str) -> Passport:
@@ -209,7 +259,7 @@ def decode_passport(token: str) -> Passport:
         raise InvalidIdentityHeader("PASSporT is not a JWS (header.payload.signature)")
     if not parts[0] or not parts[1]:
         raise InvalidIdentityHeader("PASSporT is in compact form; the full form is needed here")
-    header = _json_object(parts[0], "header")
+    header = _header_object(parts[0])
     payload = _json_object(parts[1], "payload")
     try:
         signature = b64url_decode(parts[2])

@@ -54,6 +54,10 @@ def canonicalize_tn(value: str, *, nanp: bool = True) -> str:
     """
     if len(value) > _MAX_INPUT:
         raise InvalidTN("telephone number is too long", value=value[:40] + "...")
+    if value.isdigit() and value.isascii():
+        # Already digits (the canonical form, as the SIP layer passes it on): nothing
+        # to strip, only the local policy and the length remain.
+        return _checked_length(_apply_nanp_policy(value) if nanp else value, value)
     user, context = _user_part(value)
     global_form = user.lstrip().startswith("+")
     if context and not global_form:
@@ -67,6 +71,10 @@ def canonicalize_tn(value: str, *, nanp: bool = True) -> str:
         raise InvalidTN(f"not a telephone number (unexpected characters): {value!r}", value=value)
     if nanp and not global_form:
         digits = _apply_nanp_policy(digits)
+    return _checked_length(digits, value)
+
+
+def _checked_length(digits: str, value: str) -> str:
     if len(digits) > MAX_TN_DIGITS:
         raise InvalidTN(
             f"telephone number has more than {MAX_TN_DIGITS} digits: {value!r}", value=value

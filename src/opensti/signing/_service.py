@@ -7,8 +7,8 @@ activates certificates), so the cost is one ES256 signature and some JSON.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +48,17 @@ class SignedCall:
             "iat": self.claims.iat,
             "origid": self.claims.origid,
         }
+
+
+#: The variant digit of a random UUID (RFC 9562: bits 10xx) for each random hex digit.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _origid() -> str:
+    """A random (version 4) UUID as text: what ``str(uuid.uuid4())`` gives, at a third of
+    its cost, which shows on a path that signs thousands of calls a second."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def _dest_tns(dest: str | Sequence[str]) -> tuple[str, ...]:
@@ -96,7 +107,7 @@ class SigningService:
             dest=dest_tns,
             iat=iat,
             attest=level,
-            origid=origid or str(uuid.uuid4()),
+            origid=origid or _origid(),
         )
         token = signer.sign(claims)
         return SignedCall(

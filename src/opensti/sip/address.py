@@ -9,7 +9,7 @@ only where we changed it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from opensti.core.errors import InvalidTN, SIPParseError
 from opensti.core.tn import canonicalize_tn
@@ -32,6 +32,11 @@ _PARAM = re.compile(
 _QUOTED = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"')
 _URI_CHARS = re.compile(r"[^\s<>\"]+")
 _VERSTAT = "verstat"
+#: ``<URI>;name=value;name``, no whitespace, no display name: how SBCs write From, To
+#: and P-Asserted-Identity. Parsed in one match; any other form takes the full path.
+_PLAIN_NAME_ADDR = re.compile(
+    rf"<([A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]*)>((?:;{TCHARS}(?:={TCHARS})?)*)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +61,7 @@ class NameAddr:
         return self.uri.split(":", 1)[0].lower()
 
     def with_uri(self, uri: str) -> NameAddr:
-        return replace(self, uri=uri)
+        return NameAddr(uri, self.display_name, self.params)
 
     def __str__(self) -> str:
         text = f"<{self.uri}>"
@@ -81,6 +86,15 @@ def _parse_params(text: str, what: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(params)
 
 
+def _plain_params(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``;a=b;c`` already matched by _PLAIN_NAME_ADDR (tokens only, no whitespace)."""
+    params: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";"):
+        name, equals, param = item.partition("=")
+        params.append((name, param if equals else None))
+    return tuple(params)
+
+
 def _check_uri(uri: str, what: str) -> str:
     if not _SCHEME.match(uri) or not _URI_CHARS.fullmatch(uri):
         raise SIPParseError(f"{what}: not a URI", value=uri[:80])
@@ -92,6 +106,10 @@ def parse_name_addr(value: str, what: str = "address") -> NameAddr:
 
     Raises :class:`SIPParseError` when the value does not follow RFC 3261 section 20.10.
     """
+    plain = _PLAIN_NAME_ADDR.fullmatch(value)
+    if plain is not None:
+        uri, rest = plain.groups()
+        return NameAddr(uri=uri, params=_plain_params(rest) if rest else ())
     text = value.strip(" \t")
     display: str | None = None
     if text.startswith('"'):

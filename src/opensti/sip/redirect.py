@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import (
@@ -100,7 +100,11 @@ class CallSigner(Protocol):
 class CallVerifier(Protocol):
     """The STI-VS seam: verify a call's Identity header values (possibly none).
 
-    Failures are reported in the result (verstat, sip_code, error), not raised.
+    Failures are reported in the result (verstat, sip_code, error), not raised. A
+    verifier may also have ``verify_cached`` with the same arguments, returning the
+    result at once or None when it would have to wait (as
+    :meth:`~opensti.verification.VerificationService.verify_cached` does): the usual
+    call is then answered without a task, a timeout or a 100 Trying timer.
     """
 
     async def verify(
@@ -153,6 +157,17 @@ class RedirectPolicy:
     max_transactions: int = MAX_COMPLETED
 
 
+class _Verifying(NamedTuple):
+    """An INVITE being verified and what was read from it (a tuple: built per call)."""
+
+    request: SIPRequest
+    peer: tuple[str, int] | None
+    send: Send
+    orig: str | None
+    dests: list[str]
+    pai: list[NameAddr] | None
+
+
 def _no_validation(reason: str) -> VerificationResult:
     return VerificationResult(
         verstat=Verstat.NO_VALIDATION,
@@ -195,6 +210,10 @@ class RedirectHandler:
         self.policy = policy
         self._signer = signer
         self._verifier = verifier
+        #: The verifier's answer without an await, when it has one (see CallVerifier).
+        self._verify_cached: Callable[..., VerificationResult | None] | None = getattr(
+            verifier, "verify_cached", None
+        )
         self._log = log
         self._reliable = reliable
         self.transactions = ServerTransactions(
@@ -394,7 +413,18 @@ class RedirectHandler:
         if self.transactions.pending_count >= self.policy.max_in_flight:
             send(self._response(request, 503, peer, [("Retry-After", "1")]))
             return None
-        return self._verify(request, peer, send, key, self.transactions.begin(key))
+        try:
+            orig, pai = self._calling(request)
+            dests = self._called(request)
+        except SIPParseError as exc:
+            self.reject_malformed(request, peer, send, exc)
+            return None
+        call = _Verifying(request, peer, send, orig, dests, pai)
+        result = self._verified_at_once(call)
+        if result is not None:
+            self._conclude(call, result)
+            return None
+        return self._verify(call, key, self.transactions.begin(key))
 
     def _cancel(self, request: SIPRequest, peer: tuple[str, int] | None, send: Send) -> None:
         """200 when the INVITE's transaction exists (it has no effect once answered)."""
@@ -425,37 +455,32 @@ class RedirectHandler:
         return asyncio.get_running_loop().call_later(delay, trying)
 
     async def _verify(
-        self,
-        request: SIPRequest,
-        peer: tuple[str, int] | None,
-        send: Send,
-        key: TransactionKey,
-        pending: PendingTransaction,
+        self, call: _Verifying, key: TransactionKey, pending: PendingTransaction
     ) -> None:
-        timer = self._trying_timer(request, peer, send, pending)
+        timer = self._trying_timer(call.request, call.peer, call.send, pending)
         try:
-            orig, pai = self._calling(request)
-            dests = self._called(request)
-            result = await self._run_verifier(request, orig, dests)
-        except SIPParseError as exc:
-            self.reject_malformed(request, peer, send, exc)
-            return
+            result = await self._run_verifier(call)
         finally:
             if timer is not None:
                 timer.cancel()
             self.transactions.end(key)
         if pending.cancelled:
-            send(self._response(request, 487, peer))
+            call.send(self._response(call.request, 487, call.peer))
             return
-        code = self._send_verdict(request, peer, send, result, pai)
+        self._conclude(call, result)
+
+    def _conclude(self, call: _Verifying, result: VerificationResult) -> None:
+        """Send the verdict and log the call."""
+        request = call.request
+        code = self._send_verdict(request, call.peer, call.send, result, call.pai)
         if self._log is not None:
             attest = result.claims.attest if result.claims else None
             self._record(
                 self._call(
                     request,
                     "inbound",
-                    orig,
-                    dests,
+                    call.orig,
+                    call.dests,
                     code,
                     attest=attest,
                     verstat=result.verstat.value,
@@ -464,16 +489,28 @@ class RedirectHandler:
                 )
             )
 
-    async def _run_verifier(
-        self, request: SIPRequest, orig: str | None, dests: list[str]
-    ) -> VerificationResult:
-        assert self._verifier is not None
-        if orig is None or not dests:
+    def _verified_at_once(self, call: _Verifying) -> VerificationResult | None:
+        """The result when no await is needed (no TN, or the credential is cached)."""
+        if call.orig is None or not call.dests:
             return _no_validation("the calling or called party is not a telephone number")
+        if self._verify_cached is None:
+            return None
+        try:
+            return self._verify_cached(
+                call.request.header_values("identity"), call.orig, call.dests
+            )
+        except Exception:
+            logger.exception("verifier failed on %s", call.request.call_id)
+            return _no_validation("verification service error")
+
+    async def _run_verifier(self, call: _Verifying) -> VerificationResult:
+        assert self._verifier is not None
+        assert call.orig is not None
+        request = call.request
         identities = request.header_values("identity")
         try:
             async with asyncio.timeout(self.policy.verify_timeout):
-                return await self._verifier.verify(identities, orig, dests)
+                return await self._verifier.verify(identities, call.orig, call.dests)
         except TimeoutError:
             logger.warning("verification of %s timed out", request.call_id)
             return _no_validation("verification timed out")

@@ -49,6 +49,11 @@ class TTLCache(Generic[_V]):
         self._hits += 1
         return value
 
+    def fresh(self, key: str, now: float) -> bool:
+        """Whether :meth:`get` would hit; counts nothing and keeps the LRU order."""
+        item = self._data.get(key)
+        return item is not None and now < item[0]
+
     def put(self, key: str, value: _V, expires: float) -> None:
         self._data[key] = (expires, value)
         self._data.move_to_end(key)

@@ -188,6 +188,47 @@ class VerificationService:
         only when present and the policy asks. Never raises for a bad call: the
         failure is in the result, with its SIP code and result class.
         """
+        prepared = self._prepare(orig_tn, dest_tns, date, now)
+        if isinstance(prepared, VerificationResult):
+            return prepared
+        orig, dest, now = prepared
+        return await self._decide(list(identities[:MAX_IDENTITIES]), orig, dest, now)
+
+    def verify_cached(
+        self,
+        identities: Sequence[str],
+        orig_tn: str | None,
+        dest_tns: str | Sequence[str] | None,
+        *,
+        date: str | int | None = None,
+        now: float | None = None,
+    ) -> VerificationResult | None:
+        """:meth:`verify` at once when every credential it needs is cached, else None.
+
+        The result is the one :meth:`verify` would give; None means "call
+        :meth:`verify`", which fetches. Lets a caller on an event loop answer the usual
+        call (a known signer) without a task, a timer or a timeout around it.
+        """
+        prepared = self._prepare(orig_tn, dest_tns, date, now)
+        if isinstance(prepared, VerificationResult):
+            return prepared
+        orig, dest, now = prepared
+        known: dict[str, _Outcome] = {}
+        try:
+            return self._decide_once(
+                list(identities[:MAX_IDENTITIES]), orig, dest, now, known, probe=True
+            )
+        except _NeedCredential:
+            return None
+
+    def _prepare(
+        self,
+        orig_tn: str | None,
+        dest_tns: str | Sequence[str] | None,
+        date: str | int | None,
+        now: float | None,
+    ) -> VerificationResult | tuple[str | None, list[str] | None, float]:
+        """The checks before the Identity headers: an early result, or the canonical TNs."""
         now = self._clock() if now is None else now
         if self.trust.crl_due(now):
             self._refresh_crls_soon(now)
@@ -205,7 +246,7 @@ class VerificationService:
             stale = self._check_date(date, now)
             if stale is not None:
                 return _failure(stale)
-        return await self._decide(list(identities[:MAX_IDENTITIES]), orig, dest, now)
+        return orig, dest, now
 
     @staticmethod
     def _dest(dest_tns: str | Sequence[str] | None) -> list[str] | None:
@@ -226,9 +267,31 @@ class VerificationService:
         self, identities: list[str], orig: str | None, dest: list[str] | None, now: float
     ) -> VerificationResult:
         known: dict[str, _Outcome] = {}
+        for _ in range(len(identities) + 1):
+            try:
+                return self._decide_once(identities, orig, dest, now, known)
+            except _NeedCredential as need:
+                known[need.url] = await self._outcome(need.url, now)
+        raise AssertionError("each pass resolves one more URL")  # pragma: no cover
+
+    def _decide_once(
+        self,
+        identities: list[str],
+        orig: str | None,
+        dest: list[str] | None,
+        now: float,
+        known: dict[str, _Outcome],
+        *,
+        probe: bool = False,
+    ) -> VerificationResult:
+        """The decision with what ``known`` and the cache hold; raises
+        :class:`_NeedCredential` for the first URL neither has. A ``probe`` counts no
+        cache miss: :meth:`verify` follows it and counts its own."""
 
         def resolve(url: str) -> ValidatedCertificate:
-            outcome = known.get(url) or self._cached(url, now)
+            outcome = known.get(url)
+            if outcome is None and not (probe and not self._cache.fresh(url, now)):
+                outcome = self._cached(url, now)
             if outcome is None:
                 raise _NeedCredential(url)
             known[url] = outcome
@@ -237,20 +300,15 @@ class VerificationService:
             assert outcome.certificate is not None
             return outcome.certificate
 
-        for _ in range(len(identities) + 1):
-            try:
-                return verify_identities(
-                    identities,
-                    orig_tn=orig,
-                    dest_tns=dest,
-                    now=int(now),
-                    resolve=resolve,
-                    max_age=self.policy.max_age,
-                    allow_http_x5u=self.policy.allow_http_x5u,
-                )
-            except _NeedCredential as need:
-                known[need.url] = await self._outcome(need.url, now)
-        raise AssertionError("each pass resolves one more URL")  # pragma: no cover
+        return verify_identities(
+            identities,
+            orig_tn=orig,
+            dest_tns=dest,
+            now=int(now),
+            resolve=resolve,
+            max_age=self.policy.max_age,
+            allow_http_x5u=self.policy.allow_http_x5u,
+        )
 
     # -- the cache ---------------------------------------------------------------------
 
