@@ -128,7 +128,6 @@ from opensti.store._tasks import (
 from opensti.store._validate import BROAD_SPC_PATTERN, OCN_PATTERN
 from opensti.store._watch import (
     StoreWatch,
-    active_certificate_ids,
     follow_store,
     published_snapshot,
     signing_state,
@@ -179,7 +178,6 @@ __all__ = (
     "acquire_lease",
     "activate_certificate",
     "active_certificate",
-    "active_certificate_ids",
     "add_certificate",
     "add_deployment_task",
     "append_sip_messages",

@@ -30,7 +30,6 @@ from opensti.store._models import Certificate, CertificateEntry, CertificateStat
 
 __all__ = [
     "StoreWatch",
-    "active_certificate_ids",
     "follow_store",
     "signing_state",
     "watch_active_certificates",
@@ -45,16 +44,6 @@ log = logging.getLogger(__name__)
 Callback = Callable[[], Awaitable[object] | object]
 Snapshot = Callable[[Session], Hashable]
 _NOTHING_SEEN = object()
-
-
-def active_certificate_ids(session: Session) -> tuple[int, ...]:
-    """The active certificates' ids (one per entry at most)."""
-    query = (
-        select(Certificate.id)
-        .where(Certificate.state == CertificateState.ACTIVE)
-        .order_by(Certificate.id)
-    )
-    return tuple(session.scalars(query))
 
 
 def signing_state(session: Session) -> tuple[Hashable, ...]:
