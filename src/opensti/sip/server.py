@@ -147,10 +147,13 @@ class SIPServices:
 def _bind(spec: ListenerSpec, *, reuse_port: bool, udp_receive_buffer: int = 0) -> socket.socket:
     kind = socket.SOCK_DGRAM if spec.transport == "udp" else socket.SOCK_STREAM
     try:
-        family, _, _, _, address = socket.getaddrinfo(spec.host, spec.port, type=kind)[0]
+        family, _, proto, _, address = socket.getaddrinfo(spec.host, spec.port, type=kind)[0]
     except socket.gaierror as exc:
         raise InvalidInput(f"listener {spec}: {exc}", value=str(spec)) from None
-    sock = socket.socket(family, kind)
+    # The protocol number matters: asyncio sets TCP_NODELAY on accepted connections
+    # only when the socket says IPPROTO_TCP, and without it small responses wait on
+    # the peer's delayed ACK (about 40 ms each on a kept-alive connection).
+    sock = socket.socket(family, kind, proto)
     try:
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
