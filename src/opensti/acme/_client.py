@@ -390,7 +390,9 @@ class AcmeClient:
             url = response.headers.get("Location")
             if not url:
                 raise UpstreamError("the CA did not say where the account is (no Location)")
-            regr = self._use_account(url, messages.Registration.from_json(response.json()))
+            # Peeringhub answers a known key with an empty 200 and only a Location.
+            body = response.json() if response.content else {}
+            regr = self._use_account(url, messages.Registration.from_json(body))
         if expected and expected != url:
             raise InvalidInput(
                 f"this key belongs to account {url} at the CA, not {expected}", value=expected
