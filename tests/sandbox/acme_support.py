@@ -82,12 +82,19 @@ def spki_fingerprint(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def sign_jws(
-    key: ec.EllipticCurvePrivateKey, protected: dict[str, Any], payload: Any
+    key: ec.EllipticCurvePrivateKey,
+    protected: dict[str, Any],
+    payload: Any,
+    *,
+    signing_input: str = "{protected}.{payload}",
 ) -> dict[str, str]:
-    """A flattened JWS; ``payload`` None means POST-as-GET (empty payload)."""
+    """A flattened JWS; ``payload`` None means POST-as-GET (empty payload).
+
+    ``signing_input`` says what is signed: RFC 7515's by default, ``"{protected}"`` for
+    Peeringhub's protected-only variant, anything else to break it."""
     p = b64json(protected)
     body = "" if payload is None else b64json(payload)
-    signature = ES256.sign(key, f"{p}.{body}".encode())
+    signature = ES256.sign(key, signing_input.format(protected=p, payload=body).encode())
     return {"protected": p, "payload": body, "signature": b64(signature)}
 
 
@@ -169,12 +176,13 @@ class ACMETestClient:
         key: ec.EllipticCurvePrivateKey | None = None,
         use_jwk: bool = False,
         header_url: str | None = None,
+        signing_input: str = "{protected}.{payload}",
         **overrides: Any,
     ) -> httpx.Response:
         protected = self.protected(url, use_jwk=use_jwk, **overrides)
         if header_url is not None:
             protected["url"] = header_url
-        body = sign_jws(key or self.key, protected, payload)
+        body = sign_jws(key or self.key, protected, payload, signing_input=signing_input)
         return self.http.post(url, content=json.dumps(body), headers=JOSE)
 
     # Account
@@ -185,6 +193,16 @@ class ACMETestClient:
         if eab is not None:
             body["externalAccountBinding"] = eab_binding(*eab, url, public_jwk(self.key))
         response = self.post(url, body, use_jwk=True)
+        if response.status_code in (200, 201):
+            self.kid = response.headers["Location"]
+        return response
+
+    def register_with_key_id(self, key_id: str | None) -> httpx.Response:
+        """Peeringhub's newAccount: the key id inside jwk, an empty payload signed over the
+        protected header alone."""
+        jwk = public_jwk(self.key) if key_id is None else {**public_jwk(self.key), "kid": key_id}
+        url = self.directory["newAccount"]
+        response = self.post(url, None, use_jwk=True, jwk=jwk, signing_input="{protected}")
         if response.status_code in (200, 201):
             self.kid = response.headers["Location"]
         return response

@@ -174,7 +174,9 @@ async def directory(request: Request) -> Response:
             "revokeCert": urls.acme("revoke-cert"),
             "keyChange": urls.acme("key-change"),
             "meta": {
-                "externalAccountRequired": profile.eab_required,
+                # A kid inside jwk (Peeringhub) is not RFC 8555's EAB.
+                "externalAccountRequired": profile.eab_required
+                and profile.account_binding == "eab",
                 "website": urls.base,
                 "profile": profile.name,
             },
