@@ -8,10 +8,12 @@ with opensti's own ACME client.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +28,13 @@ from josepy.jwk import JWKEC
 from opensti.core.tnauthlist import TNAUTHLIST_OID, TNAuthList
 from opensti.sandbox.config import DEMO_PASSWORD
 from opensti.sandbox.server import SandboxHandle
+from tests._servers import client_env
 
 JOSE = {"Content-Type": "application/jose+json"}
 
 
 def run_program(program: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a client program without proxy settings (everything here is 127.0.0.1)."""
-    from tests._servers import client_env
-
     return subprocess.run(
         [program, *args],
         capture_output=True,
@@ -49,6 +50,32 @@ def opensti_program() -> str:
     found = str(beside) if beside.exists() else shutil.which("opensti")
     assert found, "the opensti console script is not installed"
     return found
+
+
+@contextlib.contextmanager
+def sandbox_process(data_dir: Path, *args: str) -> Iterator[dict[str, str]]:
+    """``opensti sandbox`` as a child process on a free port: yields the lines it
+    announces (``ACME directory``, ``STI-PA base URL``, ``TLS root (trust this)``, ...)
+    by name, and stops it on exit."""
+    child = subprocess.Popen(
+        [opensti_program(), "sandbox", "--port", "0", "--data-dir", str(data_dir), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=client_env(),
+    )
+    announced: dict[str, str] = {}
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            name, _, value = line.partition(": ")
+            announced[name.strip()] = value.strip()
+            if name.startswith("CA profile"):
+                break
+        yield announced
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
 
 
 def b64(data: bytes) -> str:

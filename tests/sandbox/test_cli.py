@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._servers import client_env
 from tests.sandbox.acme_support import (
     eab_binding,
     new_key,
     opensti_program,
     public_jwk,
     run_program,
+    sandbox_process,
     sign_jws,
 )
 
@@ -46,34 +46,8 @@ def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     providers.write_text(PROVIDERS)
     eab = opensti("sandbox", "add-eab", "--data-dir", str(data_dir), "--json")
     assert eab.returncode == 0, eab.stderr
-    child = subprocess.Popen(
-        [
-            opensti_program(),
-            "sandbox",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--providers",
-            str(providers),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=client_env(),
-    )
-    announced: dict[str, str] = {"eab": eab.stdout}
-    try:
-        assert child.stdout is not None
-        for line in child.stdout:
-            name, _, value = line.partition(": ")
-            announced[name.strip()] = value.strip()
-            if name.startswith("CA profile"):
-                break
-        yield announced, data_dir
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
+    with sandbox_process(data_dir, "--providers", str(providers)) as announced:
+        yield {"eab": eab.stdout, **announced}, data_dir
 
 
 def test_served_sandbox_registers_an_account_with_cli_eab(
