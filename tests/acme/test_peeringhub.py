@@ -75,8 +75,9 @@ def test_a_kid_is_required(sandbox_factory: SandboxFactory, clock: Clock) -> Non
 
 
 def test_other_profiles_sign_rfc7515_only(sandbox_factory: SandboxFactory, clock: Clock) -> None:
-    """The Martini (RFC) settings work against a CA that refuses the quirk."""
-    handle = sandbox_factory(profile=PROFILES["atis"])
+    """The Martini settings (RFC 7515 signatures) work against its double, which refuses
+    the protected-only quirk."""
+    handle = sandbox_factory(profile=PROFILES["martini"])
     ca = SandboxCA.start(handle, clock, **MARTINI.knobs())
     client, account = ca.registered(new_key())
     assert client.find_existing().url == account.url

@@ -8,6 +8,9 @@ against each behaviour without a contract with each CA:
     differ from the account key, EAB required, ``notBefore``/``notAfter`` honoured.
 ``rfc9448``
     base64url identifier without padding, only the ``tkauth`` challenge field.
+``martini``
+    EAB, padded identifier, ``atc`` field, SPKI fingerprint, 90 days: what the public
+    Martini client (github.com/ipifony/vermouth) does; Martini documents none of it.
 ``peeringhub``
     what Peeringhub's ACME reference (doc.peeringhub.io) and its public client (PyPI
     stir-shaken-toolkit 1.0.2) show: no EAB but a key id inside the newAccount ``jwk``
@@ -122,6 +125,15 @@ PROFILES: dict[str, CAProfile] = {
         # Peeringhub's lifetime is not published; its client renews 45 days ahead and
         # refuses less than 14 days (shaken-cert-manager defaults), so a year.
         cert_validity=dt.timedelta(days=365),
+    ),
+    # As the Martini client vermouth (github.com/ipifony/vermouth) shows that CA: EAB,
+    # padded identifier, "atc", SPKI fingerprint, a separate certificate key (the
+    # account key is not refused: unknown), notAfter 90 days ahead.
+    "martini": CAProfile(
+        name="martini",
+        tkauth_fields=("atc",),
+        fingerprint="spki_sha256",
+        cert_validity=dt.timedelta(days=90),
     ),
 }
 
