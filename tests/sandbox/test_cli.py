@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from opensti.sandbox.config import PROFILE_SETTINGS, PROFILES
 from tests.sandbox.acme_support import (
     eab_binding,
     new_key,
@@ -115,3 +116,27 @@ def test_unknown_profile_is_a_usage_error(tmp_path: Path) -> None:
     result = opensti("sandbox", "--profile", "nope", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert "unknown profile" in result.stderr
+
+
+def test_help_lists_every_profile_and_its_settings() -> None:
+    shown = opensti("sandbox", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    for name in PROFILES:
+        assert f"{name}: " in text
+    for setting in PROFILE_SETTINGS:
+        assert f"{setting}=" in text
+    assert "--fingerprint" in text
+
+
+def test_a_bad_setting_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    result = opensti("sandbox", "--fingerprint", "md5", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "--fingerprint must be one of jwk_thumbprint, spki_sha256" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fingerprint_override_is_served(tmp_path: Path) -> None:
+    with sandbox_process(tmp_path / "data", "--fingerprint", "spki_sha256") as announced:
+        assert "fingerprint=spki_sha256" in announced["CA profile"]
+        assert "subject=csr" in announced["CA profile"]

@@ -200,7 +200,9 @@ def _announce(sandbox: Sandbox, tls_root: Path | None) -> None:
         f"Trust anchors: {data_dir / TRUST_ANCHORS_FILE}", highlight=False, soft_wrap=True
     )
     console.print(f"Data dir: {data_dir}", highlight=False, soft_wrap=True)
-    console.print(f"CA profile: {describe_profile(sandbox.config.profile)}", highlight=False)
+    console.print(
+        f"CA profile: {describe_profile(sandbox.config.profile)}", highlight=False, soft_wrap=True
+    )
     console.file.flush()
 
 
