@@ -17,6 +17,7 @@ from opensti.core.errors import InvalidInput
 from opensti.sandbox.config import (
     DEMO_PASSWORD,
     PROFILES,
+    SETTING_CHOICES,
     APIUserConfig,
     CAProfile,
     ProviderConfig,
@@ -67,16 +68,8 @@ def _ca_profile(name: str, no_eab: bool, **settings: Any) -> CAProfile:
     """The named profile with the command line's overrides (None: keep the profile's)."""
     if name not in PROFILES:
         raise InvalidInput(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    _choice(settings["identifier_encoding"], ("padded", "base64url"), "--identifier-encoding")
-    _choice(settings["cert_key"], ("any", "account", "separate"), "--cert-key")
-    _choice(settings["account_binding"], ("eab", "jwk_kid"), "--account-binding")
-    _choice(
-        settings["empty_payload_signature"],
-        ("rfc7515", "protected_only"),
-        "--empty-payload-signature",
-    )
-    _choice(settings["fingerprint"], ("jwk_thumbprint", "spki_sha256"), "--fingerprint")
-    _choice(settings["subject"], ("csr", "fixed"), "--subject")
+    for setting, choices in SETTING_CHOICES.items():
+        _choice(settings[setting], choices, "--" + setting.replace("_", "-"))
     for field_name in settings["tkauth_fields"] or ():
         _choice(field_name, ("atc", "tkauth"), "--tkauth-field")
     settings["tkauth_fields"] = tuple(settings["tkauth_fields"] or ()) or None

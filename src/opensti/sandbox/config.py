@@ -43,7 +43,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from opensti.core.errors import InvalidInput
 
@@ -52,6 +52,7 @@ __all__ = [
     "DEMO_PROVIDER",
     "PROFILES",
     "PROFILE_SETTINGS",
+    "SETTING_CHOICES",
     "APIUserConfig",
     "CAProfile",
     "ProviderConfig",
@@ -135,6 +136,16 @@ PROFILES: dict[str, CAProfile] = {
         fingerprint="spki_sha256",
         cert_validity=dt.timedelta(days=90),
     ),
+}
+
+#: The values of each choice setting, for the command line and its errors.
+SETTING_CHOICES: dict[str, tuple[str, ...]] = {
+    "identifier_encoding": get_args(IdentifierEncoding),
+    "cert_key": get_args(CertKeyRule),
+    "account_binding": get_args(AccountBinding),
+    "empty_payload_signature": get_args(EmptyPayloadSigning),
+    "fingerprint": get_args(FingerprintAlgorithm),
+    "subject": get_args(SubjectRule),
 }
 
 #: The settings a profile is made of, as ``opensti sandbox --help`` lists them.
