@@ -43,6 +43,14 @@ echo "==> pip install -e .[test]"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# A third-party Peeringhub client in its own environment, so its pins never meet ours.
+echo "==> .venv-peeringhub (shaken-cert-manager)"
+if [ ! -x .venv-peeringhub/bin/python ]; then
+  "$PYTHON" -m venv .venv-peeringhub
+fi
+.venv-peeringhub/bin/python -m pip install -q --disable-pip-version-check \
+  -r tests/interop/peeringhub-requirements.txt
+
 echo "==> ruff"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

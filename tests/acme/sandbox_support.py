@@ -52,7 +52,9 @@ class SandboxCA:
         self, key: ec.EllipticCurvePrivateKey | None = None
     ) -> tuple[AcmeClient, AcmeAccount]:
         client = self.acme(key)
-        eab = self.eab() if self.profile.needs_eab else None
+        # A kid-in-jwk CA (Peeringhub) takes the key id of an add-eab record alone.
+        binds = self.profile.needs_eab or self.profile.account_binding == "jwk_kid"
+        eab = self.eab() if binds else None
         return client, client.register(email="ops@example.net", agree_tos=True, eab=eab)
 
     def stipa(

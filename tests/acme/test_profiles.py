@@ -20,7 +20,12 @@ def test_builtin_cas() -> None:
     assert peeringhub.directory_url(staging=True) == "https://stica-dev.peeringhub.io/acme"
     assert peeringhub.cert_key_is_account_key
     assert not martini.cert_key_is_account_key
-    assert all(p.needs_eab and p.tkauth_field == "atc" for p in BUILTIN_PROFILES)
+    assert all(p.tkauth_field == "atc" for p in BUILTIN_PROFILES)
+    # Peeringhub binds accounts by a kid inside the jwk, Martini by RFC 8555 EAB.
+    assert martini.needs_eab
+    assert martini.account_binding == "eab"
+    assert not peeringhub.needs_eab
+    assert peeringhub.account_binding == "jwk_kid"
 
 
 def test_unknown_ca_names_the_known_ones() -> None:

@@ -18,6 +18,7 @@ from opensti.acme import (
     obtain_certificate,
     thumbprint_b64,
 )
+from opensti.acme.profiles import MARTINI, PEERINGHUB
 from opensti.core.certs import tnauthlist_of, validate_shaken_certificate
 from opensti.core.errors import (
     AcmeProblem,
@@ -251,7 +252,8 @@ EMULATED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"profile": PROFILES["rfc9448"]},
         {"identifier_encoding": "base64url", "tkauth_field": "tkauth"},
     ),
-    "peeringhub": ({"profile": PROFILES["peeringhub"]}, {"cert_key_is_account_key": True}),
+    "peeringhub": ({"profile": PROFILES["peeringhub"]}, PEERINGHUB.knobs()),
+    "martini": ({"profile": PROFILES["martini"]}, MARTINI.knobs()),
     "spki-fingerprint": (
         {"profile": PROFILES["atis"].with_options(fingerprint="spki_sha256")},
         {"fingerprint_algorithm": "spki_sha256"},

@@ -8,10 +8,12 @@ with opensti's own ACME client.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +28,13 @@ from josepy.jwk import JWKEC
 from opensti.core.tnauthlist import TNAUTHLIST_OID, TNAuthList
 from opensti.sandbox.config import DEMO_PASSWORD
 from opensti.sandbox.server import SandboxHandle
+from tests._servers import client_env
 
 JOSE = {"Content-Type": "application/jose+json"}
 
 
 def run_program(program: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a client program without proxy settings (everything here is 127.0.0.1)."""
-    from tests._servers import client_env
-
     return subprocess.run(
         [program, *args],
         capture_output=True,
@@ -49,6 +50,32 @@ def opensti_program() -> str:
     found = str(beside) if beside.exists() else shutil.which("opensti")
     assert found, "the opensti console script is not installed"
     return found
+
+
+@contextlib.contextmanager
+def sandbox_process(data_dir: Path, *args: str) -> Iterator[dict[str, str]]:
+    """``opensti sandbox`` as a child process on a free port: yields the lines it
+    announces (``ACME directory``, ``STI-PA base URL``, ``TLS root (trust this)``, ...)
+    by name, and stops it on exit."""
+    child = subprocess.Popen(
+        [opensti_program(), "sandbox", "--port", "0", "--data-dir", str(data_dir), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=client_env(),
+    )
+    announced: dict[str, str] = {}
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            name, _, value = line.partition(": ")
+            announced[name.strip()] = value.strip()
+            if name.startswith("CA profile"):
+                break
+        yield announced
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
 
 
 def b64(data: bytes) -> str:
@@ -82,12 +109,19 @@ def spki_fingerprint(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def sign_jws(
-    key: ec.EllipticCurvePrivateKey, protected: dict[str, Any], payload: Any
+    key: ec.EllipticCurvePrivateKey,
+    protected: dict[str, Any],
+    payload: Any,
+    *,
+    signing_input: str = "{protected}.{payload}",
 ) -> dict[str, str]:
-    """A flattened JWS; ``payload`` None means POST-as-GET (empty payload)."""
+    """A flattened JWS; ``payload`` None means POST-as-GET (empty payload).
+
+    ``signing_input`` says what is signed: RFC 7515's by default, ``"{protected}"`` for
+    Peeringhub's protected-only variant, anything else to break it."""
     p = b64json(protected)
     body = "" if payload is None else b64json(payload)
-    signature = ES256.sign(key, f"{p}.{body}".encode())
+    signature = ES256.sign(key, signing_input.format(protected=p, payload=body).encode())
     return {"protected": p, "payload": body, "signature": b64(signature)}
 
 
@@ -169,12 +203,13 @@ class ACMETestClient:
         key: ec.EllipticCurvePrivateKey | None = None,
         use_jwk: bool = False,
         header_url: str | None = None,
+        signing_input: str = "{protected}.{payload}",
         **overrides: Any,
     ) -> httpx.Response:
         protected = self.protected(url, use_jwk=use_jwk, **overrides)
         if header_url is not None:
             protected["url"] = header_url
-        body = sign_jws(key or self.key, protected, payload)
+        body = sign_jws(key or self.key, protected, payload, signing_input=signing_input)
         return self.http.post(url, content=json.dumps(body), headers=JOSE)
 
     # Account
@@ -185,6 +220,16 @@ class ACMETestClient:
         if eab is not None:
             body["externalAccountBinding"] = eab_binding(*eab, url, public_jwk(self.key))
         response = self.post(url, body, use_jwk=True)
+        if response.status_code in (200, 201):
+            self.kid = response.headers["Location"]
+        return response
+
+    def register_with_key_id(self, key_id: str | None) -> httpx.Response:
+        """Peeringhub's newAccount: the key id inside jwk, an empty payload signed over the
+        protected header alone."""
+        jwk = public_jwk(self.key) if key_id is None else {**public_jwk(self.key), "kid": key_id}
+        url = self.directory["newAccount"]
+        response = self.post(url, None, use_jwk=True, jwk=jwk, signing_input="{protected}")
         if response.status_code in (200, 201):
             self.kid = response.headers["Location"]
         return response

@@ -11,13 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._servers import client_env
+from opensti.sandbox.config import PROFILE_SETTINGS, PROFILES
 from tests.sandbox.acme_support import (
     eab_binding,
     new_key,
     opensti_program,
     public_jwk,
     run_program,
+    sandbox_process,
     sign_jws,
 )
 
@@ -46,34 +47,8 @@ def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     providers.write_text(PROVIDERS)
     eab = opensti("sandbox", "add-eab", "--data-dir", str(data_dir), "--json")
     assert eab.returncode == 0, eab.stderr
-    child = subprocess.Popen(
-        [
-            opensti_program(),
-            "sandbox",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--providers",
-            str(providers),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=client_env(),
-    )
-    announced: dict[str, str] = {"eab": eab.stdout}
-    try:
-        assert child.stdout is not None
-        for line in child.stdout:
-            name, _, value = line.partition(": ")
-            announced[name.strip()] = value.strip()
-            if name.startswith("CA profile"):
-                break
-        yield announced, data_dir
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
+    with sandbox_process(data_dir, "--providers", str(providers)) as announced:
+        yield {"eab": eab.stdout, **announced}, data_dir
 
 
 def test_served_sandbox_registers_an_account_with_cli_eab(
@@ -141,3 +116,27 @@ def test_unknown_profile_is_a_usage_error(tmp_path: Path) -> None:
     result = opensti("sandbox", "--profile", "nope", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert "unknown profile" in result.stderr
+
+
+def test_help_lists_every_profile_and_its_settings() -> None:
+    shown = opensti("sandbox", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    for name in PROFILES:
+        assert f"{name}: " in text
+    for setting in PROFILE_SETTINGS:
+        assert f"{setting}=" in text
+    assert "--fingerprint" in text
+
+
+def test_a_bad_setting_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    result = opensti("sandbox", "--fingerprint", "md5", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "--fingerprint must be one of jwk_thumbprint, spki_sha256" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fingerprint_override_is_served(tmp_path: Path) -> None:
+    with sandbox_process(tmp_path / "data", "--fingerprint", "spki_sha256") as announced:
+        assert "fingerprint=spki_sha256" in announced["CA profile"]
+        assert "subject=csr" in announced["CA profile"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import re
 import time
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from acme import errors as acme_errors
 from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from josepy.b64 import b64decode
+from josepy.b64 import b64decode, b64encode
 from josepy.interfaces import JSONDeSerializable
+from josepy.json_util import encode_b64jose
 from josepy.jwa import ES256
-from josepy.jwk import JWK, JWKEC
+from josepy.jwk import JWKEC
 
 from opensti.acme._errors import ca_errors, problem_of
 from opensti.acme._keys import key_fingerprint, thumbprint_b64
@@ -138,11 +140,54 @@ def retry_after_seconds(value: str | None, now: dt.datetime, default: float) -> 
 
 
 class _Network(acme_client.ClientNetwork):
-    """acme's network with ``verify`` as requests takes it: a bool or a CA bundle path."""
+    """acme's network with ``verify`` as requests takes it (a bool or a CA bundle path),
+    and the JWS variants a CA profile may demand of newAccount and empty payloads."""
 
-    def __init__(self, key: JWK, *, verify: bool | str, timeout: int, user_agent: str):
+    def __init__(
+        self,
+        key: JWKEC,
+        *,
+        verify: bool | str,
+        timeout: int,
+        user_agent: str,
+        protected_only: bool = False,
+    ):
         super().__init__(key=key, alg=ES256, user_agent=user_agent, timeout=timeout)
         self.verify_ssl = verify  # type: ignore[assignment]
+        self._signing_key = key
+        self._protected_only = protected_only
+        #: Set only while newAccount is sent with a key identifier inside the jwk.
+        self.jwk_kid: str | None = None
+
+    def _wrap_in_jws(self, obj: JSONDeSerializable | None, nonce: str, url: str) -> str:
+        if self.jwk_kid is None and not (self._protected_only and obj is None):
+            return super()._wrap_in_jws(obj, nonce, url)
+        return self._profile_jws(obj, nonce, url)
+
+    def _profile_jws(self, obj: JSONDeSerializable | None, nonce: str, url: str) -> str:
+        """A flattened JWS that josepy cannot make: a ``kid`` member inside ``jwk``, or an
+        empty payload signed over the protected header alone.
+
+        Only the Peeringhub profile asks for either (its ACME reference, "Protocol
+        Overview": "If payload is empty: <base64url-encoded header>"; "Account creation
+        & Authorization": jwk with "kid"; the PyPI stir-shaken-toolkit 1.0.2 client,
+        acme_core/keys.py, signs the same way). Hand-built because josepy's JWS always
+        signs RFC 7515's input and has no JWK member for a key id; josepy still does
+        the JWK encoding and the ES256 signature.
+        """
+        header: dict[str, Any] = {"alg": "ES256", "nonce": encode_b64jose(nonce), "url": url}  # type: ignore[arg-type]
+        if self.account is not None:
+            header["kid"] = self.account["uri"]
+        else:
+            jwk = self._signing_key.public_key().to_partial_json()
+            header["jwk"] = jwk if self.jwk_kid is None else {**jwk, "kid": self.jwk_kid}
+        protected = b64encode(json.dumps(header).encode()).decode()
+        payload = "" if obj is None else b64encode(obj.json_dumps().encode()).decode()
+        signing_input = (
+            protected if self._protected_only and not payload else f"{protected}.{payload}"
+        )
+        signature = b64encode(ES256.sign(self._signing_key.key, signing_input.encode())).decode()
+        return json.dumps({"protected": protected, "payload": payload, "signature": signature})
 
 
 class TNAuthListClientV2(acme_client.ClientV2):
@@ -185,7 +230,7 @@ class TNAuthListClientV2(acme_client.ClientV2):
     def post_as_get(self, url: str, **kwargs: Any) -> requests.Response:
         return self._post_as_get(url, **kwargs)
 
-    def post(self, url: str, obj: JSONDeSerializable) -> requests.Response:
+    def post(self, url: str, obj: JSONDeSerializable | None) -> requests.Response:
         return self._post(url, obj)
 
 
@@ -217,7 +262,13 @@ class AcmeClient:
         self._clock = clock
         self._sleep = sleep
         self._poll_timeout = poll_timeout
-        self._net = _Network(JWKEC(key=key), verify=verify, timeout=timeout, user_agent=user_agent)
+        self._net = _Network(
+            JWKEC(key=key),
+            verify=verify,
+            timeout=timeout,
+            user_agent=user_agent,
+            protected_only=profile.empty_payload_signing == "protected_only",
+        )
         self._client: TNAuthListClientV2 | None = None
         if account_url:
             self._use_account(account_url, messages.Registration())
@@ -270,12 +321,17 @@ class AcmeClient:
         email: str | None = None,
         agree_tos: bool = False,
         eab: EABCredentials | None = None,
+        key_id: str | None = None,
     ) -> AcmeAccount:
         """Create the account (RFC 8555 7.3), with EAB when the CA requires it.
 
+        A CA that binds accounts by a key identifier inside the jwk (``account_binding``
+        "jwk_kid") takes ``key_id`` (or the kid of ``eab``) instead, and no contact.
         Registering a key the CA already knows returns that account, as RFC 8555 does.
         """
         _check_email(email)
+        if self.profile.account_binding == "jwk_kid":
+            return self._register_with_key_id(key_id or (eab.kid if eab else None))
         client = self.client
         terms = self.terms_of_service
         if terms and not agree_tos:
@@ -298,6 +354,29 @@ class AcmeClient:
                 return self._existing(str(exc))
         return self._account(regr)
 
+    def _register_with_key_id(self, key_id: str | None) -> AcmeAccount:
+        """newAccount with the key id inside the jwk and an empty payload; the CA answers
+        201 with the account, or 200 (possibly empty) for a key it knows."""
+        if not key_id or not key_id.strip():
+            raise InvalidInput(
+                f"CA {self.profile.name!r} binds the account by a key id (kid): give the one "
+                "the CA knows your company by"
+            )
+        client = self.client
+        self._net.account = None
+        self._net.jwk_kid = key_id.strip()
+        try:
+            with ca_errors(self.directory_url):
+                response = client.post(client.directory["newAccount"], None)
+        finally:
+            self._net.jwk_kid = None
+        url = response.headers.get("Location")
+        if not url:
+            raise UpstreamError("the CA did not say where the account is (no Location)")
+        body = response.json() if response.content else {}
+        regr = self._use_account(url, messages.Registration.from_json(body))
+        return self._account(regr)
+
     def find_existing(self) -> AcmeAccount:
         """Look the key's account up with ``onlyReturnExisting`` (import of an account)."""
         client = self.client
@@ -311,7 +390,9 @@ class AcmeClient:
             url = response.headers.get("Location")
             if not url:
                 raise UpstreamError("the CA did not say where the account is (no Location)")
-            regr = self._use_account(url, messages.Registration.from_json(response.json()))
+            # Peeringhub answers a known key with an empty 200 and only a Location.
+            body = response.json() if response.content else {}
+            regr = self._use_account(url, messages.Registration.from_json(body))
         if expected and expected != url:
             raise InvalidInput(
                 f"this key belongs to account {url} at the CA, not {expected}", value=expected
@@ -378,7 +459,10 @@ class AcmeClient:
         """Answer each pending authorization's tkauth-01 with the SPC token; wait for valid."""
         client = self._require_account()
         response = TKAuthChallengeResponse.with_token(token, self.profile.tkauth_field)
-        for authzr in order.authorizations:
+        authorizations = order.authorizations
+        if self.profile.first_authorization_only:
+            authorizations = authorizations[:1]
+        for authzr in authorizations:
             if authzr.body.status == messages.STATUS_VALID:
                 continue
             challb = _tkauth_challenge(authzr)

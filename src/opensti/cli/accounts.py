@@ -127,7 +127,10 @@ def account_add(
         bool, typer.Option("--agree-tos", help="Agree to the CA's terms of service.")
     ] = False,
     staging: StagingOption = False,
-    eab_kid: Annotated[str | None, typer.Option(help="EAB key id from the CA.")] = None,
+    eab_kid: Annotated[
+        str | None,
+        typer.Option(help="EAB key id from the CA (Peeringhub: its key id alone, no HMAC key)."),
+    ] = None,
     eab_hmac_key: Annotated[
         str | None, typer.Option(help="EAB HMAC key from the CA (base64url).")
     ] = None,

@@ -17,20 +17,27 @@ from opensti.core.errors import InvalidInput
 from opensti.sandbox.config import (
     DEMO_PASSWORD,
     PROFILES,
+    SETTING_CHOICES,
     APIUserConfig,
+    CAProfile,
     ProviderConfig,
     SandboxConfig,
     default_data_dir,
+    describe_profile,
     load_providers,
     parse_duration,
 )
 from opensti.sandbox.server import STIPA_CERT_FILE, TRUST_ANCHORS_FILE, serve
 from opensti.sandbox.state import Sandbox
 
+_PROFILE_HELP = "\n\n".join(describe_profile(p) for p in PROFILES.values())
+
 sandbox_app = typer.Typer(
     help=(
         "A local STI-PA and STI-CA (ACME + EAB + tkauth-01) for offline tests. "
         f"Demo STI-PA user: demo / {DEMO_PASSWORD} (account 123H, SPCs 123H and 456J)."
+        "\n\nCA profiles (--profile) and their settings; each setting has its own option "
+        f"below that overrides the profile's:\n\n{_PROFILE_HELP}"
     ),
     invoke_without_command=True,
 )
@@ -51,18 +58,83 @@ def _offline(data_dir: Path | None) -> Sandbox:
     return Sandbox(_config(data_dir), "https://127.0.0.1")
 
 
+def _choice(value: str | None, choices: tuple[str, ...], option: str) -> str | None:
+    if value is not None and value not in choices:
+        raise InvalidInput(f"{option} must be one of {', '.join(choices)}: {value!r}", value=value)
+    return value
+
+
+def _ca_profile(name: str, no_eab: bool, **settings: Any) -> CAProfile:
+    """The named profile with the command line's overrides (None: keep the profile's)."""
+    if name not in PROFILES:
+        raise InvalidInput(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    for setting, choices in SETTING_CHOICES.items():
+        _choice(settings[setting], choices, "--" + setting.replace("_", "-"))
+    for field_name in settings["tkauth_fields"] or ():
+        _choice(field_name, ("atc", "tkauth"), "--tkauth-field")
+    settings["tkauth_fields"] = tuple(settings["tkauth_fields"] or ()) or None
+    if settings["cert_validity"] is not None:
+        settings["cert_validity"] = parse_duration(settings["cert_validity"])
+    return PROFILES[name].with_options(eab_required=False if no_eab else None, **settings)
+
+
 @sandbox_app.callback()
 def run(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Listen address (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen port (0 picks a free one).")] = 8443,
     data_dir: DataDir = None,
-    cert_validity: Annotated[str, typer.Option(help="Certificate lifetime: 7d, 2m, 90s.")] = "7d",
+    cert_validity: Annotated[
+        str | None,
+        typer.Option(help="Certificate lifetime: 7d, 2m, 90s (default: the profile's)."),
+    ] = None,
     http: Annotated[bool, typer.Option("--http", help="Plain HTTP instead of HTTPS.")] = False,
     profile: Annotated[str, typer.Option(help=f"CA profile: {', '.join(PROFILES)}.")] = "atis",
     no_eab: Annotated[
-        bool, typer.Option("--no-eab", help="Do not require External Account Binding.")
+        bool,
+        typer.Option(
+            "--no-eab",
+            help="Do not require account binding (EAB, or a known kid in jwk for jwk_kid).",
+        ),
     ] = False,
+    identifier_encoding: Annotated[
+        str | None, typer.Option(help="TNAuthList identifier: padded or base64url.")
+    ] = None,
+    cert_key: Annotated[
+        str | None,
+        typer.Option(help="Certificate key vs account key: any, account or separate."),
+    ] = None,
+    account_binding: Annotated[
+        str | None,
+        typer.Option(help="newAccount binding: eab (RFC 8555) or jwk_kid (kid inside jwk)."),
+    ] = None,
+    empty_payload_signature: Annotated[
+        str | None,
+        typer.Option(
+            help="Empty payloads: rfc7515 only, or protected_only also accepted "
+            "(signature over the protected header alone)."
+        ),
+    ] = None,
+    honour_validity: Annotated[
+        bool | None,
+        typer.Option(
+            "--honour-validity/--ignore-validity",
+            help="Honour newOrder notBefore/notAfter.",
+            show_default=False,
+        ),
+    ] = None,
+    tkauth_field: Annotated[
+        list[str] | None,
+        typer.Option(help="tkauth-01 answer field accepted: atc or tkauth; repeat."),
+    ] = None,
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(help="SPC token fingerprint: jwk_thumbprint or spki_sha256."),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="Certificate subject: csr (copied) or fixed (C/O/CN=SHAKEN <SPC>)."),
+    ] = None,
     fail_rate: Annotated[float, typer.Option(help="Share of requests refused with 503.")] = 0.0,
     providers: Annotated[
         Path | None, typer.Option(help="Providers file (TOML or JSON), added on start.")
@@ -75,9 +147,19 @@ def run(
     """Serve the sandbox STI-PA and STI-CA until interrupted."""
     if ctx.invoked_subcommand is not None:
         return
-    if profile not in PROFILES:
-        raise InvalidInput(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    ca_profile = PROFILES[profile].with_options(eab_required=False if no_eab else None)
+    ca_profile = _ca_profile(
+        profile,
+        no_eab,
+        identifier_encoding=identifier_encoding,
+        cert_key=cert_key,
+        account_binding=account_binding,
+        empty_payload_signature=empty_payload_signature,
+        honour_validity=honour_validity,
+        tkauth_fields=tkauth_field,
+        fingerprint=fingerprint,
+        subject=subject,
+        cert_validity=cert_validity,
+    )
     loaded: tuple[ProviderConfig, ...] = ()
     if providers is not None:
         data = read_input_file(providers, "providers file")
@@ -88,7 +170,6 @@ def run(
         port=port,
         http=http,
         profile=ca_profile,
-        cert_validity=parse_duration(cert_validity),
         fail_rate=fail_rate,
         providers=loaded,
         admin_token=admin_token,
@@ -112,7 +193,9 @@ def _announce(sandbox: Sandbox, tls_root: Path | None) -> None:
         f"Trust anchors: {data_dir / TRUST_ANCHORS_FILE}", highlight=False, soft_wrap=True
     )
     console.print(f"Data dir: {data_dir}", highlight=False, soft_wrap=True)
-    console.print(f"CA profile: {sandbox.config.profile.name}", highlight=False)
+    console.print(
+        f"CA profile: {describe_profile(sandbox.config.profile)}", highlight=False, soft_wrap=True
+    )
     console.file.flush()
 
 

@@ -155,8 +155,14 @@ def load_pem_certificates(path: Path, what: str) -> tuple[x509.Certificate, ...]
         raise InvalidInput(f"the {what} {str(path)!r} holds no certificate: {exc}") from None
 
 
+#: Settings of a built-in CA that its stored row has no column for.
+_BUILTIN_ONLY = ("account_binding", "empty_payload_signing", "first_authorization_only")
+
+
 def profile_of(ca: CertificateAuthority) -> CAProfile:
-    """The ACME client's view of a stored CA row."""
+    """The ACME client's view of a stored CA row (plus what only a built-in CA sets)."""
+    builtin = _builtin(ca.name) if ca.kind is not CAKind.CUSTOM else None
+    extra = {k: getattr(builtin, k) for k in _BUILTIN_ONLY} if builtin else {}
     return CAProfile(
         name=ca.name,
         production_url=ca.directory_url,
@@ -169,6 +175,7 @@ def profile_of(ca: CertificateAuthority) -> CAProfile:
         tkauth_field=ca.tkauth_field,  # type: ignore[arg-type]
         fingerprint_algorithm=ca.fingerprint_algorithm,  # type: ignore[arg-type]
         custom=ca.kind is CAKind.CUSTOM,
+        **extra,
     )
 
 
@@ -403,13 +410,19 @@ class AccountService:
         eab_hmac_key: Secret | None = None,
         name: str | None = None,
     ) -> AccountInfo:
-        """Register a new account key at the CA (with EAB when given) and store it."""
-        eab = _eab(eab_kid, eab_hmac_key)
+        """Register a new account key at the CA (with EAB when given) and store it.
+
+        A CA that binds accounts by a key id inside the jwk (Peeringhub) takes
+        ``eab_kid`` alone, without an HMAC key."""
         email = check_email(email)
         profile, name = self._prepare_account(ca, name, staging)
+        key_binding = profile.account_binding == "jwk_kid"
+        eab = None if key_binding else _eab(eab_kid, eab_hmac_key)
         key = ec.generate_private_key(ec.SECP256R1())
         client = AcmeClient(profile, key, staging=staging, verify=self.tls_verify, clock=self.clock)
-        registered = client.register(email=email, agree_tos=agree_tos, eab=eab)
+        registered = client.register(
+            email=email, agree_tos=agree_tos, eab=eab, key_id=eab_kid if key_binding else None
+        )
         with self.db.session() as session:
             self._ensure_ca(session, profile)
             row = create_acme_account(
@@ -421,7 +434,7 @@ class AccountService:
                 staging=staging,
                 email=email,
                 account_url=registered.url,
-                eab_kid=None if eab is None else eab.kid,
+                eab_kid=eab_kid if key_binding else None if eab is None else eab.kid,
                 eab_hmac_key=eab_hmac_key if eab else None,
                 tos_agreed=agree_tos,
                 origin=AccountOrigin.CREATED,

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from josepy.jwk import JWK
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -123,7 +125,7 @@ async def authenticate(request: Request, *, key: str = "kid") -> SignedRequest:
         raise Problem("malformed", "newAccount must be signed with jwk")
     account = _account_by_kid(sandbox, jws.header["kid"]) if has_kid else None
     jwk = _jwk_of(account) if account else parse_jwk(jws.header["jwk"])
-    jws.verify(jwk)
+    jws.verify(jwk, protected_only=sandbox.config.profile.empty_payload_signature != "rfc7515")
     if not sandbox.nonces.consume(jws.header.get("nonce")):
         raise Problem("badNonce", "the nonce is missing, unknown or already used")
     return SignedRequest(jws, jwk, account, url)
@@ -172,7 +174,9 @@ async def directory(request: Request) -> Response:
             "revokeCert": urls.acme("revoke-cert"),
             "keyChange": urls.acme("key-change"),
             "meta": {
-                "externalAccountRequired": profile.eab_required,
+                # A kid inside jwk (Peeringhub) is not RFC 8555's EAB.
+                "externalAccountRequired": profile.eab_required
+                and profile.account_binding == "eab",
                 "website": urls.base,
                 "profile": profile.name,
             },
@@ -211,19 +215,26 @@ def _contact(payload: dict[str, Any]) -> list[str]:
 
 async def new_account(request: Request) -> Response:
     sandbox = _sandbox(request)
+    profile = sandbox.config.profile
     signed = await authenticate(request, key="jwk")
-    payload = signed.payload()
+    key_binding = profile.account_binding == "jwk_kid"
+    # Peeringhub's newAccount has an empty payload; elsewhere RFC 8555 wants an object.
+    payload = {} if key_binding and signed.post_as_get else signed.payload()
     thumbprint = _thumbprint(signed.jwk)
     with sandbox.store.session() as session:
         existing = session.scalar(select(Account).where(Account.thumbprint == thumbprint))
     if existing is not None:
         url = _account_url(sandbox, existing)
+        if key_binding:
+            # Peeringhub: "an empty 200 OK reply with the ACME Account URL in Location".
+            return Response(status_code=200, headers={"Location": url})
         return _json(_account_json(sandbox, existing), location=url)
     if payload.get("onlyReturnExisting") is True:
         raise Problem("accountDoesNotExist", "no account exists for this key")
     contact = _contact(payload)
     binding = payload.get("externalAccountBinding")
-    if binding is None and sandbox.config.profile.eab_required:
+    key_id = _jwk_key_id(signed, required=profile.eab_required) if key_binding else None
+    if not key_binding and binding is None and profile.eab_required:
         raise Problem("externalAccountRequired", "this CA requires externalAccountBinding")
     with sandbox.store.session() as session:
         account = Account(
@@ -233,9 +244,36 @@ async def new_account(request: Request) -> Response:
         )
         session.add(account)
         session.flush()
-        if binding is not None:
+        if key_id is not None:
+            account.eab_kid = _bind_key_id(session, key_id, account.id, profile.eab_required)
+        elif binding is not None:
             account.eab_kid = _bind_eab(session, binding, signed, account.id)
     return _json(_account_json(sandbox, account), 201, location=_account_url(sandbox, account))
+
+
+def _jwk_key_id(signed: SignedRequest, *, required: bool) -> str | None:
+    """The ``kid`` member inside the newAccount ``jwk`` (Peeringhub's account binding)."""
+    key_id = signed.jws.header["jwk"].get("kid")
+    if key_id is None and not required:
+        return None
+    if not isinstance(key_id, str) or not key_id.strip():
+        raise Problem(
+            "externalAccountRequired", 'this CA binds accounts by a "kid" member inside jwk'
+        )
+    return key_id
+
+
+def _bind_key_id(session: Session, key_id: str, account_id: str, required: bool) -> str:
+    """Tie the account to a kid from ``add-eab``; unknown kids pass only when not required."""
+    record = session.get(EABKey, key_id)
+    if record is None:
+        if required:
+            raise Problem("unauthorized", f"unknown account key id (kid) {key_id!r}")
+        return key_id
+    if record.account_id not in (None, account_id):
+        raise Problem("unauthorized", "this key id (kid) is bound to another account")
+    record.account_id = account_id
+    return key_id
 
 
 def _bind_eab(session: Session, binding: Any, signed: SignedRequest, account_id: str) -> str:
@@ -603,6 +641,31 @@ def _check_csr(
         raise Problem("badCSR", "this CA requires the certificate key to be the account key")
     if rule == "separate" and same_key:
         raise Problem("badCSR", "the certificate key must not be the account key")
+    if sandbox.config.profile.subject == "csr":
+        _check_subject(csr.subject)
+
+
+#: ATIS-1000080 section 6.4.1: the subject DN has C, O and CN (other attributes optional).
+_REQUIRED_SUBJECT = {
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.COMMON_NAME: "CN",
+}
+
+
+def _check_subject(subject: x509.Name) -> None:
+    """The CSR subject goes into the certificate as is, so refuse what a CA would not
+    sign: a missing C/O/CN, or control and other non-printable characters."""
+    for oid, short in _REQUIRED_SUBJECT.items():
+        if not subject.get_attributes_for_oid(oid):
+            raise Problem("badCSR", f"the CSR subject has no {short} (C, O and CN are required)")
+    for attribute in subject:
+        value = attribute.value
+        name = attribute.rfc4514_attribute_name
+        if not isinstance(value, str) or not value.strip():
+            raise Problem("badCSR", f"the CSR subject's {name} is empty")
+        if any(unicodedata.category(char)[0] in "CZ" and char != " " for char in value):
+            raise Problem("badCSR", f"the CSR subject's {name} has forbidden characters")
 
 
 #: The policy of a certificate issued under the ``bad_profile`` fault: outside the
@@ -618,7 +681,7 @@ def _issue(
     key = csr.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
     not_before = order.not_before or sandbox.now() - dt.timedelta(seconds=30)
-    not_after = order.not_after or not_before + sandbox.config.cert_validity
+    not_after = order.not_after or not_before + sandbox.config.validity
     cert = issue_shaken_certificate(
         spc,
         public_key=key,
@@ -627,6 +690,7 @@ def _issue(
         not_before=not_before,
         not_after=not_after,
         policy_oid=NON_SHAKEN_POLICY_OID if sandbox.faults.bad_profile else SHAKEN_POLICY_OID,
+        subject=csr.subject if sandbox.config.profile.subject == "csr" else None,
     )
     record = Certificate(
         account_id=order.account_id,

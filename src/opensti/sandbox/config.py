@@ -8,8 +8,20 @@ against each behaviour without a contract with each CA:
     differ from the account key, EAB required, ``notBefore``/``notAfter`` honoured.
 ``rfc9448``
     base64url identifier without padding, only the ``tkauth`` challenge field.
+``martini``
+    EAB, padded identifier, ``atc`` field, SPKI fingerprint, 90 days: what the public
+    Martini client (github.com/ipifony/vermouth) does; Martini documents none of it.
 ``peeringhub``
-    padded identifier, the certificate key must be the ACME account key, ``atc`` field.
+    what Peeringhub's ACME reference (doc.peeringhub.io) and its public client (PyPI
+    stir-shaken-toolkit 1.0.2) show: no EAB but a key id inside the newAccount ``jwk``
+    (empty payload), an empty payload signed over the protected header alone (RFC 7515
+    signatures are accepted too), the SPKI fingerprint, padded identifier, ``atc``
+    field, certificate key = account key, and a year of validity (the client refuses
+    certificates with less than 14 days left).
+
+Every profile copies the CSR's subject into the certificate (``subject="csr"``; a
+subject with control or other non-printable characters is refused with ``badCSR``);
+``subject="fixed"`` issues ``C=US, O=opensti sandbox SP, CN=SHAKEN <SPC>`` instead.
 
 Providers file (TOML or JSON, ``--providers FILE``)::
 
@@ -31,7 +43,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from opensti.core.errors import InvalidInput
 
@@ -39,11 +51,14 @@ __all__ = [
     "DEMO_PASSWORD",
     "DEMO_PROVIDER",
     "PROFILES",
+    "PROFILE_SETTINGS",
+    "SETTING_CHOICES",
     "APIUserConfig",
     "CAProfile",
     "ProviderConfig",
     "SandboxConfig",
     "default_data_dir",
+    "describe_profile",
     "load_providers",
     "parse_duration",
 ]
@@ -51,6 +66,9 @@ __all__ = [
 IdentifierEncoding = Literal["base64url", "padded"]
 CertKeyRule = Literal["any", "account", "separate"]
 FingerprintAlgorithm = Literal["jwk_thumbprint", "spki_sha256"]
+AccountBinding = Literal["eab", "jwk_kid"]
+EmptyPayloadSigning = Literal["rfc7515", "protected_only"]
+SubjectRule = Literal["csr", "fixed"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -77,6 +95,17 @@ class CAProfile:
     honour_validity: bool = True
     tkauth_fields: tuple[str, ...] = ("tkauth", "atc")
     fingerprint: FingerprintAlgorithm = "jwk_thumbprint"
+    #: "eab": RFC 8555 externalAccountBinding; "jwk_kid": a ``kid`` member inside the
+    #: newAccount ``jwk`` names the customer (an ``add-eab`` kid; any kid when
+    #: ``eab_required`` is off), and the payload may be empty.
+    account_binding: AccountBinding = "eab"
+    #: "protected_only": an empty payload may also be signed over the protected header
+    #: alone (no trailing "."), besides RFC 7515's input.
+    empty_payload_signature: EmptyPayloadSigning = "rfc7515"
+    #: "csr": the certificate's subject is the CSR's; "fixed": C/O/CN=SHAKEN <SPC>.
+    subject: SubjectRule = "csr"
+    #: Certificate lifetime unless the order asks for another (``--cert-validity``).
+    cert_validity: dt.timedelta = dt.timedelta(days=7)
 
     def with_options(self, **options: Any) -> CAProfile:
         return replace(self, **{k: v for k, v in options.items() if v is not None})
@@ -87,8 +116,65 @@ PROFILES: dict[str, CAProfile] = {
     "rfc9448": CAProfile(
         name="rfc9448", identifier_encoding="base64url", tkauth_fields=("tkauth",)
     ),
-    "peeringhub": CAProfile(name="peeringhub", cert_key="account", tkauth_fields=("atc",)),
+    "peeringhub": CAProfile(
+        name="peeringhub",
+        cert_key="account",
+        tkauth_fields=("atc",),
+        fingerprint="spki_sha256",
+        account_binding="jwk_kid",
+        empty_payload_signature="protected_only",
+        # Peeringhub's lifetime is not published; its client renews 45 days ahead and
+        # refuses less than 14 days (shaken-cert-manager defaults), so a year.
+        cert_validity=dt.timedelta(days=365),
+    ),
+    # As the Martini client vermouth (github.com/ipifony/vermouth) shows that CA: EAB,
+    # padded identifier, "atc", SPKI fingerprint, a separate certificate key (the
+    # account key is not refused: unknown), notAfter 90 days ahead.
+    "martini": CAProfile(
+        name="martini",
+        tkauth_fields=("atc",),
+        fingerprint="spki_sha256",
+        cert_validity=dt.timedelta(days=90),
+    ),
 }
+
+#: The values of each choice setting, for the command line and its errors.
+SETTING_CHOICES: dict[str, tuple[str, ...]] = {
+    "identifier_encoding": get_args(IdentifierEncoding),
+    "cert_key": get_args(CertKeyRule),
+    "account_binding": get_args(AccountBinding),
+    "empty_payload_signature": get_args(EmptyPayloadSigning),
+    "fingerprint": get_args(FingerprintAlgorithm),
+    "subject": get_args(SubjectRule),
+}
+
+#: The settings a profile is made of, as ``opensti sandbox --help`` lists them.
+PROFILE_SETTINGS = (
+    "identifier_encoding",
+    "cert_key",
+    "eab_required",
+    "account_binding",
+    "empty_payload_signature",
+    "honour_validity",
+    "tkauth_fields",
+    "fingerprint",
+    "subject",
+    "cert_validity",
+)
+
+
+def describe_profile(profile: CAProfile) -> str:
+    """One line per profile for help texts: ``name: setting=value, ...``."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, tuple):
+            return "+".join(value)
+        if isinstance(value, dt.timedelta):
+            return f"{value.days}d" if value.days else f"{int(value.total_seconds())}s"
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    settings = ", ".join(f"{k}={shown(getattr(profile, k))}" for k in PROFILE_SETTINGS)
+    return f"{profile.name}: {settings}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +215,8 @@ class SandboxConfig:
     port: int = 8443
     http: bool = False
     profile: CAProfile = field(default_factory=CAProfile)
-    cert_validity: dt.timedelta = dt.timedelta(days=7)
+    #: Overrides the profile's ``cert_validity`` when set.
+    cert_validity: dt.timedelta | None = None
     spc_token_validity: dt.timedelta = dt.timedelta(days=1)
     access_token_validity: dt.timedelta = dt.timedelta(hours=1)
     #: Share of CA and STI-PA requests answered with 503, from 0 to 1.
@@ -143,6 +230,10 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.fail_rate <= 1.0:
             raise InvalidInput(f"fail rate must be between 0 and 1: {self.fail_rate}")
+
+    @property
+    def validity(self) -> dt.timedelta:
+        return self.cert_validity or self.profile.cert_validity
 
     @property
     def all_providers(self) -> tuple[ProviderConfig, ...]:

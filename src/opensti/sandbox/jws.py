@@ -109,6 +109,14 @@ class FlattenedJWS:
     def signing_input(self) -> bytes:
         return f"{self.protected_b64}.{self.payload_b64}".encode("ascii")
 
+    def signing_inputs(self, protected_only: bool) -> tuple[bytes, ...]:
+        """RFC 7515's input, and with ``protected_only`` (a CA profile's quirk, see
+        ``CAProfile.empty_payload_signature``) the protected header alone when the
+        payload is empty."""
+        if protected_only and self.payload_b64 == "":
+            return self.signing_input, self.protected_b64.encode("ascii")
+        return (self.signing_input,)
+
     def algorithm(self, allowed: tuple[str, ...]) -> JWASignature:
         name = self.header.get("alg")
         if name not in allowed:
@@ -125,17 +133,25 @@ class FlattenedJWS:
         allowed: tuple[str, ...] = ACCOUNT_ALGORITHMS,
         *,
         refusal: str = "malformed",
+        protected_only: bool = False,
     ) -> None:
-        """Raise ``refusal`` unless the signature verifies with ``key``."""
+        """Raise ``refusal`` unless the signature verifies with ``key`` over one of
+        :meth:`signing_inputs`."""
         alg = self.algorithm(allowed)
         if not isinstance(key, alg.kty):
             raise Problem("malformed", "the key type does not match alg")
-        try:
-            valid = alg.verify(key.key, self.signing_input, self.signature)
-        except (ValueError, TypeError, JoseError):
-            valid = False
-        if not valid:
+        if not any(
+            _verifies(alg, key, data, self.signature)
+            for data in self.signing_inputs(protected_only)
+        ):
             raise Problem(refusal, "JWS signature does not verify")
+
+
+def _verifies(alg: JWASignature, key: JWK, data: bytes, signature: bytes) -> bool:
+    try:
+        return bool(alg.verify(key.key, data, signature))
+    except (ValueError, TypeError, JoseError):
+        return False
 
 
 def verify_eab(

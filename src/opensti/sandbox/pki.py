@@ -156,13 +156,15 @@ def issue_shaken_certificate(
     organization: str = "opensti sandbox SP",
     tnauthlist: TNAuthList | None = None,
     policy_oid: str = SHAKEN_POLICY_OID,
+    subject: x509.Name | None = None,
 ) -> x509.Certificate:
-    """An STI end-entity certificate (ATIS-1000080 section 6.4.1) for one SPC."""
+    """An STI end-entity certificate (ATIS-1000080 section 6.4.1) for one SPC; the
+    subject is ``subject`` (a CSR's) or C/O/CN=SHAKEN <SPC>."""
     assert issuer.key is not None
     value = (tnauthlist or TNAuthList.for_spc(spc)).to_der()
     return (
         x509.CertificateBuilder()
-        .subject_name(_name(f"SHAKEN {spc}", organization))
+        .subject_name(subject or _name(f"SHAKEN {spc}", organization))
         .issuer_name(issuer.certificate.subject)
         .public_key(public_key)
         .serial_number(_serial())
