@@ -6,6 +6,8 @@ so they check our pyasn1 module against an independent encoder.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from cryptography import x509
 from hypothesis import given
@@ -116,10 +118,8 @@ def test_malformed_der_is_a_clean_error(der: bytes) -> None:
 
 @given(st.binary(max_size=200), st.booleans())
 def test_any_bytes_give_constraints_or_a_clean_error(der: bytes, enhanced: bool) -> None:
-    try:
+    with contextlib.suppress(InvalidCertificate):
         decode_claim_constraints(der, enhanced=enhanced)
-    except InvalidCertificate:
-        pass
 
 
 @given(
