@@ -38,7 +38,7 @@ class DivClaims:
     dest: tuple[str, ...]
     iat: int
     div: str
-    #: ATIS-1000085 adds origid to the div PASSporT; RFC 8946 does not require it.
+    #: Not in RFC 8946 nor in the deployed ATIS-1000085 examples; kept if a signer adds it.
     origid: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
@@ -61,9 +61,7 @@ class DivClaims:
             raise DivChainBroken(
                 f"div {div} is not a dest of the original PASSporT {list(original.dest)}"
             )
-        return cls(
-            orig=original.orig, dest=tuple(new_dest), iat=iat, div=div, origid=original.origid
-        )
+        return cls(orig=original.orig, dest=tuple(new_dest), iat=iat, div=div)
 
 
 def sign_div_passport(claims: DivClaims, *, key: ec.EllipticCurvePrivateKey, x5u: str) -> str:
