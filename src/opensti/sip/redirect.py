@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
+from opensti.core.call import CallVerification
 from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import (
     InvalidInput,
@@ -43,6 +44,7 @@ from opensti.core.errors import (
 from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
+from opensti.sip.diversion import diverting_tn
 from opensti.sip.message import REASON_PHRASES, SIPRequest, build_response
 from opensti.sip.transaction import (
     MAX_COMPLETED,
@@ -355,7 +357,7 @@ class RedirectHandler:
             dests = self._called(request)
             if orig is None or not dests:
                 raise InvalidTN("the calling or called party is not a telephone number")
-            identity = self._signer.sign(orig, dests, self._attest(request), request.call_id)
+            identity = self._sign_identity(request, orig, dests)
         except OpenSTIError as exc:
             code, phrase = sip_service_response(exc)
             logger.debug("not signing %s: %s", request.call_id, exc)
@@ -367,6 +369,17 @@ class RedirectHandler:
         send(self._response(request, 302, peer, [contact, ("Identity", identity)]))
         if self._log is not None:
             self._record(self._signed_call(request, orig, dests, identity))
+
+    def _sign_identity(self, request: SIPRequest, orig: str, dests: list[str]) -> str:
+        """SHAKEN, or a div PASSporT (RFC 8946) for an INVITE that already carries an
+        Identity and shows a diversion (Diversion or History-Info): we diverted it."""
+        assert self._signer is not None
+        sign_div = getattr(self._signer, "sign_div", None)
+        if sign_div is not None and request.header_values("identity"):
+            div = diverting_tn(request, nanp=self.policy.nanp)
+            if div is not None:
+                return str(sign_div(orig, dests, div, request.call_id))
+        return self._signer.sign(orig, dests, self._attest(request), request.call_id)
 
     def _call(
         self,
@@ -493,7 +506,7 @@ class RedirectHandler:
         """The result when no await is needed (no TN, or the credential is cached)."""
         if call.orig is None or not call.dests:
             return _no_validation("the calling or called party is not a telephone number")
-        if self._verify_cached is None:
+        if self._verify_cached is None or self._whole_call(call.request):
             return None
         try:
             return self._verify_cached(
@@ -510,6 +523,11 @@ class RedirectHandler:
         identities = request.header_values("identity")
         try:
             async with asyncio.timeout(self.policy.verify_timeout):
+                verify_call = getattr(self._verifier, "verify_call", None)
+                if verify_call is not None and self._whole_call(request):
+                    # SHAKEN plus div (RFC 8946) or rcd PASSporTs: the verstat covers all.
+                    whole: CallVerification = await verify_call(identities, call.orig, call.dests)
+                    return whole.result
                 return await self._verifier.verify(identities, call.orig, call.dests)
         except TimeoutError:
             logger.warning("verification of %s timed out", request.call_id)
@@ -517,6 +535,11 @@ class RedirectHandler:
         except Exception:
             logger.exception("verifier failed on %s", request.call_id)
             return _no_validation("verification service error")
+
+    @staticmethod
+    def _whole_call(request: SIPRequest) -> bool:
+        """Several Identity headers: a diverted call or an rcd PASSporT may be among them."""
+        return len(request.header_values("identity")) > 1
 
     def _send_verdict(
         self,
