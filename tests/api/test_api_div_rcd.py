@@ -62,3 +62,19 @@ async def test_div_with_shaken_claims_is_a_problem(mgmt: Mgmt) -> None:
     )
     assert response.status_code == 400
     assert_problem(response.json(), 400, "InvalidInput", "div PASSporT")
+
+
+async def test_call_log_keeps_the_name_only_when_verified(mgmt: Mgmt) -> None:
+    signed = await sign(mgmt, attest="A", dest=FIRST, rcd_name="Example Bank")
+    for call_id, to in (("good@pbx", FIRST), ("bad@pbx", FORWARDED)):
+        await mgmt.call(
+            "POST",
+            "/verify",
+            Role.OPERATOR,
+            json={"identity": signed["identity"], "from": ORIG, "to": to, "call_id": call_id},
+        )
+    assert mgmt.call_log.flush()
+    page = (await mgmt.call("GET", "/calls", Role.READ_ONLY, params={"tn": ORIG})).json()
+    names = {c["call_id"]: c["rcd_name"] for c in page["calls"] if c["direction"] == "inbound"}
+    # The second call fails TN validation (dest mismatch): its name is not kept.
+    assert names == {"good@pbx": "Example Bank", "bad@pbx": None}

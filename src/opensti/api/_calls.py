@@ -97,7 +97,9 @@ async def _verify(ctx: APIContext, body: VerifyIn) -> dict[str, Any]:
     call = await ctx.verifier.verify_call(_identities(body), body.from_, dests, now=body.now)
     result = call.result
     if ctx.call_log is not None:
-        ctx.call_log.record_verified(result, orig=body.from_, dest=dests, call_id=body.call_id)
+        ctx.call_log.record_verified(
+            result, orig=body.from_, dest=dests, call_id=body.call_id, rcd=call.rcd
+        )
     return {**call.to_dict(), "result_class": result.result_class.value}
 
 

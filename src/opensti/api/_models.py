@@ -226,6 +226,9 @@ class CallOut(_Response):
     reason: str | None
     certificate_id: int | None
     x5u: str | None
+    #: The caller's name and logo URL, only for a call whose rcd claims verified.
+    rcd_name: str | None = None
+    rcd_icon: str | None = None
 
 
 class CallPageOut(_Response):
