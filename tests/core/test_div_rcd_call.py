@@ -345,3 +345,22 @@ def test_any_identity_values_give_a_result(values: list[str]) -> None:
 
 def test_errors_are_passport_errors() -> None:
     assert issubclass(DivChainBroken, PassportError)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["tn", "uri", "x"]), inner, max_size=2)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["orig", "dest", "div", "iat", "origid"]), _json))
+def test_any_div_payload_gives_claims_or_a_clean_error(payload: dict[str, Any]) -> None:
+    try:
+        claims = div_claims(Passport(VECTOR["div"]["header"], payload, b"", b""))
+    except PassportError:
+        return
+    assert claims.to_payload()["div"] == {"tn": claims.div}
