@@ -96,7 +96,9 @@ class ResourceFetcher:
             content = await self._fetcher.fetch(url)
         except BadIdentityInfo as exc:
             # The fetcher speaks of x5u; here the URL is an rcd resource.
-            error = BadIdentityInfo(exc.message.replace("x5u", "rcd resource"), value=url)
+            message = exc.message.replace("x5u", "rcd resource")
+            message = message.replace("is not a certificate", "is not an image or a jCard")
+            error = BadIdentityInfo(message, value=url)
             entry = _Entry(None, error)
             self._cache.put(url, entry, now + self._negative_ttl)
             return entry
