@@ -4,13 +4,16 @@ verify listener checks the SHAKEN PASSporT and the div chain together."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from sip_support import DEST, ORIG, DemoSigner, request, udp_client
+from sip_support import DEST, ORIG, X5U, DemoSigner, request, udp_client
 from test_sip_server import PAI, _sign, _verify, address_of, records, server  # noqa: F401
 
-from opensti.core.identity import parse_identity
-from opensti.core.passport import decode_passport
-from opensti.sip import FailurePolicy, Mode, SIPServer
+from opensti.core.identity import format_identity, parse_identity
+from opensti.core.passport import PassportSigner, ShakenClaims, decode_passport
+from opensti.core.rcd import build_rcd_claims
+from opensti.sip import CallRecord, FailurePolicy, Mode, SIPServer
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +84,20 @@ async def test_undiverted_call_with_identity_is_signed_shaken(
     identity = response.header("identity")
     assert identity is not None
     assert parse_identity(identity).ppt == "shaken"
+
+
+async def test_branded_diverted_call_logs_the_verified_name(
+    server: SIPServer,  # noqa: F811
+    call_signer: DemoSigner,
+    passport_signer: PassportSigner,
+    records: list[CallRecord],  # noqa: F811
+) -> None:
+    claims = ShakenClaims(ORIG, (DEST,), int(time.time()), "A", "branded")
+    payload = {**claims.to_payload(), **build_rcd_claims(name="Example Bank")}
+    shaken = format_identity(passport_signer.sign_payload(payload), X5U)
+    div = call_signer.sign_div(ORIG, [FORWARDED], DEST, "c4")
+    response = await _verify(server, [shaken, div], uri=TARGET, to=f"<{TARGET}>")
+    assert response.status == 302
+    [record] = [r for r in records if r.call_id == response.call_id]
+    assert record.verstat == "TN-Validation-Passed"
+    assert record.rcd_name == "Example Bank"

@@ -284,6 +284,8 @@ class CallLog:
             attest=call.attest,
             verstat=call.verstat,
             sip_code=call.sip_code,
+            rcd_name=_clip(call.rcd_name, _RCD_NAME_MAX),
+            rcd_icon=_clip(call.rcd_icon, _URL_MAX),
         )
 
     def record_signed(self, signed: SignedCall, *, call_id: str | None = None) -> bool:

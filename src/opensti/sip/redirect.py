@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
@@ -130,6 +130,9 @@ class CallRecord:
     x5u: str | None
     #: The remote certificate that a verified call's PASSporT was checked against.
     certificate: ValidatedCertificate | None = None
+    #: A verified call's Rich Call Data (RFC 9795), only when it verified.
+    rcd_name: str | None = None
+    rcd_icon: str | None = None
 
 
 #: Must return at once (e.g. put the record on a bounded queue).
@@ -482,25 +485,29 @@ class RedirectHandler:
             return
         self._conclude(call, result)
 
-    def _conclude(self, call: _Verifying, result: VerificationResult) -> None:
-        """Send the verdict and log the call."""
+    def _conclude(self, call: _Verifying, verdict: VerificationResult | CallVerification) -> None:
+        """Send the verdict and log the call (with its verified name and logo, if any)."""
+        whole = verdict if isinstance(verdict, CallVerification) else None
+        result = verdict.result if isinstance(verdict, CallVerification) else verdict
         request = call.request
         code = self._send_verdict(request, call.peer, call.send, result, call.pai)
         if self._log is not None:
             attest = result.claims.attest if result.claims else None
-            self._record(
-                self._call(
-                    request,
-                    "inbound",
-                    call.orig,
-                    call.dests,
-                    code,
-                    attest=attest,
-                    verstat=result.verstat.value,
-                    x5u=result.x5u,
-                    certificate=result.certificate,
-                )
+            record = self._call(
+                request,
+                "inbound",
+                call.orig,
+                call.dests,
+                code,
+                attest=attest,
+                verstat=result.verstat.value,
+                x5u=result.x5u,
+                certificate=result.certificate,
             )
+            rcd = whole.rcd if whole is not None and whole.passed else None
+            if rcd is not None and rcd.verified:
+                record = replace(record, rcd_name=rcd.name, rcd_icon=rcd.icon)
+            self._record(record)
 
     def _verified_at_once(self, call: _Verifying) -> VerificationResult | None:
         """The result when no await is needed (no TN, or the credential is cached)."""
@@ -516,7 +523,7 @@ class RedirectHandler:
             logger.exception("verifier failed on %s", call.request.call_id)
             return _no_validation("verification service error")
 
-    async def _run_verifier(self, call: _Verifying) -> VerificationResult:
+    async def _run_verifier(self, call: _Verifying) -> VerificationResult | CallVerification:
         assert self._verifier is not None
         assert call.orig is not None
         request = call.request
@@ -527,7 +534,7 @@ class RedirectHandler:
                 if verify_call is not None and self._whole_call(request):
                     # SHAKEN plus div (RFC 8946) or rcd PASSporTs: the verstat covers all.
                     whole: CallVerification = await verify_call(identities, call.orig, call.dests)
-                    return whole.result
+                    return whole
                 return await self._verifier.verify(identities, call.orig, call.dests)
         except TimeoutError:
             logger.warning("verification of %s timed out", request.call_id)
