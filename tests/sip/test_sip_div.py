@@ -101,3 +101,18 @@ async def test_branded_diverted_call_logs_the_verified_name(
     [record] = [r for r in records if r.call_id == response.call_id]
     assert record.verstat == "TN-Validation-Passed"
     assert record.rcd_name == "Example Bank"
+
+
+async def test_branded_call_logs_the_verified_name_and_keeps_its_verstat(
+    server: SIPServer,  # noqa: F811
+    passport_signer: PassportSigner,
+    records: list[CallRecord],  # noqa: F811
+) -> None:
+    claims = ShakenClaims(ORIG, (DEST,), int(time.time()), "A", "branded-one")
+    payload = {**claims.to_payload(), **build_rcd_claims(name="Example Bank")}
+    branded = format_identity(passport_signer.sign_payload(payload), X5U)
+    response = await _verify(server, [branded], FailurePolicy.REJECT)
+    assert response.status == 302
+    assert "verstat=TN-Validation-Passed" in (response.header("p-asserted-identity") or "")
+    [record] = [r for r in records if r.call_id == response.call_id]
+    assert record.rcd_name == "Example Bank"

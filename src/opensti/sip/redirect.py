@@ -41,6 +41,7 @@ from opensti.core.errors import (
     sip_response,
     sip_service_response,
 )
+from opensti.core.identity import parse_identity
 from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
@@ -171,6 +172,14 @@ class _Verifying(NamedTuple):
     orig: str | None
     dests: list[str]
     pai: list[NameAddr] | None
+
+
+def _carries_rcd(identity: str) -> bool:
+    """Whether an Identity value's PASSporT has rcd claims (RFC 9795); False if unreadable."""
+    try:
+        return "rcd" in decode_passport(parse_identity(identity).token).payload
+    except OpenSTIError:
+        return False
 
 
 def _no_validation(reason: str) -> VerificationResult:
@@ -543,10 +552,13 @@ class RedirectHandler:
             logger.exception("verifier failed on %s", request.call_id)
             return _no_validation("verification service error")
 
-    @staticmethod
-    def _whole_call(request: SIPRequest) -> bool:
-        """Several Identity headers: a diverted call or an rcd PASSporT may be among them."""
-        return len(request.header_values("identity")) > 1
+    def _whole_call(self, request: SIPRequest) -> bool:
+        """Several Identity headers (a diverted call, an rcd PASSporT), or one carrying
+        rcd claims whose name and logo the call log keeps: verified as a whole call."""
+        identities = request.header_values("identity")
+        if len(identities) > 1:
+            return True
+        return self._log is not None and any(_carries_rcd(value) for value in identities)
 
     def _send_verdict(
         self,
