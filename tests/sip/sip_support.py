@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import cast
 
+from opensti.core.call import CallVerification, verify_call
 from opensti.core.certs import ValidatedCertificate
+from opensti.core.div import DivClaims
 from opensti.core.errors import BadIdentityInfo
 from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
@@ -48,6 +50,11 @@ class DemoSigner:
         )
         return format_identity(self._signer.sign(claims), self._signer.x5u)
 
+    def sign_div(self, orig_tn: str, dest_tns: Sequence[str], div_tn: str, call_id: str) -> str:
+        claims = DivClaims(orig=orig_tn, dest=tuple(dest_tns), iat=int(self._clock()), div=div_tn)
+        token = self._signer.sign_as("div", claims.to_payload())
+        return format_identity(token, self._signer.x5u, ppt="div")
+
 
 class DemoVerifier:
     """A CallVerifier on opensti.core: a fixed repository of validated certificates."""
@@ -65,6 +72,17 @@ class DemoVerifier:
         self, identities: Sequence[str], orig_tn: str, dest_tns: Sequence[str]
     ) -> VerificationResult:
         return verify_identities(
+            identities,
+            orig_tn=orig_tn,
+            dest_tns=dest_tns,
+            now=int(time.time()),
+            resolve=self._resolve,
+        )
+
+    async def verify_call(
+        self, identities: Sequence[str], orig_tn: str, dest_tns: Sequence[str]
+    ) -> CallVerification:
+        return verify_call(
             identities,
             orig_tn=orig_tn,
             dest_tns=dest_tns,

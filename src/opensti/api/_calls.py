@@ -32,6 +32,8 @@ from opensti.api._problems import error_problem
 from opensti.api.stir import _full_identity
 from opensti.calls import MAX_PAGE, call_dict, certificate_info, find_calls, list_calls
 from opensti.core.errors import InvalidInput, NotFound, OpenSTIError
+from opensti.core.rcd import build_rcd_claims
+from opensti.signing._extended import sign_branded, sign_div
 from opensti.store import Role
 
 __all__ = ["router"]
@@ -45,7 +47,19 @@ def _dests(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
+def _sign_div(ctx: APIContext, body: SignIn) -> dict[str, Any]:
+    if body.attest is not None or body.rcd_name is not None:
+        raise InvalidInput("a div PASSporT carries no attest or rcd claims")
+    assert body.div is not None
+    signed = sign_div(
+        ctx.signer, body.orig, _dests(body.dest), body.div, entry=body.entry, now=body.iat
+    )
+    return {"identity": signed.identity, "entry": signed.entry, "x5u": signed.x5u}
+
+
 def _sign(ctx: APIContext, body: SignIn) -> dict[str, Any]:
+    if body.div is not None:
+        return _sign_div(ctx, body)
     dests = _dests(body.dest)
     try:
         signed = ctx.signer.sign(
@@ -60,6 +74,9 @@ def _sign(ctx: APIContext, body: SignIn) -> dict[str, Any]:
         if ctx.call_log is not None and not isinstance(error, InvalidInput):
             ctx.call_log.record_sign_failure(error, body.orig, dests, body.call_id)
         raise
+    if body.rcd_name is not None or body.rcd_reason is not None:
+        rcd = build_rcd_claims(name=body.rcd_name, call_reason=body.rcd_reason)
+        signed = sign_branded(signed, ctx.signer, rcd)
     if ctx.call_log is not None:
         ctx.call_log.record_signed(signed, call_id=body.call_id)
     return {"identity": signed.identity, "entry": signed.entry, "x5u": signed.x5u}
@@ -76,10 +93,14 @@ async def _verify(ctx: APIContext, body: VerifyIn) -> dict[str, Any]:
     if ctx.verifier is None:
         raise NotFound("verification is not enabled on this server")
     dests = _dests(body.to)
-    result = await ctx.verifier.verify(_identities(body), body.from_, dests, now=body.now)
+    # verify_call: div PASSporTs (RFC 8946) and rcd claims (RFC 9795) are checked too.
+    call = await ctx.verifier.verify_call(_identities(body), body.from_, dests, now=body.now)
+    result = call.result
     if ctx.call_log is not None:
-        ctx.call_log.record_verified(result, orig=body.from_, dest=dests, call_id=body.call_id)
-    return {**result.to_dict(), "result_class": result.result_class.value}
+        ctx.call_log.record_verified(
+            result, orig=body.from_, dest=dests, call_id=body.call_id, rcd=call.rcd
+        )
+    return {**call.to_dict(), "result_class": result.result_class.value}
 
 
 def _sign_or_problem(ctx: APIContext, body: SignIn) -> dict[str, Any]:

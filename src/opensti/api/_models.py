@@ -146,6 +146,11 @@ class SignIn(_Request):
     entry: Name | None = None
     call_id: Annotated[str | None, Field(max_length=255)] = None
     iat: Annotated[int | None, Field(ge=0)] = None
+    #: A div PASSporT (RFC 8946) instead: the number the call was diverted from.
+    div: TN | None = None
+    #: Rich Call Data (RFC 9795) added to the SHAKEN PASSporT: name and call reason.
+    rcd_name: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+    rcd_reason: Annotated[str | None, Field(min_length=1, max_length=256)] = None
 
 
 class SignOut(_Response):
@@ -174,6 +179,11 @@ class VerifyOut(_Response):
     iat: int | None
     x5u: str | None
     result_class: str
+    #: With div PASSporTs: the SHAKEN PASSporT's own result and each link of the chain.
+    base: dict[str, Any] | None = None
+    div: list[dict[str, Any]] | None = None
+    #: With rcd claims: whether the name and logo are verified, and why not.
+    rcd: dict[str, Any] | None = None
 
 
 class Problem(_Response):
@@ -216,6 +226,9 @@ class CallOut(_Response):
     reason: str | None
     certificate_id: int | None
     x5u: str | None
+    #: The caller's name and logo URL, only for a call whose rcd claims verified.
+    rcd_name: str | None = None
+    rcd_icon: str | None = None
 
 
 class CallPageOut(_Response):

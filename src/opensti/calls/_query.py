@@ -216,4 +216,6 @@ def call_dict(message: SipMessage) -> dict[str, Any]:
         "certificate_id": message.certificate_id,
         "remote_certificate_id": message.remote_certificate_id,
         "x5u": message.x5u,
+        "rcd_name": message.rcd_name,
+        "rcd_icon": message.rcd_icon,
     }

@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from opensti.config import Settings
+from opensti.core.call import RCDResult
 from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import InvalidInput, OpenSTIError, sip_service_response
 from opensti.core.verify import VerificationResult
@@ -69,6 +70,7 @@ _DIRECTIONS = {
 }
 # Column widths of the sip_message table: a hostile Call-ID must not fail a whole batch.
 _CALL_ID_MAX, _TN_MAX, _REASON_MAX, _URL_MAX = 255, 32, 255, 2048
+_RCD_NAME_MAX = 256
 #: Remote certificates whose row id the writer remembers.
 KNOWN_CERTIFICATES = 4096
 #: A queued call: the row, and the remote certificate of a verified call.
@@ -282,6 +284,8 @@ class CallLog:
             attest=call.attest,
             verstat=call.verstat,
             sip_code=call.sip_code,
+            rcd_name=_clip(call.rcd_name, _RCD_NAME_MAX),
+            rcd_icon=_clip(call.rcd_icon, _URL_MAX),
         )
 
     def record_signed(self, signed: SignedCall, *, call_id: str | None = None) -> bool:
@@ -313,9 +317,12 @@ class CallLog:
         orig: str | None,
         dest: Sequence[str],
         call_id: str | None = None,
+        rcd: RCDResult | None = None,
     ) -> bool:
-        """A call the REST API verified; ``orig``/``dest`` as the request gave them."""
+        """A call the REST API verified; ``orig``/``dest`` as the request gave them;
+        ``rcd`` the Rich Call Data, whose name and logo are kept only if verified."""
         claims = result.claims
+        shown = rcd if rcd is not None and rcd.verified and result.passed else None
         return self._call(
             False,
             call_id,
@@ -327,6 +334,8 @@ class CallLog:
             attest=claims.attest if claims else None,
             verstat=result.verstat.value,
             sip_code=result.sip_code,
+            rcd_name=_clip(shown.name, _RCD_NAME_MAX) if shown else None,
+            rcd_icon=_clip(shown.icon, _URL_MAX) if shown else None,
         )
 
     # -- the writer ---------------------------------------------------------------------

@@ -13,6 +13,8 @@ import typer
 from cryptography import x509
 
 from opensti.cli._app import app, print_json, read_input_file
+from opensti.cli._div_rcd import RCDOptions, fetch_resource, sign_extended
+from opensti.core.call import verify_call
 from opensti.core.certs import (
     CertificateChain,
     TrustContext,
@@ -32,7 +34,7 @@ from opensti.core.passport import (
     sign_passport,
 )
 from opensti.core.tn import canonicalize_tn
-from opensti.core.verify import DEFAULT_MAX_AGE, verify_identities
+from opensti.core.verify import DEFAULT_MAX_AGE
 from opensti.verification.fetch import FetchPolicy, X5UFetcher
 
 passport_app = typer.Typer(help="Sign, verify and decode SHAKEN PASSporTs (Identity headers).")
@@ -45,7 +47,9 @@ def sign(
     x5u: Annotated[str, typer.Option(help="HTTPS URL of the certificate chain.")],
     orig: Annotated[str, typer.Option(help="Calling number (TN or tel/sip URI).")],
     dest: Annotated[list[str], typer.Option(help="Called number; repeat for several.")],
-    attest: Annotated[str, typer.Option(help="Attestation level: A, B or C.")],
+    attest: Annotated[
+        str | None, typer.Option(help="Attestation level: A, B or C (ppt shaken).")
+    ] = None,
     origid: Annotated[
         str | None, typer.Option(help="Origination id (default: a new UUID).")
     ] = None,
@@ -53,22 +57,56 @@ def sign(
         int | None, typer.Option(help="Issued-at, epoch seconds (default: now).")
     ] = None,
     compact: Annotated[bool, typer.Option(help="Compact form (RFC 8225 section 7).")] = False,
+    ppt: Annotated[str, typer.Option(help="PASSporT type: shaken, div or rcd.")] = "shaken",
+    div: Annotated[
+        str | None, typer.Option(help="ppt div: the number the call was diverted from.")
+    ] = None,
+    rcd_name: Annotated[str | None, typer.Option(help="Rich Call Data: display name.")] = None,
+    rcd_icon: Annotated[
+        str | None, typer.Option(help="Rich Call Data: logo URL (fetched for its rcdi).")
+    ] = None,
+    rcd_reason: Annotated[str | None, typer.Option(help="Rich Call Data: call reason.")] = None,
+    allow_http_icon: Annotated[bool, typer.Option(help="Fetch an http:// logo.")] = False,
+    allow_private_icon: Annotated[
+        bool, typer.Option(help="Fetch the logo from loopback/private addresses.")
+    ] = False,
 ) -> None:
     """Print the Identity header value (without the ``Identity:`` name) for one call."""
-    if attest not in ATTESTATION_LEVELS:
+    if ppt == "shaken" and attest not in ATTESTATION_LEVELS:
         raise InvalidInput(f"--attest must be A, B or C, not {attest!r}")
+    if ppt != "shaken" and attest is not None:
+        raise InvalidInput(f"--attest is a SHAKEN claim; a {ppt!r} PASSporT has none")
     private_key = load_private_key(read_input_file(key, "key file"))
     if not x5u.lower().startswith(("https://", "http://")):
         raise InvalidInput(f"--x5u must be an http(s) URL, not {x5u!r}")
-    claims = ShakenClaims(
-        orig=canonicalize_tn(orig),
-        dest=tuple(canonicalize_tn(tn) for tn in dest),
-        iat=int(time.time()) if iat is None else iat,
-        attest=attest,
-        origid=origid or str(uuid.uuid4()),
+    orig_tn, dest_tns = canonicalize_tn(orig), tuple(canonicalize_tn(tn) for tn in dest)
+    when = int(time.time()) if iat is None else iat
+    claims = (
+        ShakenClaims(orig_tn, dest_tns, when, attest, origid or str(uuid.uuid4()))
+        if attest is not None
+        else None
     )
-    token = sign_passport(claims, key=private_key, x5u=x5u, compact=compact)
-    print(format_identity(token, x5u))
+    rcd = RCDOptions(rcd_name, rcd_icon, rcd_reason)
+    if claims is not None and ppt == "shaken" and div is None and not rcd.given:
+        token = sign_passport(claims, key=private_key, x5u=x5u, compact=compact)
+        print(format_identity(token, x5u))
+        return
+    if compact:
+        raise InvalidInput("--compact cannot carry div or rcd claims (RFC 8224 section 5.2)")
+    policy = FetchPolicy(allow_http=allow_http_icon, allow_private=allow_private_icon)
+    token = sign_extended(
+        ppt=ppt,
+        key=private_key,
+        x5u=x5u,
+        shaken=claims,
+        orig=orig_tn,
+        dest=dest_tns,
+        iat=when,
+        div=div,
+        rcd=rcd,
+        policy=policy,
+    )
+    print(format_identity(token, x5u, ppt=ppt))
 
 
 def _load_anchors(path: Path) -> tuple[x509.Certificate, ...]:
@@ -147,12 +185,15 @@ def verify(
         chain = local_chain or _fetch_chain(url, policy)
         return validate_shaken_certificate(chain, trust, dt.datetime.fromtimestamp(when, dt.UTC))
 
-    result = verify_identities(
+    # A div PASSporT per diversion and the rcd claims are verified too (verify_call);
+    # a logo is fetched under the x5u rules.
+    result = verify_call(
         identity,
         orig_tn=canonicalize_tn(orig) if orig else None,
         dest_tns=[canonicalize_tn(tn) for tn in dest] if dest else None,
         now=when,
         resolve=resolve,
+        fetch=lambda url: fetch_resource(url, policy),
         max_age=max_age,
         allow_http_x5u=allow_http_x5u,
     )

@@ -57,6 +57,7 @@ from opensti.signing import CallSignerAdapter, SigningService
 from opensti.sip import ListenerSpec, RedirectPolicy, SIPServer, SIPServices, parse_listeners
 from opensti.store import follow_store
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
+from opensti.verification.resources import ResourceFetcher
 
 __all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server", "sip_policy"]
 
@@ -159,7 +160,9 @@ async def _verifier(application: App, stack: AsyncExitStack) -> VerificationServ
     verify = application.accounts.tls_verify
     trust = TrustStore(source=anchors, fetch=HTTPGet(verify=verify))
     fetcher = await stack.enter_async_context(X5UFetcher(FetchPolicy()))
-    return VerificationService(fetcher, trust)
+    # Rich Call Data logos are fetched under the same rules as x5u (RFC 9795 rcdi).
+    resources = await stack.enter_async_context(ResourceFetcher(FetchPolicy()))
+    return VerificationService(fetcher, trust, resources=resources)
 
 
 def sip_policy(settings: Settings) -> RedirectPolicy:

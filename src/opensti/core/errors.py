@@ -30,6 +30,9 @@
           |    +-- CallingNumberMismatch   orig != the signalling's calling TN
           |    +-- CalledNumberMismatch    the called TN is not in dest
           |    +-- SignatureInvalid        ES256 signature does not verify
+     |    +-- DivChainBroken          a div PASSporT that does not chain (RFC 8946)
+     |    +-- RCDIntegrityFailed      rcd claims or resources fail rcdi (RFC 9795)
+     |    +-- ClaimNotPermitted       claims the cert's JWT Claim Constraints forbid
           +-- BadIdentityInfo            x5u could not be fetched or parsed           436
           +-- UnsupportedCredential      the certificate is not acceptable            437
                +-- ChainUntrusted          no path to an STI-PA trust anchor
@@ -57,8 +60,10 @@ __all__ = [
     "CertificateProfileError",
     "CertificateRevoked",
     "ChainUntrusted",
+    "ClaimNotPermitted",
     "Conflict",
     "DeliveryFailed",
+    "DivChainBroken",
     "IdentityMissing",
     "InvalidCertificate",
     "InvalidIdentityHeader",
@@ -77,6 +82,7 @@ __all__ = [
     "OpenSTIError",
     "PassportError",
     "PermissionDenied",
+    "RCDIntegrityFailed",
     "ResultClass",
     "SIPParseError",
     "ServiceUnreachable",
@@ -233,6 +239,18 @@ class SignatureInvalid(InvalidIdentityHeader):
     pass
 
 
+class DivChainBroken(InvalidIdentityHeader):
+    """A div PASSporT whose div, orig or dest does not link the call's PASSporTs."""
+
+
+class RCDIntegrityFailed(InvalidIdentityHeader):
+    """An rcd claim or a resource it points to that does not match its rcdi digest."""
+
+
+class ClaimNotPermitted(InvalidIdentityHeader):
+    """Claims the signing certificate's JWT Claim Constraints do not permit."""
+
+
 class BadIdentityInfo(PassportError):
     pass
 
@@ -268,6 +286,9 @@ class ResultClass(StrEnum):
     SIGNATURE_FAILURE = "signature-failure"
     REVOKED = "revoked"
     INVALID_PASSPORT = "invalid-passport"
+    DIV_CHAIN_BROKEN = "div-chain-broken"
+    RCD_INTEGRITY = "rcd-integrity-failure"
+    CLAIM_NOT_PERMITTED = "claim-not-permitted"
 
 
 # The three tables below are looked up along the class's MRO, most specific first.
@@ -300,6 +321,9 @@ _RESULT_CLASSES: dict[type[PassportError], ResultClass] = {
     CallingNumberMismatch: ResultClass.CALLING_NUMBER_MISMATCH,
     CalledNumberMismatch: ResultClass.CALLED_NUMBER_MISMATCH,
     SignatureInvalid: ResultClass.SIGNATURE_FAILURE,
+    DivChainBroken: ResultClass.DIV_CHAIN_BROKEN,
+    RCDIntegrityFailed: ResultClass.RCD_INTEGRITY,
+    ClaimNotPermitted: ResultClass.CLAIM_NOT_PERMITTED,
     BadIdentityInfo: ResultClass.REPOSITORY_ERROR,
     UnsupportedCredential: ResultClass.CERT_CHAIN_ERROR,
     CertificateRevoked: ResultClass.REVOKED,

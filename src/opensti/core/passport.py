@@ -172,6 +172,10 @@ class PassportSigner:
     def sign(self, claims: ShakenClaims) -> str:
         return self._sign_json(claims.to_json())
 
+    def sign_as(self, ppt: str, payload: Mapping[str, Any]) -> str:
+        """Sign a PASSporT of another type (``div``, ``rcd``) with this key and x5u."""
+        return PassportSigner(self._key, self.x5u, ppt).sign_payload(payload)
+
 
 def sign_passport(
     claims: ShakenClaims, *, key: ec.EllipticCurvePrivateKey, x5u: str, compact: bool = False

@@ -130,3 +130,12 @@ class CallSignerAdapter:
     ) -> str:
         """``call_id`` is accepted for the caller's log; it does not enter the PASSporT."""
         return self.service.sign(orig_tn, dest_tns, attest=attest).identity
+
+    def sign_div(
+        self, orig_tn: str, dest_tns: Sequence[str], div_tn: str, call_id: str | None
+    ) -> str:
+        """The div PASSporT (RFC 8946) for a call this operator diverts from ``div_tn``."""
+        # Imported here: the div signer builds on this module.
+        from opensti.signing._extended import sign_div
+
+        return sign_div(self.service, orig_tn, dest_tns, div_tn).identity

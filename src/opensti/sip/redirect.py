@@ -26,10 +26,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
+from opensti.core.call import CallVerification
 from opensti.core.certs import ValidatedCertificate
 from opensti.core.errors import (
     InvalidInput,
@@ -40,9 +41,11 @@ from opensti.core.errors import (
     sip_response,
     sip_service_response,
 )
+from opensti.core.identity import parse_identity
 from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
+from opensti.sip.diversion import diverting_tn
 from opensti.sip.message import REASON_PHRASES, SIPRequest, build_response
 from opensti.sip.transaction import (
     MAX_COMPLETED,
@@ -128,6 +131,9 @@ class CallRecord:
     x5u: str | None
     #: The remote certificate that a verified call's PASSporT was checked against.
     certificate: ValidatedCertificate | None = None
+    #: A verified call's Rich Call Data (RFC 9795), only when it verified.
+    rcd_name: str | None = None
+    rcd_icon: str | None = None
 
 
 #: Must return at once (e.g. put the record on a bounded queue).
@@ -166,6 +172,14 @@ class _Verifying(NamedTuple):
     orig: str | None
     dests: list[str]
     pai: list[NameAddr] | None
+
+
+def _carries_rcd(identity: str) -> bool:
+    """Whether an Identity value's PASSporT has rcd claims (RFC 9795); False if unreadable."""
+    try:
+        return "rcd" in decode_passport(parse_identity(identity).token).payload
+    except OpenSTIError:
+        return False
 
 
 def _no_validation(reason: str) -> VerificationResult:
@@ -355,7 +369,7 @@ class RedirectHandler:
             dests = self._called(request)
             if orig is None or not dests:
                 raise InvalidTN("the calling or called party is not a telephone number")
-            identity = self._signer.sign(orig, dests, self._attest(request), request.call_id)
+            identity = self._sign_identity(request, orig, dests)
         except OpenSTIError as exc:
             code, phrase = sip_service_response(exc)
             logger.debug("not signing %s: %s", request.call_id, exc)
@@ -367,6 +381,17 @@ class RedirectHandler:
         send(self._response(request, 302, peer, [contact, ("Identity", identity)]))
         if self._log is not None:
             self._record(self._signed_call(request, orig, dests, identity))
+
+    def _sign_identity(self, request: SIPRequest, orig: str, dests: list[str]) -> str:
+        """SHAKEN, or a div PASSporT (RFC 8946) for an INVITE that already carries an
+        Identity and shows a diversion (Diversion or History-Info): we diverted it."""
+        assert self._signer is not None
+        sign_div = getattr(self._signer, "sign_div", None)
+        if sign_div is not None and request.header_values("identity"):
+            div = diverting_tn(request, nanp=self.policy.nanp)
+            if div is not None:
+                return str(sign_div(orig, dests, div, request.call_id))
+        return self._signer.sign(orig, dests, self._attest(request), request.call_id)
 
     def _call(
         self,
@@ -469,31 +494,35 @@ class RedirectHandler:
             return
         self._conclude(call, result)
 
-    def _conclude(self, call: _Verifying, result: VerificationResult) -> None:
-        """Send the verdict and log the call."""
+    def _conclude(self, call: _Verifying, verdict: VerificationResult | CallVerification) -> None:
+        """Send the verdict and log the call (with its verified name and logo, if any)."""
+        whole = verdict if isinstance(verdict, CallVerification) else None
+        result = verdict.result if isinstance(verdict, CallVerification) else verdict
         request = call.request
         code = self._send_verdict(request, call.peer, call.send, result, call.pai)
         if self._log is not None:
             attest = result.claims.attest if result.claims else None
-            self._record(
-                self._call(
-                    request,
-                    "inbound",
-                    call.orig,
-                    call.dests,
-                    code,
-                    attest=attest,
-                    verstat=result.verstat.value,
-                    x5u=result.x5u,
-                    certificate=result.certificate,
-                )
+            record = self._call(
+                request,
+                "inbound",
+                call.orig,
+                call.dests,
+                code,
+                attest=attest,
+                verstat=result.verstat.value,
+                x5u=result.x5u,
+                certificate=result.certificate,
             )
+            rcd = whole.rcd if whole is not None and whole.passed else None
+            if rcd is not None and rcd.verified:
+                record = replace(record, rcd_name=rcd.name, rcd_icon=rcd.icon)
+            self._record(record)
 
     def _verified_at_once(self, call: _Verifying) -> VerificationResult | None:
         """The result when no await is needed (no TN, or the credential is cached)."""
         if call.orig is None or not call.dests:
             return _no_validation("the calling or called party is not a telephone number")
-        if self._verify_cached is None:
+        if self._verify_cached is None or self._whole_call(call.request):
             return None
         try:
             return self._verify_cached(
@@ -503,13 +532,18 @@ class RedirectHandler:
             logger.exception("verifier failed on %s", call.request.call_id)
             return _no_validation("verification service error")
 
-    async def _run_verifier(self, call: _Verifying) -> VerificationResult:
+    async def _run_verifier(self, call: _Verifying) -> VerificationResult | CallVerification:
         assert self._verifier is not None
         assert call.orig is not None
         request = call.request
         identities = request.header_values("identity")
         try:
             async with asyncio.timeout(self.policy.verify_timeout):
+                verify_call = getattr(self._verifier, "verify_call", None)
+                if verify_call is not None and self._whole_call(request):
+                    # SHAKEN plus div (RFC 8946) or rcd PASSporTs: the verstat covers all.
+                    whole: CallVerification = await verify_call(identities, call.orig, call.dests)
+                    return whole
                 return await self._verifier.verify(identities, call.orig, call.dests)
         except TimeoutError:
             logger.warning("verification of %s timed out", request.call_id)
@@ -517,6 +551,14 @@ class RedirectHandler:
         except Exception:
             logger.exception("verifier failed on %s", request.call_id)
             return _no_validation("verification service error")
+
+    def _whole_call(self, request: SIPRequest) -> bool:
+        """Several Identity headers (a diverted call, an rcd PASSporT), or one carrying
+        rcd claims whose name and logo the call log keeps: verified as a whole call."""
+        identities = request.header_values("identity")
+        if len(identities) > 1:
+            return True
+        return self._log is not None and any(_carries_rcd(value) for value in identities)
 
     def _send_verdict(
         self,

@@ -103,6 +103,8 @@ class SipRecord:
     certificate_id: int | None = None
     x5u: str | None = None
     remote_certificate_id: int | None = None
+    rcd_name: str | None = None
+    rcd_icon: str | None = None
 
 
 _SIP_FIELDS = tuple(field.name for field in dataclasses.fields(SipRecord))

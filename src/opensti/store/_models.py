@@ -380,6 +380,9 @@ class SipMessage(Base):
     remote_certificate_id: Mapped[int | None] = mapped_column(
         ForeignKey("remote_certificate.id", ondelete="SET NULL"), index=True
     )
+    #: A verified call's Rich Call Data (RFC 9795), only when it verified.
+    rcd_name: Mapped[str | None] = mapped_column(String(256))
+    rcd_icon: Mapped[str | None] = mapped_column(String(URL_LENGTH))
 
 
 class RemoteCertificate(Base):

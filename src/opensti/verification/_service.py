@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from opensti.core.call import CallVerification, verify_call
 from opensti.core.certs import (
     CertificateChain,
     ValidatedCertificate,
@@ -50,7 +51,7 @@ from opensti.verification._cache import CacheInfo, TTLCache
 from opensti.verification._policy import VerifyPolicy
 from opensti.verification._trust import TrustStore
 
-__all__ = ["ChainSource", "VerificationService", "VerifierStats"]
+__all__ = ["ChainSource", "ResourceSource", "VerificationService", "VerifierStats"]
 
 Clock = Callable[[], float]
 
@@ -84,6 +85,19 @@ class VerifierStats:
     revalidations: int = 0
     negative_hits: int = 0
     cache: CacheInfo | None = field(default=None)
+
+
+class ResourceSource(Protocol):
+    """What the service needs to check rcdi digests (:class:`ResourceFetcher` is one)."""
+
+    async def fetch(self, url: str) -> bytes: ...
+
+
+class _NeedResource(Exception):
+    """Stops the pure decision when an rcd resource has to be fetched first."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
 
 
 class _NeedCredential(Exception):
@@ -158,8 +172,10 @@ class VerificationService:
         *,
         policy: VerifyPolicy | None = None,
         clock: Clock = time.time,
+        resources: ResourceSource | None = None,
     ) -> None:
         self.policy = policy or VerifyPolicy()
+        self._resources = resources
         self.trust = trust
         self._fetcher = fetcher
         self._clock = clock
@@ -288,6 +304,19 @@ class VerificationService:
         :class:`_NeedCredential` for the first URL neither has. A ``probe`` counts no
         cache miss: :meth:`verify` follows it and counts its own."""
 
+        return verify_identities(
+            identities,
+            orig_tn=orig,
+            dest_tns=dest,
+            now=int(now),
+            resolve=self._resolver(known, now, probe),
+            max_age=self.policy.max_age,
+            allow_http_x5u=self.policy.allow_http_x5u,
+        )
+
+    def _resolver(
+        self, known: dict[str, _Outcome], now: float, probe: bool = False
+    ) -> Callable[[str], ValidatedCertificate]:
         def resolve(url: str) -> ValidatedCertificate:
             outcome = known.get(url)
             if outcome is None and not (probe and not self._cache.fresh(url, now)):
@@ -300,15 +329,69 @@ class VerificationService:
             assert outcome.certificate is not None
             return outcome.certificate
 
-        return verify_identities(
-            identities,
-            orig_tn=orig,
-            dest_tns=dest,
-            now=int(now),
-            resolve=resolve,
-            max_age=self.policy.max_age,
-            allow_http_x5u=self.policy.allow_http_x5u,
-        )
+        return resolve
+
+    # -- whole calls: div chains and Rich Call Data ----------------------------------
+
+    async def verify_call(
+        self,
+        identities: Sequence[str],
+        orig_tn: str | None,
+        dest_tns: str | Sequence[str] | None,
+        *,
+        date: str | int | None = None,
+        now: float | None = None,
+    ) -> CallVerification:
+        """:meth:`verify` for a call that may carry div PASSporTs and rcd claims
+        (:func:`opensti.core.call.verify_call`); rcd resources come from
+        ``resources`` (fetched under the x5u rules, cached), if the service has one."""
+        prepared = self._prepare(orig_tn, dest_tns, date, now)
+        if isinstance(prepared, VerificationResult):
+            return CallVerification(result=prepared, base=prepared)
+        orig, dest, when = prepared
+        values = list(identities[:MAX_IDENTITIES])
+        known: dict[str, _Outcome] = {}
+        fetched: dict[str, bytes | BadIdentityInfo] = {}
+        for _ in range(2 * len(values) + 4):
+            try:
+                return verify_call(
+                    values,
+                    orig_tn=orig,
+                    dest_tns=dest,
+                    now=int(when),
+                    resolve=self._resolver(known, when),
+                    fetch=self._resource_reader(fetched),
+                    max_age=self.policy.max_age,
+                    allow_http_x5u=self.policy.allow_http_x5u,
+                )
+            except _NeedCredential as need:
+                known[need.url] = await self._outcome(need.url, when)
+            except _NeedResource as need:
+                fetched[need.url] = await self._fetch_resource(need.url)
+        raise AssertionError("each pass fetches one more URL")  # pragma: no cover
+
+    def _resource_reader(
+        self, fetched: dict[str, bytes | BadIdentityInfo]
+    ) -> Callable[[str], bytes] | None:
+        if self._resources is None:
+            return None
+
+        def read(url: str) -> bytes:
+            if url not in fetched:
+                raise _NeedResource(url)
+            value = fetched[url]
+            if isinstance(value, BadIdentityInfo):
+                raise value
+            return value
+
+        return read
+
+    async def _fetch_resource(self, url: str) -> bytes | BadIdentityInfo:
+        assert self._resources is not None
+        try:
+            return await self._resources.fetch(url)
+        except BadIdentityInfo as error:
+            return error
 
     # -- the cache ---------------------------------------------------------------------
 

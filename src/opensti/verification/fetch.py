@@ -122,6 +122,10 @@ class X5UFetcher:
             raise BadIdentityInfo(f"x5u has an invalid port: {url[:120]!r}") from None
         return parts.hostname, port
 
+    def _accepts(self, content_type: str) -> bool:
+        """Whether a body of this type may be what we asked for (rcd icons differ)."""
+        return content_type in _ACCEPTED_TYPES
+
     async def fetch(self, url: str) -> bytes:
         """GET ``url`` and return the body (a PEM chain, as yet unparsed)."""
         return (await self.fetch_response(url)).content
@@ -148,7 +152,7 @@ class X5UFetcher:
             if response.status_code != 200:
                 raise BadIdentityInfo(f"x5u fetch answered HTTP {response.status_code}")
             ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype and ctype not in _ACCEPTED_TYPES:
+            if ctype and not self._accepts(ctype):
                 raise BadIdentityInfo(f"x5u content type {ctype!r} is not a certificate")
             return response
         raise BadIdentityInfo("x5u redirected too many times")
