@@ -1,7 +1,7 @@
 """STI-CA chains as real networks send them, built for the tests.
 
-:class:`NullParamPKI`: certificates encoded as T-Mobile's production SHAKEN root and sub-CA are: an explicit
-NULL parameter in the ``ecdsa-with-SHA256`` AlgorithmIdentifier (both the one in the
+:class:`NullParamPKI`: certificates encoded as T-Mobile's production SHAKEN root and
+sub-CA are: an explicit NULL parameter in the ``ecdsa-with-SHA256`` AlgorithmIdentifier (both the one in the
 TBS and the outer one), correctly signed by the issuer over that TBS.
 
 The generator works on bytes on purpose, independently of opensti's pyasn1 reader: it
@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from opensti.sandbox.pki import SHAKEN_POLICY_OID, DemoPKI, IssuedCertificate, to_pem
 
-__all__ = ["NullParamPKI", "RSAPKI", "pem_of_der", "rsa_ca_pki", "with_null_parameter"]
+__all__ = ["RSAPKI", "NullParamPKI", "pem_of_der", "rsa_ca_pki", "with_null_parameter"]
 
 #: SEQUENCE { OID ecdsa-with-SHA256 } and the same with a NULL parameter.
 STRICT_ALG = bytes.fromhex("300a06082a8648ce3d040302")

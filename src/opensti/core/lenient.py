@@ -103,12 +103,12 @@ class _Name(univ.SequenceOf):  # type: ignore[misc]
     componentType = _RelativeDistinguishedName()
 
 
-def _decode(der: bytes) -> _Certificate | None:
+def _decode(der: bytes, *, whole: bool = True) -> _Certificate | None:
     try:
         cert, rest = decoder.decode(der, asn1Spec=_Certificate())
     except (PyAsn1Error, ValueError, TypeError):
         return None
-    return None if rest else cert
+    return None if rest and whole else cert
 
 
 def _parameters(algorithm: _AlgorithmIdentifier) -> bytes | None:
@@ -154,7 +154,7 @@ def relax_certificate(der: bytes) -> tuple[x509.Certificate, SignedTBS] | None:
 
 def subject_of_der(der: bytes) -> str | None:
     """The subject of a certificate cryptography cannot load, as far as it reads."""
-    cert = _decode(der)
+    cert = _decode(der, whole=False)
     if cert is None:
         return None
     try:
