@@ -1,8 +1,8 @@
 """STI-CA chains as real networks send them, built for the tests.
 
 :class:`NullParamPKI`: certificates encoded as T-Mobile's production SHAKEN root and
-sub-CA are: an explicit NULL parameter in the ``ecdsa-with-SHA256`` AlgorithmIdentifier (both the one in the
-TBS and the outer one), correctly signed by the issuer over that TBS.
+sub-CA are: an explicit NULL parameter in the ``ecdsa-with-SHA256`` AlgorithmIdentifier
+(both the one in the TBS and the outer one), correctly signed by the issuer over that TBS.
 
 The generator works on bytes on purpose, independently of opensti's pyasn1 reader: it
 takes a certificate cryptography built, splices ``05 00`` into the two
