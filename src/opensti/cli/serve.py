@@ -55,7 +55,14 @@ from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, SigningService
 from opensti.sip import ListenerSpec, RedirectPolicy, SIPServer, SIPServices, parse_listeners
 from opensti.store import follow_store
-from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
+from opensti.verification import (
+    HTTPGet,
+    TrustStore,
+    VerificationService,
+    X5UFetcher,
+    fetch_policy,
+    verify_policy,
+)
 
 __all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server", "sip_policy"]
 
@@ -140,7 +147,7 @@ def _management(
         from opensti.web import create_web
     except ImportError:
         return api
-    web = create_web(application, policy=policy)
+    web = create_web(application, policy=policy, verifier=verifier)
 
     async def route(scope: Scope, receive: Any, send: Any) -> None:
         target = api if scope["path"].startswith(API_PREFIX) else web
@@ -155,10 +162,13 @@ async def _verifier(application: App, stack: AsyncExitStack) -> VerificationServ
     if anchors is None:
         _log.warning("no OPENSTI_CA_TRUST_ANCHORS: verification is not offered")
         return None
+    settings = application.settings
     verify = application.accounts.tls_verify
-    trust = TrustStore(source=anchors, fetch=HTTPGet(verify=verify))
-    fetcher = await stack.enter_async_context(X5UFetcher(FetchPolicy()))
-    return VerificationService(fetcher, trust)
+    trust = TrustStore(
+        source=anchors, fetch=HTTPGet(verify=verify), allow_rsa_ca=settings.verify_rsa_ca
+    )
+    fetcher = await stack.enter_async_context(X5UFetcher(fetch_policy(settings)))
+    return VerificationService(fetcher, trust, policy=verify_policy(settings))
 
 
 def sip_policy(settings: Settings) -> RedirectPolicy:
