@@ -55,6 +55,7 @@ __all__ = [
     "SHAKEN_POLICY_ARC",
     "CertificateChain",
     "CertificateSet",
+    "Signed",
     "SignedTBS",
     "SkippedCertificate",
     "TrustContext",
