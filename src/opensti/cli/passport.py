@@ -80,9 +80,8 @@ def _load_anchors(path: Path) -> CertificateSet:
         raise InvalidInput(f"--trust-anchors: {str(path)!r} does not exist")
     found = read_anchor_path(path)
     for skipped in found.skipped:
-        err_console.print(
-            f"warning: trust anchor skipped: {skipped.describe()}", markup=False, highlight=False
-        )
+        warning = f"warning: trust anchor skipped: {skipped.describe()}"
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
     if not found.certificates:
         error = no_usable_anchor(found, str(path)).message
         err_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
