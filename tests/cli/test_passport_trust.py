@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +57,15 @@ class Signer:
     chain: Path
     anchors: Path
 
+    def verify_local(
+        self, x5u: str = "https://sti-cr.example.net/1234.pem"
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+        """A call signed for ``x5u``, verified with the chain from ``--cert-file``."""
+        return verify(
+            "--identity", identity(self.key, x5u), "--trust-anchors", str(self.anchors),
+            "--cert-file", str(self.chain),
+        )  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def null_signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
@@ -75,11 +83,7 @@ def null_signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
 
 
 def test_null_parameter_chain_verifies_with_a_mixed_bundle(null_signer: Signer) -> None:
-    value = identity(null_signer.key, "https://sti-cr.example.net/1234.pem")
-    proc, result = verify(
-        "--identity", value, "--trust-anchors", str(null_signer.anchors),
-        "--cert-file", str(null_signer.chain),
-    )  # fmt: skip
+    proc, result = null_signer.verify_local()
     assert proc.returncode == 0, result
     assert result["verstat"] == "TN-Validation-Passed"
     anchors = result["trust_anchors"]
@@ -137,15 +141,14 @@ def test_rsa_ca_chain_follows_the_policy(tmp_path: Path) -> None:
     assert result["sip_code"] == 437
 
 
-@pytest.fixture(scope="module")
-def http_server(null_signer: Signer) -> Iterator[LocalHTTPServer]:
-    with serve() as server:
-        server.routes["/1234.pem"] = Route.body(null_signer.chain.read_bytes())
-        yield server
-
-
-def test_x5u_policy_from_the_settings(null_signer: Signer, http_server: LocalHTTPServer) -> None:
+def test_x5u_policy_from_the_settings(null_signer: Signer) -> None:
     """http x5u and a private host come from the environment; the deny list wins."""
+    with serve() as http_server:
+        http_server.routes["/1234.pem"] = Route.body(null_signer.chain.read_bytes())
+        _check_x5u_policy(null_signer, http_server)
+
+
+def _check_x5u_policy(null_signer: Signer, http_server: LocalHTTPServer) -> None:
     url = http_server.url("/1234.pem")
     value = identity(null_signer.key, url)
     args = ("--identity", value, "--trust-anchors", str(null_signer.anchors))
@@ -160,9 +163,5 @@ def test_x5u_policy_from_the_settings(null_signer: Signer, http_server: LocalHTT
 
 
 def test_cert_file_does_not_reject_an_http_x5u_it_never_fetches(null_signer: Signer) -> None:
-    value = identity(null_signer.key, "http://sti-cr.example.net/1234.pem")
-    proc, result = verify(
-        "--identity", value, "--trust-anchors", str(null_signer.anchors),
-        "--cert-file", str(null_signer.chain),
-    )  # fmt: skip
+    proc, result = null_signer.verify_local("http://sti-cr.example.net/1234.pem")
     assert proc.returncode == 0, result
