@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     #: STI-CA roots an issued chain must lead to (the STI-PA trust list, PEM file);
     #: unset means the trust list fetched from the entry's STI-PA.
     ca_trust_anchors: Path | None = None
+    #: Verification: the STI-PA's published trust list (a PEM bundle over HTTP(S)),
+    #: used by ``opensti serve`` when ``ca_trust_anchors`` is unset.
+    ca_trust_list_url: str | None = None
+    #: Verification: how often the trust list (file or URL) is read again; a failed
+    #: read keeps the last good list.
+    ca_trust_refresh_seconds: float = Field(default=3600.0, gt=0)
     #: Subject O of the certificate requests.
     organization: str = "opensti"
     #: SIP: a verification slower than this is answered No-TN-Validation (seconds).

@@ -16,6 +16,7 @@ from opensti.core.certs import (
     CertificateChain,
     TrustContext,
     load_certificate_chain,
+    load_certificates,
     read_trust_anchors,
     validate_shaken_certificate,
 )
@@ -185,3 +186,13 @@ def test_rsa_ca_chain_follows_the_policy() -> None:
     assert validate_shaken_certificate(chain, _trust(root_pem), NOW).spc == "1234"
     with pytest.raises(CertificateProfileError, match="RSA CA policy"):
         validate_shaken_certificate(chain, _trust(root_pem, allow_rsa_ca=False), NOW)
+
+
+def test_null_parameter_root_needs_no_record_of_what_it_signed() -> None:
+    """An anchor's own signature is never checked, so a NULL-parameter root read by any
+    loader (the STI-PA CA list, the lifecycle's trust file) anchors an ordinary chain."""
+    odd = NullParamPKI.create(NOW, root=True, intermediate=False)
+    _, chain_pem = odd.issue("1234")
+    [root] = load_certificates(odd.root_pem)
+    trust = TrustContext(anchors=(root,))
+    assert validate_shaken_certificate(load_certificate_chain(chain_pem), trust, NOW).spc == "1234"

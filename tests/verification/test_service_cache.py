@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from opensti.core.errors import InvalidCertificate, ResultClass
+from opensti.core.errors import InvalidCertificate, ResultClass, UpstreamError
 from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.verify import Verstat
@@ -416,3 +416,22 @@ async def test_trust_list_skips_what_it_cannot_use_and_keeps_the_last_good_copy(
         await trust.refresh()
     assert trust.context.anchors == (pki.root.certificate,)
     assert trust.anchors_loaded == 1
+
+
+async def test_trust_list_url_keeps_the_last_good_copy(
+    pki: DemoPKI, https: LocalHTTPServer, tls: TLSFiles
+) -> None:
+    """The STI-PA's published list: a bad block is skipped, a failed download keeps the
+    list in force."""
+    broken = b"-----BEGIN CERTIFICATE-----\nMIIB!!\n-----END CERTIFICATE-----\n"
+    https.routes["/ca-list.pem"] = Route.body(pki.root.pem + broken)
+    get = HTTPGet(verify=tls.root_pem)
+    trust = TrustStore(source=https.url("/ca-list.pem"), fetch=get)
+    await trust.refresh()
+    assert trust.context.anchors == (pki.root.certificate,)
+    assert len(trust.anchors_skipped) == 1
+    https.routes["/ca-list.pem"] = Route(status=503)
+    with pytest.raises(UpstreamError, match="503"):
+        await trust.refresh()
+    assert trust.context.anchors == (pki.root.certificate,)
+    await get.aclose()

@@ -47,7 +47,7 @@ from opensti.cli.lifecycle_loop import (
 )
 from opensti.cli.users import first_run_link
 from opensti.config import Settings
-from opensti.core.errors import InvalidInput
+from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.repository import RepositoryApp, create_repository_app
@@ -157,18 +157,35 @@ def _management(
 
 
 async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
-    """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS)."""
-    anchors = application.settings.ca_trust_anchors
-    if anchors is None:
+    """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS, or
+    OPENSTI_CA_TRUST_LIST_URL), with the list read again on a schedule."""
+    settings = application.settings
+    source = settings.ca_trust_anchors or settings.ca_trust_list_url
+    if source is None:
         _log.warning("no OPENSTI_CA_TRUST_ANCHORS: verification is not offered")
         return None
-    settings = application.settings
-    verify = application.accounts.tls_verify
-    trust = TrustStore(
-        source=anchors, fetch=HTTPGet(verify=verify), allow_rsa_ca=settings.verify_rsa_ca
-    )
+    get = HTTPGet(verify=application.accounts.tls_verify)
+    stack.push_async_callback(get.aclose)
+    trust = TrustStore(source=source, fetch=get, allow_rsa_ca=settings.verify_rsa_ca)
+    if isinstance(source, str):
+        await _refresh_trust(trust)
+    refresh = asyncio.create_task(_refresh_trust_every(trust, settings.ca_trust_refresh_seconds))
+    stack.push_async_callback(_cancel, refresh)
     fetcher = await stack.enter_async_context(X5UFetcher(fetch_policy(settings)))
     return VerificationService(fetcher, trust, policy=verify_policy(settings))
+
+
+async def _refresh_trust(trust: TrustStore) -> None:
+    try:
+        await trust.refresh()
+    except OpenSTIError as exc:
+        _log.warning("trust list not refreshed, the last good one stays: %s", exc.message)
+
+
+async def _refresh_trust_every(trust: TrustStore, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await _refresh_trust(trust)
 
 
 def sip_policy(settings: Settings) -> RedirectPolicy:

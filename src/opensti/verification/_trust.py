@@ -152,8 +152,10 @@ class TrustStore:
         self.last_error: OpenSTIError | None = None
         self.context = TrustContext(anchors=(), crl_signers=self._signers)
         self._publish()
-        if source is not None and not _is_url(source):
-            self._install(read_anchor_path(Path(source)), str(source))
+        local = source is not None and not _is_url(source)
+        if local and not self._install(read_anchor_path(Path(str(source))), str(source)):
+            assert self.last_error is not None
+            _log.error("%s", self.last_error.message)
 
     @property
     def anchors_loaded(self) -> int:
@@ -182,7 +184,6 @@ class TrustStore:
                 _log.warning("trust anchor skipped: %s", skipped.describe())
         if not found.certificates:
             self.last_error = no_usable_anchor(found, where)
-            _log.error("%s", self.last_error.message)
             if not self._anchors:
                 self.anchor_set = found
             return False

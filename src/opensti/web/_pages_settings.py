@@ -67,7 +67,7 @@ def _verification(request: Request) -> dict[str, Any]:
     trust = verifier.trust if verifier is not None else None
     return {
         "enabled": trust is not None,
-        "source": str(settings.ca_trust_anchors or ""),
+        "source": str(trust.source or "") if trust else "",
         "loaded": trust.anchors_loaded if trust else 0,
         "skipped": [s.describe() for s in trust.anchors_skipped] if trust else [],
         "allow_http": settings.x5u_allow_http,
