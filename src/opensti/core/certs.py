@@ -299,9 +299,9 @@ def read_trust_anchors(sources: Iterable[tuple[str, bytes]]) -> CertificateSet:
     skipped = list(found.skipped)
     for cert in found.certificates:
         problem = _anchor_problem(cert)
-        if problem is None:
+        if problem is None and cert not in usable:
             usable.append(cert)
-        else:
+        elif problem is not None:
             skipped.append(
                 SkippedCertificate(
                     problem, cert.subject.rfc4514_string(), _fingerprint_of(cert, found.signed)
@@ -446,6 +446,12 @@ def _ca_problem(issuer: x509.Certificate, below: int, now: dt.datetime) -> str |
     usage = _extension(issuer, x509.KeyUsage)
     if usage is not None and not usage.value.key_cert_sign:
         return f"{_name(issuer)} key usage lacks keyCertSign"
+    for ext in issuer.extensions:
+        # As cryptography's CA policy: a critical extension we do not act on refuses
+        # the CA (name constraints included: no SHAKEN CA uses them).
+        unknown = isinstance(ext.value, x509.UnrecognizedExtension | x509.NameConstraints)
+        if ext.critical and unknown:
+            return f"{_name(issuer)} has a critical extension {ext.oid.dotted_string}"
     return _valid_at(issuer, now)
 
 
