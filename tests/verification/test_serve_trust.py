@@ -6,6 +6,7 @@ the service. A real subprocess, real sockets, a real HTTPS x5u repository."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import signal
 import socket
@@ -46,7 +47,17 @@ class Served:
     url: str
     sip: tuple[str, int]
     process: subprocess.Popen[str]
+    env: dict[str, str]
     errors: list[str] = field(default_factory=list)
+
+    def api_token(self) -> str:
+        """An operator token for ``/api/v1``, made by the CLI on the same store."""
+        made = subprocess.run(
+            [OPENSTI, "token", "create", "--role", "operator", "--json"],
+            env=self.env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        token: str = json.loads(made.stdout)["token"]
+        return token
 
 
 @dataclass
@@ -86,7 +97,7 @@ def _start(tmp_path: Path, anchors: Path, tls: TLSFiles, **env: str) -> Served:
             match = _SERVING.search(line)
     finally:
         timer.cancel()
-    served = Served(match.group(1), ("127.0.0.1", sip_port), process)
+    served = Served(match.group(1), ("127.0.0.1", sip_port), process, environment)
     assert process.stderr is not None
     threading.Thread(target=lambda: served.errors.extend(process.stderr), daemon=True).start()  # type: ignore[arg-type]
     threading.Thread(target=lambda: process.stdout and process.stdout.read(), daemon=True).start()
@@ -149,6 +160,14 @@ async def test_null_parameter_chain_verifies_over_rest_and_sip(site: Site, tmp_p
         response = _rest_verstat(served, site.identity)
         assert response["verstat"] == "TN-Validation-Passed", response
         assert _anchor_counts(served) == (2, 1)
+        verified = httpx.post(
+            f"{served.url}/api/v1/verify",
+            json={"identity": site.identity, "from": ORIG, "to": DEST},
+            headers={"Authorization": f"Bearer {served.api_token()}"},
+            timeout=30,
+        )
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["verstat"] == "TN-Validation-Passed"
         invite = request(headers=[("Identity", site.identity)])
         async with udp_client(served.sip) as client:
             answer = await client.exchange(invite)
