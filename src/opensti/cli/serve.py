@@ -48,6 +48,7 @@ from opensti.cli.lifecycle_loop import (
 from opensti.cli.users import first_run_link
 from opensti.config import Settings
 from opensti.core.errors import InvalidInput, OpenSTIError
+from opensti.eventloop import run_server_loop
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.repository import RepositoryApp, create_repository_app
@@ -337,7 +338,7 @@ def serve_command(
     check_front(options)
     with open_app(ctx) as application:
         configure_logging(application.settings.log_level)
-        asyncio.run(_serve(application, options))
+        run_server_loop(_serve(application, options))
 
 
 def _is_unspecified(host: str) -> bool:
