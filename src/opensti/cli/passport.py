@@ -158,8 +158,9 @@ def verify(
 ) -> int:
     """Verify Identity header(s); print the result as JSON. Exit 0 if TN-Validation-Passed.
 
-    The x5u policy and the RSA CA policy come from the settings (``x5u_*``,
-    ``verify_rsa_ca``: file, environment), which these flags override or extend.
+    The x5u and RSA CA policies come from the settings (x5u_allow_http,
+    x5u_private_hosts, x5u_deny_hosts, verify_rsa_ca), which these flags override or
+    extend. Unusable trust anchors are skipped with a warning and counted in the JSON.
     """
     for value in identity:
         _require_parsable(value)
