@@ -48,7 +48,12 @@ from opensti.core.errors import (
     InvalidTNAuthList,
     UnsupportedCredential,
 )
-from opensti.core.lenient import SignedTBS, relax_certificate, subject_of_der
+from opensti.core.lenient import (
+    SignedTBS,
+    certificate_shaped,
+    relax_certificate,
+    subject_of_der,
+)
 from opensti.core.tnauthlist import TNAUTHLIST_OID, TNAuthList
 
 __all__ = [
@@ -207,7 +212,7 @@ def _read_der(der: bytes, source: str) -> tuple[x509.Certificate, SignedTBS | No
                 SkippedCertificate(
                     f"not a PEM or DER certificate: {exc}",
                     subject_of_der(der),
-                    _fingerprint(der),
+                    _fingerprint(der) if certificate_shaped(der) else None,
                     source,
                 )
             ) from None

@@ -25,7 +25,7 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import namedtype, tag, univ
 
-__all__ = ["SignedTBS", "relax_certificate", "subject_of_der"]
+__all__ = ["SignedTBS", "certificate_shaped", "relax_certificate", "subject_of_der"]
 
 _NULL = b"\x05\x00"
 _ECDSA = frozenset(
@@ -150,6 +150,12 @@ def relax_certificate(der: bytes) -> tuple[x509.Certificate, SignedTBS] | None:
     except (PyAsn1Error, ValueError, TypeError):
         return None
     return relaxed, signed
+
+
+def certificate_shaped(der: bytes) -> bool:
+    """Does ``der`` have a certificate's outline? Only such bytes are named by their
+    SHA-256 when skipped: a key file given by mistake is not fingerprinted in logs."""
+    return _decode(der, whole=False) is not None
 
 
 def subject_of_der(der: bytes) -> str | None:
