@@ -214,6 +214,7 @@ def test_verify_passes_with_cert_file(files: Files, identity: str) -> None:
         "origid": "abc",
         "iat": int(files.iat),
         "x5u": X5U,
+        "trust_anchors": {"loaded": 1, "skipped": []},
     }
 
 
