@@ -102,3 +102,27 @@ def test_settings_are_immutable() -> None:
     with pytest.raises(ValueError, match="frozen"):
         settings.log_level = "DEBUG"  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+def test_x5u_and_rsa_policy_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Lists from the environment are comma-separated, from TOML lists; defaults are strict
+    for x5u and accept RSA CA certificates (docs/verification.md says why)."""
+    defaults = load_settings()
+    assert (defaults.x5u_allow_http, defaults.x5u_private_hosts, defaults.x5u_deny_hosts) == (
+        False,
+        (),
+        (),
+    )
+    assert defaults.verify_rsa_ca is True
+    monkeypatch.setenv("OPENSTI_X5U_PRIVATE_HOSTS", "sti-cr.lab, 10.20.0.0/16")
+    monkeypatch.setenv("OPENSTI_X5U_ALLOW_HTTP", "true")
+    config = tmp_path / "opensti.toml"
+    config.write_text('x5u_deny_hosts = ["*.bad.example"]\nverify_rsa_ca = false\n')
+    settings = load_settings(config)
+    assert settings.x5u_private_hosts == ("sti-cr.lab", "10.20.0.0/16")
+    assert settings.x5u_deny_hosts == ("*.bad.example",)
+    assert settings.x5u_allow_http is True
+    assert settings.verify_rsa_ca is False
+    monkeypatch.setenv("OPENSTI_X5U_PRIVATE_HOSTS", "10.0.0.0/33")
+    with pytest.raises(InvalidInput, match="x5u_private_hosts"):
+        load_settings()

@@ -9,17 +9,19 @@ in an entry point and hand the result to whatever needs it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -80,6 +82,12 @@ class Settings(BaseSettings):
     #: STI-CA roots an issued chain must lead to (the STI-PA trust list, PEM file);
     #: unset means the trust list fetched from the entry's STI-PA.
     ca_trust_anchors: Path | None = None
+    #: Verification: the STI-PA's published trust list (a PEM bundle over HTTP(S)),
+    #: used by ``opensti serve`` when ``ca_trust_anchors`` is unset.
+    ca_trust_list_url: str | None = None
+    #: Verification: how often the trust list (file or URL) is read again; a failed
+    #: read keeps the last good list.
+    ca_trust_refresh_seconds: float = Field(default=3600.0, gt=0)
     #: Subject O of the certificate requests.
     organization: str = "opensti"
     #: SIP: a verification slower than this is answered No-TN-Validation (seconds).
@@ -95,6 +103,17 @@ class Settings(BaseSettings):
     sip_max_transactions: int = Field(default=65_536, ge=1)
     #: SIP: take the called number from the Request-URI instead of To.
     sip_dest_from_request_uri: bool = False
+    #: Verification (x5u policy, docs/verification.md): fetch ``http://`` x5u too.
+    x5u_allow_http: bool = False
+    #: Verification: x5u hosts (fnmatch patterns) or networks (CIDR) that may resolve
+    #: to private or loopback addresses, e.g. a carrier's internal STI-CR; TOML list or
+    #: comma-separated in the environment.
+    x5u_private_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Verification: x5u hosts (fnmatch patterns) never fetched.
+    x5u_deny_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Verification: accept RSA-signed CA certificates (>= 2048 bits, SHA-256) in a
+    #: path, e.g. the older Neustar chain; the leaf key and PASSporT stay ES256.
+    verify_rsa_ca: bool = True
 
     @classmethod
     def settings_customise_sources(
@@ -129,6 +148,24 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("x5u_private_hosts", "x5u_deny_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("x5u_private_hosts", mode="after")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{entry!r} is not a network: {exc}") from None
+        return value
 
     @field_validator("spc_pattern", mode="after")
     @classmethod

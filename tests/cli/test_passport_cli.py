@@ -31,7 +31,10 @@ OPENSTI = Path(sys.executable).with_name("opensti")
 ORIG = "12155550121"
 DEST = "12155550131"
 X5U = "https://sti-cr.example.net/1234.pem"
-RESULT_KEYS = {"verstat", "sip_code", "reason", "attest", "orig", "dest", "origid", "iat", "x5u"}
+RESULT_KEYS = {
+    "verstat", "sip_code", "reason", "attest", "orig", "dest", "origid", "iat", "x5u",
+    "trust_anchors",
+}  # fmt: skip
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -211,6 +214,7 @@ def test_verify_passes_with_cert_file(files: Files, identity: str) -> None:
         "origid": "abc",
         "iat": int(files.iat),
         "x5u": X5U,
+        "trust_anchors": {"loaded": 1, "skipped": []},
     }
 
 
@@ -463,9 +467,15 @@ def test_verify_missing_files(files: Files, identity: str, tmp_path: Path, optio
 
 
 def test_verify_trust_anchors_not_certificates(files: Files, identity: str) -> None:
-    assert_usage_error(run(
+    """Trust-bundle content is never a usage error: the call fails, with one error line."""
+    proc = run(
         "passport", "verify", "--identity", identity, "--trust-anchors", str(files.key),
-    ))  # fmt: skip
+        "--now", files.iat,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["sip_code"] == 437
+    assert "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
 @pytest.mark.parametrize("header", ["garbage", "a.b.c;info=<https://x.example/>", "..AAAA"])

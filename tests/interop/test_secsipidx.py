@@ -43,6 +43,7 @@ from opensti.core.identity import format_identity
 from opensti.core.passport import ShakenClaims, b64url_decode, b64url_encode, sign_passport
 from opensti.sandbox.pki import DemoPKI
 from tests._servers import LocalHTTPServer, TLSFiles, client_env
+from tests._sti_ca_chains import NullParamPKI
 
 from .credentials import CHAIN_PATH, Credentials, make_credentials, write_file
 
@@ -263,6 +264,7 @@ def test_opensti_verifies_secsipidx(creds: Credentials, x5u: str, attest: str) -
         "origid": origid,
         "iat": iat,
         "x5u": x5u,
+        "trust_anchors": {"loaded": 1, "skipped": []},
     }
 
 
@@ -453,3 +455,43 @@ def test_secsipidx_http_service_verifies_opensti(
         forged = replace_claim(api_sign(creds, x5u, "A"), attest="B")
         bad = client.post(secsipidx_http, content=forged)
         assert (bad.status_code, bad.text.strip()) == (500, "FAILED")
+
+
+# --- a chain encoded as T-Mobile's: the explicit NULL in ecdsa-with-SHA256 ---------------
+
+
+def test_both_accept_a_null_parameter_chain(workdir: Path) -> None:
+    """Root, sub-CA and leaf carry the NULL parameter cryptography >= 45 refuses to parse;
+    secsipidx (Go) checks the chain with -cert-verify 13, opensti through its lenient
+    reader, and both accept the call."""
+    odd = NullParamPKI.create(root=True, intermediate=True, leaf=True)
+    key, chain = odd.issue("1234")
+    leaf = chain[: chain.index(b"-----END CERTIFICATE-----") + 26]
+    files = workdir / "null-param"
+    files.mkdir()
+    root = write_file(files, "root.pem", odd.root_pem)
+    inter = write_file(files, "intermediate.pem", odd.intermediate_pem)
+    leaf_pem = write_file(files, "leaf.pem", leaf)
+    chain_pem = write_file(files, "chain.pem", chain)
+    x5u = "https://sti-cr.example.net/null-param.pem"
+    claims = ShakenClaims(
+        orig=ORIG, dest=(DEST,), iat=int(time.time()), attest="A", origid=str(uuid.uuid4())
+    )
+    identity = format_identity(sign_passport(claims, key=key, x5u=x5u), x5u)
+    assert_secsipidx_ok(secsipidx(
+        "-check", "-identity", identity, "-fpubkey", str(leaf_pem), "-expire", "60",
+        "-cert-verify", "13", "-ca-file", str(root), "-ca-inter", str(inter),
+    ))  # fmt: skip
+    result = opensti(
+        "passport", "verify", "--identity", identity, "--trust-anchors", str(root),
+        "--orig", ORIG, "--dest", DEST, "--cert-file", str(chain_pem),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["verstat"] == "TN-Validation-Passed"
+    # The control: secsipidx really checks the chain (another root is refused).
+    stranger = write_file(files, "stranger.pem", DemoPKI(odd.pki.now).root.pem)
+    refused = secsipidx(
+        "-check", "-identity", identity, "-fpubkey", str(leaf_pem), "-expire", "60",
+        "-cert-verify", "13", "-ca-file", str(stranger), "-ca-inter", str(inter),
+    )  # fmt: skip
+    assert secsipidx_code(refused) == CERT_INVALID

@@ -26,6 +26,7 @@ from opensti.stipa import (
     parse_token_file,
     validate_spc_token,
 )
+from tests._sti_ca_chains import pem_of_der, with_null_parameter
 from tests.stipa._tokens import FINGERPRINT, NOW, X5U, TokenFactory, serving
 
 SPC_1234 = TNAuthList.for_spc("1234")
@@ -199,3 +200,23 @@ def test_token_file_that_is_not_a_jwt_fails_validation(trust: TokenTrust) -> Non
     bundle = parse_token_file(b"abc.def.ghi")
     with pytest.raises(InvalidSPCToken, match="not an SPC token"):
         _validate(bundle, trust)
+
+
+def test_stipa_certificate_with_the_null_parameter(tokens: TokenFactory) -> None:
+    """An STI-PA signer certificate encoded as T-Mobile's STI-CA certificates are (explicit
+    NULL in ecdsa-with-SHA256): checked over its original TBS, so only the real root's
+    signature is accepted."""
+    root = issue_ca("STI-PA root", organization="PA", now=NOW)
+    signer = issue_ca("STI-PA token signer", organization="PA", now=NOW, issuer=root)
+    assert signer.key is not None
+    assert root.key is not None
+    odd = pem_of_der(with_null_parameter(signer.certificate, root.key))
+    trust = TokenTrust((root.certificate,), serving({X5U: odd}))
+    token = _validate(tokens.token(key=signer.key), trust)
+    assert token.signer is not None
+    assert token.signer.subject == signer.certificate.subject
+    forged = pem_of_der(with_null_parameter(signer.certificate, new_key()))
+    with pytest.raises(InvalidSPCToken, match="not a trusted STI-PA"):
+        _validate(
+            tokens.token(key=signer.key), TokenTrust((root.certificate,), serving({X5U: forged}))
+        )

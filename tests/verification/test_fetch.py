@@ -187,3 +187,35 @@ async def test_untrusted_server_certificate_fails(https: LocalHTTPServer, tmp_pa
 async def test_unusable_urls_are_refused(url: str, message: str) -> None:
     with pytest.raises(BadIdentityInfo, match=message):
         await fetch(url)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["[::127.0.0.1]", "[::a00:1]", "[64:ff9b::7f00:1]", "[64:ff9b::808:808]", "[2002:7f00:1::1]"],
+    ids=["ipv4-compatible-loopback", "ipv4-compatible-private", "nat64-loopback", "nat64-public",
+         "6to4-loopback"],
+)  # fmt: skip
+async def test_ipv6_forms_of_ipv4_are_not_public(host: str) -> None:
+    """IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 addresses that lead to
+    loopback or private IPv4 (or through a translator) are refused before connecting."""
+    with pytest.raises(BadIdentityInfo, match="non-public"):
+        await fetch(f"https://{host}/chain.pem", FetchPolicy())
+
+
+async def test_private_hosts_by_name_or_network(
+    https: LocalHTTPServer, tls: TLSFiles, chain_pem: bytes
+) -> None:
+    url = https.url("/chain.pem")
+    assert "127.0.0.1" in url
+    for allowed in (("127.0.0.1",), ("10.0.0.0/8", "127.0.0.0/8"), ("127.0.0.*",)):
+        policy = FetchPolicy(private_hosts=allowed)
+        assert await fetch(url, policy, verify=str(tls.root_pem)) == chain_pem
+    with pytest.raises(BadIdentityInfo, match="non-public"):
+        await fetch(url, FetchPolicy(private_hosts=("sti-cr.lab", "10.0.0.0/8")))
+
+
+async def test_denied_hosts_are_never_fetched(https: LocalHTTPServer, tls: TLSFiles) -> None:
+    denied = FetchPolicy(allow_private=True, deny_hosts=("127.0.0.*",))
+    with pytest.raises(BadIdentityInfo, match="deny list"):
+        await fetch(https.url("/chain.pem"), denied, verify=str(tls.root_pem))
+    assert https.requests == []

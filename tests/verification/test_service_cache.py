@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from opensti.core.errors import InvalidCertificate, ResultClass
+from opensti.core.errors import InvalidCertificate, ResultClass, UpstreamError
 from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.verify import Verstat
@@ -395,3 +396,42 @@ async def test_verify_cached_answers_only_from_the_cache(
     assert service.verify_cached([identity(credential[0], url, clock.now)], ORIG, DEST) is None
     assert chain_requests(https) == 1
     assert (service.cache_info().hits, service.cache_info().misses) == (1, 1)
+
+
+async def test_trust_list_skips_what_it_cannot_use_and_keeps_the_last_good_copy(
+    pki: DemoPKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = b"-----BEGIN CERTIFICATE-----\nMIIB!!\n-----END CERTIFICATE-----\n"
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(broken + pki.root.pem)
+    with caplog.at_level(logging.WARNING, logger="opensti.verification._trust"):
+        trust = TrustStore(source=anchors)
+    assert trust.context.anchors == (pki.root.certificate,)
+    assert (trust.anchors_loaded, len(trust.anchors_skipped)) == (1, 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"trust anchor skipped: unreadable subject in {anchors}: a PEM block that is not base64"
+    ]
+    anchors.write_bytes(b"not a certificate at all")
+    with pytest.raises(InvalidCertificate, match="no usable trust anchor"):
+        await trust.refresh()
+    assert trust.context.anchors == (pki.root.certificate,)
+    assert trust.anchors_loaded == 1
+
+
+async def test_trust_list_url_keeps_the_last_good_copy(
+    pki: DemoPKI, https: LocalHTTPServer, tls: TLSFiles
+) -> None:
+    """The STI-PA's published list: a bad block is skipped, a failed download keeps the
+    list in force."""
+    broken = b"-----BEGIN CERTIFICATE-----\nMIIB!!\n-----END CERTIFICATE-----\n"
+    https.routes["/ca-list.pem"] = Route.body(pki.root.pem + broken)
+    get = HTTPGet(verify=tls.root_pem)
+    trust = TrustStore(source=https.url("/ca-list.pem"), fetch=get)
+    await trust.refresh()
+    assert trust.context.anchors == (pki.root.certificate,)
+    assert len(trust.anchors_skipped) == 1
+    https.routes["/ca-list.pem"] = Route(status=503)
+    with pytest.raises(UpstreamError, match="503"):
+        await trust.refresh()
+    assert trust.context.anchors == (pki.root.certificate,)
+    await get.aclose()

@@ -277,6 +277,13 @@ def _verifier_lines(verifier: VerificationService) -> list[str]:
     for name, value in counters.items():
         lines += [f"# TYPE {name} counter", f"{name} {value}"]
     lines += ["# TYPE opensti_x5u_cache_entries gauge", f"opensti_x5u_cache_entries {cache.size}"]
+    trust = verifier.trust
+    lines += [
+        "# HELP opensti_trust_anchors STI-CA trust anchors in use (loaded) or skipped as unusable.",
+        "# TYPE opensti_trust_anchors gauge",
+        f'opensti_trust_anchors{{state="loaded"}} {trust.anchors_loaded}',
+        f'opensti_trust_anchors{{state="skipped"}} {len(trust.anchors_skipped)}',
+    ]
     return lines
 
 

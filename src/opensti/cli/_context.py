@@ -18,11 +18,11 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
 from opensti.app import App
 from opensti.cli._app import app, err_console, read_input_file
-from opensti.config import load_settings
+from opensti.config import Settings, load_settings
 from opensti.core.errors import InvalidInput
 from opensti.store import Secret
 
-__all__ = ["StepProgress", "copy_to_clipboard", "open_app", "read_secret"]
+__all__ = ["StepProgress", "copy_to_clipboard", "open_app", "read_secret", "settings_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +51,20 @@ def global_options(
     ctx.obj = GlobalOptions(data_dir, config)
 
 
-@contextmanager
-def open_app(ctx: typer.Context) -> Iterator[App]:
-    """The application for one command, from the settings and the global options."""
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings for one command (file, environment, global options)."""
     options = ctx.find_root().obj
     if not isinstance(options, GlobalOptions):
         options = GlobalOptions()
-    settings = (
-        load_settings(options.config)
-        if options.data_dir is None
-        else load_settings(options.config, data_dir=options.data_dir)
-    )
+    if options.data_dir is None:
+        return load_settings(options.config)
+    return load_settings(options.config, data_dir=options.data_dir)
+
+
+@contextmanager
+def open_app(ctx: typer.Context) -> Iterator[App]:
+    """The application for one command, from the settings and the global options."""
+    settings = settings_of(ctx)
     with App.from_settings(settings) as application:
         yield application
 

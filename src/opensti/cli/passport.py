@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography import x509
 
-from opensti.cli._app import app, print_json, read_input_file
+from opensti.cli._app import app, err_console, print_json, read_input_file
+from opensti.cli._context import settings_of
 from opensti.cli._div_rcd import RCDOptions, fetch_resource, sign_extended
 from opensti.core.call import verify_call
 from opensti.core.certs import (
     CertificateChain,
+    CertificateSet,
     TrustContext,
     ValidatedCertificate,
     load_certificate_chain,
@@ -24,7 +25,7 @@ from opensti.core.certs import (
     load_crl,
     validate_shaken_certificate,
 )
-from opensti.core.errors import BadIdentityInfo, InvalidInput, PassportError
+from opensti.core.errors import BadIdentityInfo, ChainUntrusted, InvalidInput, PassportError
 from opensti.core.identity import format_identity, parse_identity
 from opensti.core.passport import (
     ATTESTATION_LEVELS,
@@ -35,6 +36,7 @@ from opensti.core.passport import (
 )
 from opensti.core.tn import canonicalize_tn
 from opensti.core.verify import DEFAULT_MAX_AGE
+from opensti.verification import fetch_policy, no_usable_anchor, read_anchor_path
 from opensti.verification.fetch import FetchPolicy, X5UFetcher
 
 passport_app = typer.Typer(help="Sign, verify and decode SHAKEN PASSporTs (Identity headers).")
@@ -109,14 +111,26 @@ def sign(
     print(format_identity(token, x5u, ppt=ppt))
 
 
-def _load_anchors(path: Path) -> tuple[x509.Certificate, ...]:
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    anchors: list[x509.Certificate] = []
-    for file in files:
-        anchors.extend(load_certificates(read_input_file(file, "trust anchor file")))
-    if not anchors:
-        raise InvalidInput(f"no certificates in {str(path)!r}")
-    return tuple(anchors)
+def _load_anchors(path: Path) -> CertificateSet:
+    """Every usable anchor; one warning line per skipped one, one error line if none is
+    left (the verification then fails with 437: bundle content is never a usage error)."""
+    if not path.exists():
+        raise InvalidInput(f"--trust-anchors: {str(path)!r} does not exist")
+    found = read_anchor_path(path)
+    for skipped in found.skipped:
+        warning = f"warning: trust anchor skipped: {skipped.describe()}"
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
+    if not found.certificates:
+        error = no_usable_anchor(found, str(path)).message
+        err_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+    return found
+
+
+def _anchor_report(found: CertificateSet) -> dict[str, object]:
+    return {
+        "loaded": len(found.certificates),
+        "skipped": [skipped.to_dict() for skipped in found.skipped],
+    }
 
 
 def _fetch_chain(url: str, policy: FetchPolicy) -> CertificateChain:
@@ -141,6 +155,7 @@ def _require_parsable(value: str) -> None:
 
 @passport_app.command("verify")
 def verify(
+    ctx: typer.Context,
     identity: Annotated[list[str], typer.Option(help="Identity header value; repeatable.")],
     trust_anchors: Annotated[
         Path, typer.Option(help="PEM file or directory of STI-PA trust anchors (CA roots).")
@@ -160,28 +175,59 @@ def verify(
     max_age: Annotated[int, typer.Option(help="Freshness window for iat, seconds.")] = (
         DEFAULT_MAX_AGE
     ),
-    allow_http_x5u: Annotated[bool, typer.Option(help="Accept and fetch http:// x5u.")] = False,
+    allow_http_x5u: Annotated[
+        bool | None,
+        typer.Option(help="Accept and fetch http:// x5u (default: setting x5u_allow_http)."),
+    ] = None,
     allow_private_x5u: Annotated[
         bool, typer.Option(help="Allow fetching x5u from loopback/private addresses.")
     ] = False,
+    x5u_private_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Host pattern or CIDR an x5u may resolve privately; repeatable."),
+    ] = None,
+    x5u_deny_host: Annotated[
+        list[str] | None, typer.Option(help="Host pattern never fetched; repeatable.")
+    ] = None,
+    rsa_ca: Annotated[
+        bool | None,
+        typer.Option(help="Accept RSA-signed CA certificates (default: setting verify_rsa_ca)."),
+    ] = None,
 ) -> int:
-    """Verify Identity header(s); print the result as JSON. Exit 0 if TN-Validation-Passed."""
+    """Verify Identity header(s); print the result as JSON. Exit 0 if TN-Validation-Passed.
+
+    The x5u and RSA CA policies come from the settings (x5u_allow_http,
+    x5u_private_hosts, x5u_deny_hosts, verify_rsa_ca), which these flags override or
+    extend. Unusable trust anchors are skipped with a warning and counted in the JSON.
+    """
     for value in identity:
         _require_parsable(value)
+    settings = settings_of(ctx)
     when = int(time.time()) if now is None else now
+    anchors = _load_anchors(trust_anchors)
     trust = TrustContext(
-        anchors=_load_anchors(trust_anchors),
+        anchors=anchors.certificates,
+        signed=anchors.signed,
         crls=(load_crl(read_input_file(crl, "CRL file")),) if crl else (),
         crl_signers=tuple(load_certificates(read_input_file(crl_signer, "CRL signer")))
         if crl_signer
         else (),
+        allow_rsa_ca=settings.verify_rsa_ca if rsa_ca is None else rsa_ca,
     )
     local_chain = (
         load_certificate_chain(read_input_file(cert_file, "cert file")) if cert_file else None
     )
-    policy = FetchPolicy(allow_http=allow_http_x5u, allow_private=allow_private_x5u)
+    policy = fetch_policy(
+        settings,
+        allow_private=allow_private_x5u,
+        private_hosts=(*settings.x5u_private_hosts, *(x5u_private_host or ())),
+        deny_hosts=(*settings.x5u_deny_hosts, *(x5u_deny_host or ())),
+        **({} if allow_http_x5u is None else {"allow_http": allow_http_x5u}),
+    )
 
     def resolve(url: str) -> ValidatedCertificate:
+        if not trust.anchors:
+            raise ChainUntrusted(no_usable_anchor(anchors, str(trust_anchors)).message)
         chain = local_chain or _fetch_chain(url, policy)
         return validate_shaken_certificate(chain, trust, dt.datetime.fromtimestamp(when, dt.UTC))
 
@@ -195,9 +241,10 @@ def verify(
         resolve=resolve,
         fetch=lambda url: fetch_resource(url, policy),
         max_age=max_age,
-        allow_http_x5u=allow_http_x5u,
+        # A --cert-file chain is never fetched, so the x5u scheme does not matter.
+        allow_http_x5u=policy.allow_http or local_chain is not None,
     )
-    print_json(result.to_dict())
+    print_json({**result.to_dict(), "trust_anchors": _anchor_report(anchors)})
     return 0 if result.passed else 1
 
 

@@ -47,7 +47,7 @@ from opensti.cli.lifecycle_loop import (
 )
 from opensti.cli.users import first_run_link
 from opensti.config import Settings
-from opensti.core.errors import InvalidInput
+from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.eventloop import run_server_loop
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
@@ -56,7 +56,14 @@ from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, SigningService
 from opensti.sip import ListenerSpec, RedirectPolicy, SIPServer, SIPServices, parse_listeners
 from opensti.store import follow_store
-from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
+from opensti.verification import (
+    HTTPGet,
+    TrustStore,
+    VerificationService,
+    X5UFetcher,
+    fetch_policy,
+    verify_policy,
+)
 from opensti.verification.resources import ResourceFetcher
 
 __all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server", "sip_policy"]
@@ -142,7 +149,7 @@ def _management(
         from opensti.web import create_web
     except ImportError:
         return api
-    web = create_web(application, policy=policy)
+    web = create_web(application, policy=policy, verifier=verifier)
 
     async def route(scope: Scope, receive: Any, send: Any) -> None:
         target = api if scope["path"].startswith(API_PREFIX) else web
@@ -152,17 +159,37 @@ def _management(
 
 
 async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
-    """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS)."""
-    anchors = application.settings.ca_trust_anchors
-    if anchors is None:
+    """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS, or
+    OPENSTI_CA_TRUST_LIST_URL), with the list read again on a schedule."""
+    settings = application.settings
+    source = settings.ca_trust_anchors or settings.ca_trust_list_url
+    if source is None:
         _log.warning("no OPENSTI_CA_TRUST_ANCHORS: verification is not offered")
         return None
-    verify = application.accounts.tls_verify
-    trust = TrustStore(source=anchors, fetch=HTTPGet(verify=verify))
-    fetcher = await stack.enter_async_context(X5UFetcher(FetchPolicy()))
+    get = HTTPGet(verify=application.accounts.tls_verify)
+    stack.push_async_callback(get.aclose)
+    trust = TrustStore(source=source, fetch=get, allow_rsa_ca=settings.verify_rsa_ca)
+    if isinstance(source, str):
+        await _refresh_trust(trust)
+    refresh = asyncio.create_task(_refresh_trust_every(trust, settings.ca_trust_refresh_seconds))
+    stack.push_async_callback(_cancel, refresh)
+    fetcher = await stack.enter_async_context(X5UFetcher(fetch_policy(settings)))
     # Rich Call Data logos are fetched under the same rules as x5u (RFC 9795 rcdi).
-    resources = await stack.enter_async_context(ResourceFetcher(FetchPolicy()))
-    return VerificationService(fetcher, trust, resources=resources)
+    resources = await stack.enter_async_context(ResourceFetcher(fetch_policy(settings)))
+    return VerificationService(fetcher, trust, policy=verify_policy(settings), resources=resources)
+
+
+async def _refresh_trust(trust: TrustStore) -> None:
+    try:
+        await trust.refresh()
+    except OpenSTIError as exc:
+        _log.warning("trust list not refreshed, the last good one stays: %s", exc.message)
+
+
+async def _refresh_trust_every(trust: TrustStore, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await _refresh_trust(trust)
 
 
 def sip_policy(settings: Settings) -> RedirectPolicy:

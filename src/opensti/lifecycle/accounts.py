@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,8 +38,8 @@ from opensti.acme import (
     key_fingerprint,
 )
 from opensti.config import Settings
-from opensti.core.certs import load_certificates
-from opensti.core.errors import Conflict, InvalidCertificate, InvalidInput, NotFound
+from opensti.core.certs import read_certificates
+from opensti.core.errors import Conflict, InvalidInput, NotFound
 from opensti.core.passport import load_private_key
 from opensti.stipa import StiPaClient, StiPaCredentials, stipa_base_url
 from opensti.store import (
@@ -74,6 +75,8 @@ __all__ = [
     "private_key_secret",
     "utc_now",
 ]
+
+_log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 
@@ -144,15 +147,19 @@ class StiPaInfo:
 
 
 def load_pem_certificates(path: Path, what: str) -> tuple[x509.Certificate, ...]:
-    """Certificates from an operator's PEM file, or one clear :class:`InvalidInput`."""
+    """Certificates from an operator's PEM file, each read on its own: one that cannot
+    be read is skipped with a warning; no certificate at all is one :class:`InvalidInput`."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read the {what} {str(path)!r}: {exc.strerror}") from None
-    try:
-        return tuple(load_certificates(data))
-    except InvalidCertificate as exc:
-        raise InvalidInput(f"the {what} {str(path)!r} holds no certificate: {exc}") from None
+    found = read_certificates(data, source=str(path))
+    for skipped in found.skipped:
+        _log.warning("%s: certificate skipped: %s", what, skipped.describe())
+    if not found.certificates:
+        reason = f": {found.skipped[0].reason}" if found.skipped else ""
+        raise InvalidInput(f"the {what} {str(path)!r} holds no certificate{reason}")
+    return found.certificates
 
 
 #: Settings of a built-in CA that its stored row has no column for.

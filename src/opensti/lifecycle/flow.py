@@ -388,7 +388,8 @@ class FlowAttempt:
             spc = self._entry(session).spc
             key = load_private_key(certificate_key(self.ctx.box, pending).reveal())
         try:
-            _check_issued(issued.chain, anchors, spc, key, self.now())
+            rsa = self.ctx.settings.verify_rsa_ca
+            _check_issued(issued.chain, anchors, spc, key, self.now(), rsa)
         except OpenSTIError as exc:
             self._store_failed(pending, issued)
             raise UpstreamError(
@@ -407,6 +408,7 @@ class FlowAttempt:
     def _ca_anchors(self) -> tuple[x509.Certificate, ...]:
         path = self.ctx.settings.ca_trust_anchors
         if path is not None:
+            # Read one by one: an unreadable root is skipped (and logged), not fatal.
             return load_pem_certificates(path, "STI-CA trust anchors file")
         stipa = self.stipa()
         if stipa is None:
@@ -481,11 +483,13 @@ def _check_issued(
     spc: str,
     key: ec.EllipticCurvePrivateKey,
     now: dt.datetime,
+    allow_rsa_ca: bool = True,
 ) -> None:
     """Our key, our SPC, a path to the STI-PA trust list, the SHAKEN profile."""
     if chain.leaf.public_key() != key.public_key():
         raise UpstreamError("the CA certified another key than ours")
-    validated = validate_shaken_certificate(chain, TrustContext(anchors=anchors), now)
+    trust = TrustContext(anchors=anchors, allow_rsa_ca=allow_rsa_ca)
+    validated = validate_shaken_certificate(chain, trust, now)
     if validated.spc != spc:
         raise UpstreamError(f"the certificate is for SPC {validated.spc}, not {spc}")
 

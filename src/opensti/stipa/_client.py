@@ -9,6 +9,7 @@ token is validated before it is returned, and kept until shortly before its ``ex
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from opensti.core.certs import load_certificates, load_crl
+from opensti.core.certs import load_crl, read_certificates
 from opensti.core.errors import (
     InvalidCertificate,
     InvalidInput,
@@ -55,6 +56,7 @@ STIPA_STAGING_URL = "https://authenticate-api-stg.iconectiv.com"
 #: The limits the STI-PA portal documents: user id < 256, password < 190 characters.
 MAX_USER_ID_LENGTH = 255
 MAX_PASSWORD_LENGTH = 189
+_log = logging.getLogger(__name__)
 _MAX_RESPONSE = 1024 * 1024
 _DEFAULT_REFRESH_MARGIN = dt.timedelta(minutes=5)
 
@@ -290,10 +292,13 @@ class StiPaClient:
         data = response.content
         if isinstance(body, dict) and isinstance(body.get("certificates"), list):
             data = "".join(str(pem) for pem in body["certificates"]).encode()
-        try:
-            return load_certificates(data)
-        except InvalidCertificate as exc:
-            raise UpstreamError(f"the STI-PA CA list does not parse: {exc}") from None
+        found = read_certificates(data, source="the STI-PA CA list")
+        for skipped in found.skipped:
+            _log.warning("STI-CA root skipped: %s", skipped.describe())
+        if not found.certificates:
+            reason = found.skipped[0].reason if found.skipped else "no certificate"
+            raise UpstreamError(f"the STI-PA CA list does not parse: {reason}")
+        return list(found.certificates)
 
     def crl(self) -> x509.CertificateRevocationList:
         """GET /download/v1/crl, with its signature checked against the trust anchors."""

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from opensti.core.certs import load_certificates
+from opensti.core.certs import Signed, issued_by, load_certificate_chain
 from opensti.core.errors import (
     InvalidCertificate,
     InvalidSPCToken,
@@ -224,11 +223,11 @@ def verify_token_issuer(token: SPCToken, trust: TokenTrust, now: dt.datetime) ->
     ):
         raise InvalidSPCToken(f"the SPC token x5u is not an HTTPS URL: {token.x5u!r}")
     try:
-        certs = load_certificates(trust.fetch(token.x5u))
+        chain = load_certificate_chain(trust.fetch(token.x5u))
     except InvalidCertificate as exc:
         raise InvalidSPCToken(f"the SPC token x5u does not hold a certificate: {exc}") from None
-    leaf = certs[0]
-    _check_trusted(leaf, certs[1:], trust.anchors, now)
+    leaf = chain.leaf
+    _check_trusted(leaf, list(chain.intermediates), trust.anchors, now, chain.signed)
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise InvalidSPCToken("the STI-PA certificate key is not EC P-256")
@@ -246,8 +245,12 @@ def _check_trusted(
     intermediates: list[x509.Certificate],
     anchors: tuple[x509.Certificate, ...],
     now: dt.datetime,
+    signed: Signed,
 ) -> None:
-    """Pinned STI-PA certificate, or a short path from it to a configured anchor."""
+    """Pinned STI-PA certificate, or a short path from it to a configured anchor.
+
+    Signatures are checked over the bytes as they came (``signed`` holds the original
+    TBS of certificates with the explicit NULL in their ECDSA AlgorithmIdentifier)."""
     if not anchors:
         raise InvalidSPCToken("no STI-PA trust anchors are configured")
     cert = leaf
@@ -258,7 +261,7 @@ def _check_trusted(
             )
         if cert in anchors:
             return
-        issuer = _issuer_of(cert, [*anchors, *intermediates])
+        issuer = _issuer_of(cert, [*anchors, *intermediates], signed)
         if issuer is None:
             break
         if issuer in anchors:
@@ -270,16 +273,13 @@ def _check_trusted(
 
 
 def _issuer_of(
-    cert: x509.Certificate, candidates: list[x509.Certificate]
+    cert: x509.Certificate, candidates: list[x509.Certificate], signed: Signed
 ) -> x509.Certificate | None:
     for candidate in candidates:
         if candidate == cert or candidate.subject != cert.issuer:
             continue
-        try:
-            cert.verify_directly_issued_by(candidate)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        return candidate
+        if issued_by(cert, candidate, signed) is None:
+            return candidate
     return None
 
 

@@ -11,10 +11,18 @@ from opensti.verification._policy import (
     Disposition,
     FailurePolicy,
     VerifyPolicy,
+    fetch_policy,
     stir_reason_header,
+    verify_policy,
 )
 from opensti.verification._service import ChainSource, VerificationService, VerifierStats
-from opensti.verification._trust import Fetch, HTTPGet, TrustStore
+from opensti.verification._trust import (
+    Fetch,
+    HTTPGet,
+    TrustStore,
+    no_usable_anchor,
+    read_anchor_path,
+)
 from opensti.verification.fetch import FetchPolicy, X5UFetcher
 
 __all__ = (
@@ -33,5 +41,9 @@ __all__ = (
     "VerifierStats",
     "VerifyPolicy",
     "X5UFetcher",
+    "fetch_policy",
+    "no_usable_anchor",
+    "read_anchor_path",
     "stir_reason_header",
+    "verify_policy",
 )

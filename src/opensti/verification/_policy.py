@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from opensti.core.errors import sip_response
 from opensti.core.verify import VerificationResult, Verstat
+from opensti.verification.fetch import FetchPolicy
 
-__all__ = ["Disposition", "FailurePolicy", "VerifyPolicy", "stir_reason_header"]
+if TYPE_CHECKING:
+    from opensti.config import Settings
+
+__all__ = [
+    "Disposition",
+    "FailurePolicy",
+    "VerifyPolicy",
+    "fetch_policy",
+    "stir_reason_header",
+    "verify_policy",
+]
 
 
 class FailurePolicy(StrEnum):
@@ -70,3 +82,18 @@ class VerifyPolicy:
     #: Consecutive failures that open a host's circuit, and how long it stays open.
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+
+
+def fetch_policy(settings: Settings, **overrides: object) -> FetchPolicy:
+    """The x5u fetcher's policy from the settings (``x5u_*``), the same for every front
+    door; ``overrides`` are command-line flags."""
+    options: dict[str, object] = {
+        "allow_http": settings.x5u_allow_http,
+        "private_hosts": settings.x5u_private_hosts,
+        "deny_hosts": settings.x5u_deny_hosts,
+    }
+    return FetchPolicy(**{**options, **overrides})  # type: ignore[arg-type]
+
+
+def verify_policy(settings: Settings) -> VerifyPolicy:
+    return VerifyPolicy(allow_http_x5u=settings.x5u_allow_http, x5u_deny=settings.x5u_deny_hosts)

@@ -3,10 +3,16 @@
 The current :class:`~opensti.core.certs.TrustContext` is one immutable object swapped
 on change, with a :attr:`TrustStore.version` that validated-chain caches compare to,
 so a new CRL or trust list applies to chains validated before it arrived.
+
+Anchors are read one certificate at a time: one that cannot be used is skipped with a
+warning naming it (subject, SHA-256) and why, and counted; only a list with nothing
+usable left is an error, and even then the service keeps running (every call then
+fails with 437) and a refresh keeps the last good list.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,15 +23,21 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from opensti.core.certs import TrustContext, load_certificates, load_crl
+from opensti.core.certs import (
+    CertificateSet,
+    SkippedCertificate,
+    TrustContext,
+    load_crl,
+    read_trust_anchors,
+)
 from opensti.core.errors import InvalidCertificate, OpenSTIError, UpstreamError
 
-__all__ = ["Fetch", "HTTPGet", "TrustStore"]
+__all__ = ["Fetch", "HTTPGet", "TrustStore", "no_usable_anchor", "read_anchor_path"]
+
+_log = logging.getLogger(__name__)
 
 #: Reads one URL and returns the body; raises an :class:`OpenSTIError` on failure.
 Fetch = Callable[[str], Awaitable[bytes]]
-
-_PEM_SUFFIXES = (".pem", ".crt", ".cer")
 
 
 class HTTPGet:
@@ -65,11 +77,34 @@ def _is_url(source: str | Path) -> bool:
     return isinstance(source, str) and source.lower().startswith(("https://", "http://"))
 
 
-def _read_pem_source(source: Path) -> bytes:
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in _PEM_SUFFIXES)
-        return b"\n".join(p.read_bytes() for p in files)
-    return source.read_bytes()
+def _unreadable(path: Path, exc: OSError) -> CertificateSet:
+    reason = f"cannot read the file: {exc.strerror or exc}"
+    return CertificateSet(skipped=(SkippedCertificate(reason, source=str(path)),))
+
+
+def read_anchor_path(source: Path) -> CertificateSet:
+    """The trust anchors of a PEM/DER file, or of every file in a directory, each
+    certificate on its own (see :func:`opensti.core.certs.read_trust_anchors`)."""
+    try:
+        files = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+    except OSError as exc:
+        return _unreadable(source, exc)
+    found = CertificateSet()
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            found += _unreadable(path, exc)
+            continue
+        found += read_trust_anchors([(str(path), data)])
+    return found
+
+
+def no_usable_anchor(found: CertificateSet, where: str) -> InvalidCertificate:
+    """The one-line error for a trust list with nothing usable left."""
+    first = f": {found.skipped[0].describe()}" if found.skipped else ""
+    more = f" (and {len(found.skipped) - 1} more skipped)" if len(found.skipped) > 1 else ""
+    return InvalidCertificate(f"no usable trust anchor in {where}{first}{more}")
 
 
 def _signed_by(crl: x509.CertificateRevocationList, signers: Sequence[x509.Certificate]) -> bool:
@@ -98,12 +133,16 @@ class TrustStore:
         policy_oids: frozenset[str] | None = None,
         fetch: Fetch | None = None,
         crl_retry: float = 300.0,
+        allow_rsa_ca: bool = True,
     ) -> None:
         self.source = source
         self.crl_urls = tuple(crl_urls)
         self._anchors = tuple(anchors)
+        #: The last trust list installed: its anchors and what was skipped, and why.
+        self.anchor_set = CertificateSet(self._anchors)
         self._signers = tuple(crl_signers)
         self._policy_oids = policy_oids
+        self._allow_rsa_ca = allow_rsa_ca
         self._fetch = fetch
         self._crls: dict[str, x509.CertificateRevocationList] = {}
         #: When each CRL URL is due again (its nextUpdate, or a retry after a failure).
@@ -113,8 +152,18 @@ class TrustStore:
         self.last_error: OpenSTIError | None = None
         self.context = TrustContext(anchors=(), crl_signers=self._signers)
         self._publish()
-        if source is not None and not _is_url(source):
-            self._set_anchors(load_certificates(_read_pem_source(Path(source))))
+        local = source is not None and not _is_url(source)
+        if local and not self._install(read_anchor_path(Path(str(source))), str(source)):
+            assert self.last_error is not None
+            _log.error("%s", self.last_error.message)
+
+    @property
+    def anchors_loaded(self) -> int:
+        return len(self._anchors)
+
+    @property
+    def anchors_skipped(self) -> tuple[SkippedCertificate, ...]:
+        return self.anchor_set.skipped
 
     def _publish(self) -> None:
         self.context = TrustContext(
@@ -122,12 +171,27 @@ class TrustStore:
             crls=tuple(self._crls.values()),
             crl_signers=self._signers,
             policy_oids=self._policy_oids,
+            signed=self.anchor_set.signed,
+            allow_rsa_ca=self._allow_rsa_ca,
         )
         self.version += 1
 
-    def _set_anchors(self, anchors: Sequence[x509.Certificate]) -> None:
-        self._anchors = tuple(anchors)
-        self._publish()
+    def _install(self, found: CertificateSet, where: str) -> bool:
+        """Use ``found`` if it holds an anchor (else keep the list in force); log what
+        was skipped once per change, so a refresh does not repeat it."""
+        if found.skipped != self.anchor_set.skipped:
+            for skipped in found.skipped:
+                _log.warning("trust anchor skipped: %s", skipped.describe())
+        if not found.certificates:
+            self.last_error = no_usable_anchor(found, where)
+            if not self._anchors:
+                self.anchor_set = found
+            return False
+        if found.certificates != self._anchors or found.skipped != self.anchor_set.skipped:
+            self._anchors = found.certificates
+            self.anchor_set = found
+            self._publish()
+        return True
 
     async def _read(self, url: str) -> bytes:
         if self._fetch is None:
@@ -142,13 +206,14 @@ class TrustStore:
         """
         if self.source is None:
             return
+        where = str(self.source)
         if _is_url(self.source):
-            data = await self._read(str(self.source))
+            found = read_trust_anchors([(where, await self._read(where))])
         else:
-            data = _read_pem_source(Path(self.source))
-        anchors = load_certificates(data)
-        if set(anchors) != set(self._anchors):
-            self._set_anchors(anchors)
+            found = read_anchor_path(Path(self.source))
+        if not self._install(found, where):
+            assert self.last_error is not None
+            raise self.last_error
 
     def add_crl(self, url: str, crl: x509.CertificateRevocationList) -> None:
         """Install a CRL (refused unless a known signer signed it)."""

@@ -4,7 +4,10 @@ HTTPS only unless allowed, a connect and read timeout and a deadline on the whol
 fetch (redirects included, so a peer that trickles bytes cannot hold a call), a cap
 on the body size, few redirects, and no connections to loopback, private or
 link-local addresses unless allowed (an x5u is chosen by whoever signed the call,
-so it must not reach into our own network). The address is checked after
+so it must not reach into our own network); IPv6 forms that carry an IPv4 address
+(IPv4-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4) count as not public
+either. The operator may name hosts or networks that are allowed to be private (a
+carrier's internal STI-CR, a lab) and hosts that are never fetched. The address is checked after
 resolution and the connection is pinned to the checked address, so DNS cannot swap
 it between the check and the connect. Proxy variables are ignored for the same
 reason: a proxy would connect on our behalf to an address we never checked.
@@ -13,6 +16,7 @@ reason: a proxy would connect on our behalf to an address we never checked.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import ipaddress
 import os
 import socket
@@ -43,7 +47,12 @@ _ACCEPTED_TYPES = (
 @dataclass(frozen=True, slots=True)
 class FetchPolicy:
     allow_http: bool = False
+    #: Any host may resolve to a non-public address (tests, demos).
     allow_private: bool = False
+    #: Host patterns (fnmatch) or networks (CIDR) that may be non-public.
+    private_hosts: tuple[str, ...] = ()
+    #: Host patterns (fnmatch) never fetched, redirects included.
+    deny_hosts: tuple[str, ...] = ()
     connect_timeout: float = 2.0
     read_timeout: float = 2.0
     #: Bounds the whole fetch; the read timeout alone only bounds the gap between reads.
@@ -65,9 +74,36 @@ def _ssl_context(verify: TLSVerify) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=path)
 
 
+#: IPv6 prefixes that translate to an IPv4 address (RFC 6052 NAT64, its local-use
+#: prefix of RFC 8215): where they lead depends on a translator, not on the address.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            return _is_public(str(embedded))
+        if int(ip) >> 32 == 0 or any(ip in net for net in _NAT64):
+            return False  # IPv4-compatible (::a.b.c.d, deprecated) or NAT64
     return ip.is_global and not ip.is_multicast
+
+
+def _matches(host: str, patterns: tuple[str, ...]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)
+
+
+def _in_networks(address: str, entries: tuple[str, ...]) -> bool:
+    ip = ipaddress.ip_address(address)
+    for entry in entries:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a host pattern, not a network
+    return False
 
 
 class X5UFetcher:
@@ -103,11 +139,15 @@ class X5UFetcher:
         except (socket.gaierror, UnicodeError) as exc:
             raise BadIdentityInfo(f"x5u host {host!r} does not resolve: {exc}") from None
         addresses = [str(info[4][0]) for info in infos]
-        if not self.policy.allow_private:
-            refused = [a for a in addresses if not _is_public(a)]
+        if not self._private_allowed(host):
+            private = self.policy.private_hosts
+            refused = [a for a in addresses if not _is_public(a) and not _in_networks(a, private)]
             if refused:
                 raise BadIdentityInfo(f"x5u host {host!r} resolves to a non-public address")
         return addresses[0]
+
+    def _private_allowed(self, host: str) -> bool:
+        return self.policy.allow_private or _matches(host, self.policy.private_hosts)
 
     def _check_url(self, url: str) -> tuple[str, int]:
         parts = urlsplit(url)
@@ -116,6 +156,8 @@ class X5UFetcher:
             raise BadIdentityInfo(f"x5u must be an https URL: {url[:120]!r}")
         if not parts.hostname or parts.username or parts.password:
             raise BadIdentityInfo(f"x5u is not a plain host URL: {url[:120]!r}")
+        if _matches(parts.hostname, self.policy.deny_hosts):
+            raise BadIdentityInfo(f"x5u host {parts.hostname} is on the deny list")
         try:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError:

@@ -53,6 +53,7 @@ def create_web(
     *,
     clock: Callable[[], dt.datetime] | None = None,
     policy: ReconcilePolicy | None = None,
+    verifier: Any = None,
 ) -> FastAPI:
     """The web UI over an :class:`opensti.app.App` (its database, box and services).
 
@@ -61,6 +62,8 @@ def create_web(
     web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     web.state.policy = policy or ReconcilePolicy()
     web.state.backend = app
+    #: The STI-VS of ``opensti serve`` (its trust list shows on the Settings page).
+    web.state.verifier = verifier
     web.state.database = app.database
     web.state.clock = clock or getattr(app, "clock", None) or _utc_now
     web.state.templates = templates_env()

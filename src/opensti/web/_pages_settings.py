@@ -56,6 +56,24 @@ def _context(request: Request) -> dict[str, Any]:
         "tokens": tokens,
         "public_base_url": app.settings.public_base_url,
         "roles": [role.value for role in Role],
+        "verification": _verification(request),
+    }
+
+
+def _verification(request: Request) -> dict[str, Any]:
+    """The STI-VS's trust list (loaded / skipped and why) and its x5u and RSA policies."""
+    settings = backend(request).settings
+    verifier = getattr(request.app.state, "verifier", None)
+    trust = verifier.trust if verifier is not None else None
+    return {
+        "enabled": trust is not None,
+        "source": str(trust.source or "") if trust else "",
+        "loaded": trust.anchors_loaded if trust else 0,
+        "skipped": [s.describe() for s in trust.anchors_skipped] if trust else [],
+        "allow_http": settings.x5u_allow_http,
+        "private_hosts": ", ".join(settings.x5u_private_hosts),
+        "deny_hosts": ", ".join(settings.x5u_deny_hosts),
+        "rsa_ca": settings.verify_rsa_ca,
     }
 
 
