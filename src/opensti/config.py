@@ -9,17 +9,19 @@ in an entry point and hand the result to whatever needs it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -27,7 +29,7 @@ from pydantic_settings import (
 
 from opensti.core.errors import InvalidInput
 
-__all__ = ["CONFIG_ENV", "Settings", "load_settings"]
+__all__ = ["CONFIG_ENV", "Settings", "load_settings", "split_host_port"]
 
 #: The environment variable naming the TOML file when ``--config`` is not given.
 CONFIG_ENV = "OPENSTI_CONFIG"
@@ -37,6 +39,8 @@ CONFIG_ENV = "OPENSTI_CONFIG"
 _toml_file: ContextVar[Path | None] = ContextVar("opensti_toml_file", default=None)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: A list from TOML, or from the environment as comma-separated words.
+WordList = Annotated[list[str], NoDecode]
 
 
 def _default_data_dir() -> Path:
@@ -95,6 +99,16 @@ class Settings(BaseSettings):
     sip_max_transactions: int = Field(default=65_536, ge=1)
     #: SIP: take the called number from the Request-URI instead of To.
     sip_dest_from_request_uri: bool = False
+    # -- the doors (see README "Security") -------------------------------------------
+    #: STIR API and /metrics: source addresses or networks let in without a token.
+    stir_allow_networks: WordList = Field(default_factory=list)
+    #: STIR API: CA bundle (PEM) whose client certificates are let in (mutual TLS).
+    stir_client_ca_file: Path | None = None
+    #: Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or networks);
+    #: empty: forwarded headers are ignored, the peer address is the client.
+    trusted_proxies: WordList = Field(default_factory=list)
+    #: The public STI-CR listener, ``host:port``; unset, it shares the internal one.
+    sti_cr_listen: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -130,6 +144,30 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("stir_allow_networks", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [word for word in re.split(r"[\s,]+", value) if word]
+        return value
+
+    @field_validator("stir_allow_networks", "trusted_proxies", mode="after")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for word in value:
+            try:
+                ipaddress.ip_network(word, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {word!r}") from None
+        return value
+
+    @field_validator("sti_cr_listen", mode="after")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
     @field_validator("spc_pattern", mode="after")
     @classmethod
     def _check_pattern(cls, value: str | None) -> str | None:
@@ -150,6 +188,15 @@ class Settings(BaseSettings):
     @property
     def secret_key_file(self) -> Path:
         return self.data_dir / "secret.key"
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port``; ValueError says what is wrong."""
+    host, _, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not host:port: {value!r}")
+    return host, int(port)
 
 
 def load_settings(

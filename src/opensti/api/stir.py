@@ -17,6 +17,10 @@ number or numeric string. opensti extensions: ``entry`` in a signing request (na
 the signing entry) and ``identities`` (several Identity values) in a verification
 request.
 
+Every endpoint but ``/health`` is closed by default (see :mod:`opensti.api._stir_access`):
+a refusal answers 401 or 403 with ``{"requestError": {"policyException": {"messageId",
+"text"}}}`` (the ATIS-1000082 / OMA REST error shape) beside opensti's ``error`` object.
+
 A verification answers 200 with a verstat whatever the call's fate; ``reasonCode``
 (the RFC 8224 SIP code) and ``reasonText`` are added on failure unless the failure
 policy is ``continue``. Errors that stop a request (bad JSON, no signing entry) answer
@@ -32,7 +36,16 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opensti.core.errors import InvalidInput, NotFound, OpenSTIError, http_status, sip_response
+from opensti.api._stir_access import STIRAccess
+from opensti.core.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    OpenSTIError,
+    PermissionDenied,
+    http_status,
+    sip_response,
+)
 from opensti.core.identity import format_identity
 from opensti.core.passport import decode_passport
 from opensti.core.verify import VerificationResult
@@ -120,6 +133,16 @@ def _error_body(error: OpenSTIError) -> dict[str, Any]:
     return {"error": {"type": type(error).__name__, "message": error.message}}
 
 
+#: ATIS-1000082 policy exception ids of a refusal: no credential, then not allowed.
+_POLICY_IDS = {401: "POL1000", 403: "POL1010"}
+
+
+def _refusal_body(error: NotAuthenticated | PermissionDenied) -> dict[str, Any]:
+    status = http_status(error)
+    policy = {"messageId": _POLICY_IDS[status], "text": error.message}
+    return {"requestError": {"policyException": policy}, **_error_body(error)}
+
+
 class STIRApp:
     """ASGI app serving the STIR endpoints for the services it is given."""
 
@@ -131,8 +154,11 @@ class STIRApp:
         policy: FailurePolicy = FailurePolicy.CONTINUE_WITH_REASON,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        access: STIRAccess | None = None,
     ) -> None:
         self.signer = signer
+        #: Without an access policy nothing gets in: closed by default.
+        self.access = access or STIRAccess()
         self.verifier = verifier
         self.policy = policy
         self.metrics = metrics or Metrics()
@@ -153,13 +179,18 @@ class STIRApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
+        if path == "/health" and method == "GET":
+            await _respond(send, 200, b'{"status":"ok"}', _JSON)
+            return
+        try:
+            await self.access.check(scope, metrics=path == "/metrics")
+        except (NotAuthenticated, PermissionDenied) as error:
+            await _refuse(send, error)
+            return
         if path == "/metrics" and method == "GET":
             body = self.metrics.render().encode()
             ctype = Metrics.CONTENT_TYPE.encode()
             await _respond(send, 200, body, [(b"content-type", ctype)])
-            return
-        if path == "/health" and method == "GET":
-            await _respond(send, 200, b'{"status":"ok"}', _JSON)
             return
         handler = self._routes.get(path)
         try:
@@ -309,6 +340,13 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _refuse(send: Send, error: NotAuthenticated | PermissionDenied) -> None:
+    headers = list(_JSON)
+    if isinstance(error, NotAuthenticated):
+        headers.append((b"www-authenticate", b"Bearer"))
+    await _respond(send, http_status(error), json.dumps(_refusal_body(error)).encode(), headers)
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -324,5 +362,6 @@ def create_stir_app(
     verifier: VerificationService | None = None,
     **options: Any,
 ) -> STIRApp:
-    """Build the app; ``options`` are :class:`STIRApp`'s keywords (policy, metrics, clock)."""
+    """Build the app; ``options`` are :class:`STIRApp`'s keywords (policy, metrics, clock,
+    access)."""
     return STIRApp(signer, verifier, **options)

@@ -92,6 +92,7 @@ from opensti.store._models import (
     StiPaAccount,
     StiPaEnvironment,
     User,
+    WebSession,
 )
 from opensti.store._secrets import Secret, SecretBox, load_secret_box
 from opensti.store._settings import (
@@ -173,6 +174,7 @@ __all__ = (
     "StoreWatch",
     "TaskChange",
     "User",
+    "WebSession",
     "acme_account_eab_hmac_key",
     "acme_account_key",
     "acquire_lease",
