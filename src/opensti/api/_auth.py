@@ -1,4 +1,5 @@
-"""Bearer tokens and roles: admin > operator > read-only.
+"""Bearer tokens and roles: admin > operator > read-only (a signer token, for the STIR
+API only, ranks below read-only: the management API refuses it everything).
 
 A token is looked up by its SHA-256 (the store keeps nothing else), and the hash found
 is compared again in constant time. ``last_used_at`` is written at most once a minute
@@ -22,7 +23,7 @@ from opensti.store import ApiToken, Database, Role, Secret, authenticate_api_tok
 
 __all__ = ["ROLE_RANK", "Principal", "authenticate", "require"]
 
-ROLE_RANK = {Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+ROLE_RANK = {Role.SIGNER: -1, Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 _MAX_TOKEN = 256
 
