@@ -234,6 +234,8 @@ def _check_toml(path: Path) -> None:
         raise InvalidInput(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"config file {str(path)!r} is not UTF-8 text") from None
 
 
 def _first_error(exc: ValueError) -> str:

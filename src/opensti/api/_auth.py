@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -18,7 +19,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from opensti.core.errors import NotAuthenticated, PermissionDenied
+from opensti.core.errors import NotAuthenticated, PermissionDenied, StoreUnavailable
 from opensti.store import ApiToken, Database, Role, Secret, authenticate_api_token
 
 __all__ = ["ROLE_RANK", "Principal", "authenticate", "require"]
@@ -27,6 +28,7 @@ ROLE_RANK = {Role.SIGNER: -1, Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 _MAX_TOKEN = 256
 
+_log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An API token: opensti token create")
 
 
@@ -47,10 +49,14 @@ def _matches(row: ApiToken, value: str) -> bool:
 
 
 def _touch(database: Database, token_id: int, now: dt.datetime) -> None:
-    with database.session() as session:
-        row = session.get(ApiToken, token_id)
-        if row is not None:
-            row.last_used_at = now
+    """Best effort: a read-only store must not refuse the reads a token may make."""
+    try:
+        with database.session() as session:
+            row = session.get(ApiToken, token_id)
+            if row is not None:
+                row.last_used_at = now
+    except StoreUnavailable as exc:
+        _log.warning("cannot record the use of an API token: %s", exc)
 
 
 def authenticate(database: Database, value: str | None, now: dt.datetime) -> Principal:

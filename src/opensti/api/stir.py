@@ -8,7 +8,7 @@ library): JSON in, one service call, JSON out. The management API lives elsewher
     POST /stir/v1/signing/batch       signingRequests[]    -> signingResponses[]
     POST /stir/v1/verification/batch  verificationRequests[] -> verificationResponses[]
     GET  /metrics                     Prometheus text format
-    GET  /health                      {"status": "ok"}
+    GET  /health                      {"status": "ok"} (503 when the store is not)
 
 Field names follow ATIS-1000082 as public implementations use them; common variants
 are accepted: a TN as a string or a one-element array, ``identity`` with or without
@@ -31,6 +31,7 @@ request, each either the single response's body or such an error object.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -155,10 +156,13 @@ class STIRApp:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.perf_counter,
         access: STIRAccess | None = None,
+        health: Callable[[], str | None] | None = None,
     ) -> None:
         self.signer = signer
         #: Without an access policy nothing gets in: closed by default.
         self.access = access or STIRAccess()
+        #: Why the node cannot work (e.g. the store is read-only), or None; blocking.
+        self._health = health
         self.verifier = verifier
         self.policy = policy
         self.metrics = metrics or Metrics()
@@ -180,7 +184,7 @@ class STIRApp:
             return
         path, method = scope["path"], scope["method"]
         if path == "/health" and method == "GET":
-            await _respond(send, 200, b'{"status":"ok"}', _JSON)
+            await self._report_health(send)
             return
         try:
             await self.access.check(scope, metrics=path == "/metrics")
@@ -206,6 +210,14 @@ class STIRApp:
             await _respond(send, http_status(error), json.dumps(_error_body(error)).encode(), _JSON)
             return
         await _respond(send, 200, json.dumps(answer, separators=(",", ":")).encode(), _JSON)
+
+    async def _report_health(self, send: Send) -> None:
+        problem = None if self._health is None else await asyncio.to_thread(self._health)
+        if problem is None:
+            await _respond(send, 200, b'{"status":"ok"}', _JSON)
+            return
+        body = json.dumps({"status": "unavailable", "database": problem}).encode()
+        await _respond(send, 503, body, _JSON)
 
     # -- signing -----------------------------------------------------------------------
 

@@ -267,7 +267,12 @@ async def run_server(
         split = options.sti_cr_listen is not None
         internal = Dispatcher(
             None if split else repository,
-            create_stir_app(signing, verifier, access=stir_access(application)),
+            create_stir_app(
+                signing,
+                verifier,
+                access=stir_access(application),
+                health=application.database.health,
+            ),
             _management(application, signing, verifier, call_log, options.policy),
         )
         await repository.start()

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from opensti.core.errors import StoreUnavailable
 from opensti.lifecycle.reconcile import ReconcilePolicy
 from opensti.web import (
     _pages_accounts,
@@ -115,6 +116,15 @@ def _add_handlers(web: FastAPI) -> None:
             status_code=403,
         )
 
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        return render(
+            request,
+            "error.html",
+            {"title": "Service unavailable", "message": f"{exc}: try again later."},
+            status_code=503,
+        )
+
+    web.add_exception_handler(StoreUnavailable, store_unavailable)
     web.add_exception_handler(SignInRequired, sign_in_required)
     web.add_exception_handler(Forbidden, forbidden)
     web.add_exception_handler(CSRFRefused, csrf_refused)
