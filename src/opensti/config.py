@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from opensti.core.bounds import check_x5u
 from opensti.core.errors import InvalidInput
 
 __all__ = ["CONFIG_ENV", "Settings", "load_settings", "split_host_port"]
@@ -142,6 +143,10 @@ class Settings(BaseSettings):
             return None
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
+        try:  # it becomes the x5u prefix: nothing that could break the Identity header
+            check_x5u(value.rstrip("/") + "/sti-cr/1.pem", allow_http=True)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
         return value.rstrip("/")
 
     @field_validator("stir_allow_networks", "trusted_proxies", mode="before")

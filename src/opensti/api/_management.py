@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response, status
 
 from opensti.api._auth import require
-from opensti.api._context import Context
+from opensti.api._context import Context, RowID
 from opensti.api._models import (
     AccountImportIn,
     AccountIn,
@@ -208,7 +208,7 @@ def export_chain(ctx: Context, name: str) -> Response:
 
 
 @router.get("/certificates/{certificate_id}", tags=["certificates"], dependencies=ReadOnly)
-def show_certificate(ctx: Context, certificate_id: int) -> SigningCertificate:
+def show_certificate(ctx: Context, certificate_id: RowID) -> SigningCertificate:
     """Subject, SPC, issuer, validity, fingerprint and x5u of one certificate."""
     with ctx.database.read_session() as session:
         return describe_certificate(get_certificate(session, certificate_id))
@@ -221,7 +221,7 @@ def show_certificate(ctx: Context, certificate_id: int) -> SigningCertificate:
     response_class=Response,
     responses={200: {"content": {PEM_CHAIN: {}}}},
 )
-def certificate_chain(ctx: Context, certificate_id: int) -> Response:
+def certificate_chain(ctx: Context, certificate_id: RowID) -> Response:
     with ctx.database.read_session() as session:
         cert = get_certificate(session, certificate_id)
         if cert.chain_pem is None:

@@ -161,10 +161,9 @@ def client_certificate(scope: MutableMapping[str, Any]) -> bool:
 def _bearer(scope: MutableMapping[str, Any]) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, credential = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and credential.strip():
-                return credential.strip()
-            return None
+            scheme, _, credential = bytes(value).decode("latin-1").partition(" ")
+            token = credential.strip()
+            return token if scheme.lower() == "bearer" and token else None
     return None
 
 

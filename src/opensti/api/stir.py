@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from opensti.api._stir_access import STIRAccess
+from opensti.core.bounds import check_origid, check_time
 from opensti.core.errors import (
     InvalidInput,
     NotAuthenticated,
@@ -94,12 +95,14 @@ def _one_tn(value: object, what: str) -> str:
 
 
 def _seconds(value: object, what: str) -> int | None:
+    """Epoch seconds as a number or numeric string, 0 to year 9999 (the signing service
+    also keeps a signing ``iat`` near its clock)."""
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return check_time(value, what)
     raise InvalidInput(f"{what} must be a number of seconds")
 
 
@@ -232,7 +235,7 @@ class STIRApp:
                 _one_tn(request.get("orig"), "orig"),
                 _tns(request.get("dest"), "dest"),
                 attest=_optional_str(request, "attest"),
-                origid=_optional_str(request, "origid"),
+                origid=check_origid(_optional_str(request, "origid")),
                 entry=_optional_str(request, "entry"),
                 now=_seconds(request.get("iat"), "iat"),
             )

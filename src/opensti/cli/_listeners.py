@@ -87,7 +87,7 @@ class _ClientCertificateMixin:
             self.app = with_tls
 
 
-class _MutualTLSProtocol(_ClientCertificateMixin, _FastProtocol):  # type: ignore[misc,valid-type]
+class _MutualTLSProtocol(_ClientCertificateMixin, _FastProtocol):
     pass
 
 

@@ -13,6 +13,7 @@ import typer
 from cryptography import x509
 
 from opensti.cli._app import app, print_json, read_input_file
+from opensti.core.bounds import check_origid, check_signing_iat, check_x5u
 from opensti.core.certs import (
     CertificateChain,
     TrustContext,
@@ -53,19 +54,25 @@ def sign(
         int | None, typer.Option(help="Issued-at, epoch seconds (default: now).")
     ] = None,
     compact: Annotated[bool, typer.Option(help="Compact form (RFC 8225 section 7).")] = False,
+    allow_http_x5u: Annotated[
+        bool,
+        typer.Option(
+            "--allow-http-x5u", help="Accept an http:// x5u (unsafe; for verifier tests)."
+        ),
+    ] = False,
 ) -> None:
     """Print the Identity header value (without the ``Identity:`` name) for one call."""
     if attest not in ATTESTATION_LEVELS:
         raise InvalidInput(f"--attest must be A, B or C, not {attest!r}")
     private_key = load_private_key(read_input_file(key, "key file"))
-    if not x5u.lower().startswith(("https://", "http://")):
-        raise InvalidInput(f"--x5u must be an http(s) URL, not {x5u!r}")
+    check_x5u(x5u, allow_http=allow_http_x5u)
+    now = int(time.time())
     claims = ShakenClaims(
         orig=canonicalize_tn(orig),
         dest=tuple(canonicalize_tn(tn) for tn in dest),
-        iat=int(time.time()) if iat is None else iat,
+        iat=now if iat is None else check_signing_iat(iat, now),
         attest=attest,
-        origid=origid or str(uuid.uuid4()),
+        origid=check_origid(origid) or str(uuid.uuid4()),
     )
     token = sign_passport(claims, key=private_key, x5u=x5u, compact=compact)
     print(format_identity(token, x5u))

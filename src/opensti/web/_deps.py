@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Path
 from starlette.requests import Request
 
 from opensti.store import Role, web_session_user
 from opensti.web._auth import Forbidden, SignedIn, SignInRequired
 
-__all__ = ["Admin", "Operator", "Viewer", "backend", "need", "signed_in"]
+__all__ = ["Admin", "Operator", "RowID", "Viewer", "backend", "need", "signed_in"]
 
 
 def backend(request: Request) -> Any:
@@ -47,3 +47,5 @@ def need(role: Role) -> Callable[[Request], Awaitable[SignedIn]]:
 Viewer = Annotated[SignedIn, Depends(need(Role.READ_ONLY))]
 Operator = Annotated[SignedIn, Depends(need(Role.OPERATOR))]
 Admin = Annotated[SignedIn, Depends(need(Role.ADMIN))]
+#: A row id in a path, bounded like the BIGINT it names (no OverflowError).
+RowID = Annotated[int, Path(ge=1, le=2**63 - 1)]
