@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opensti.api._stir_access import STIRAccess
+from opensti.api._stir_access import KnownToken, STIRAccess, TokenCache, parse_networks
 from opensti.core.bounds import check_origid, check_time
 from opensti.core.errors import (
     InvalidInput,
@@ -55,7 +55,14 @@ from opensti.metrics import Metrics
 from opensti.signing import SigningService
 from opensti.verification import FailurePolicy, VerificationService
 
-__all__ = ["STIRApp", "create_stir_app"]
+__all__ = [
+    "KnownToken",
+    "STIRAccess",
+    "STIRApp",
+    "TokenCache",
+    "create_stir_app",
+    "parse_networks",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
