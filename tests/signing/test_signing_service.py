@@ -82,7 +82,9 @@ def test_default_entry_and_request_attestation(
 def test_explicit_entry_overrides_the_prefix_rules(
     service: SigningService, keys: dict[str, ec.EllipticCurvePrivateKey]
 ) -> None:
-    signed = service.sign("12125550100", ["12155550131"], entry="fallback", origid="abc", now=NOW - 7)
+    signed = service.sign(
+        "12125550100", ["12155550131"], entry="fallback", origid="abc", now=NOW - 7
+    )
     assert signed.entry == "fallback"
     assert signed.claims.origid == "abc"
     assert signed.claims.iat == NOW - 7
