@@ -23,9 +23,8 @@ from opensti.verification import (
 )
 from tests._servers import LocalHTTPServer, Route, TLSFiles, serve
 
-
 #: The SBC's credential in these tests: a bearer token of the signer role.
-SIGNER_TOKEN = "osti_test-signer-token"  # noqa: S105
+SIGNER_TOKEN = "osti_test-signer-token"
 STIR_HEADERS = {"Authorization": f"Bearer {SIGNER_TOKEN}"}
 
 

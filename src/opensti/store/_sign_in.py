@@ -92,22 +92,27 @@ def record_sign_in_failure(
 def charge_sign_in_attempt(
     session: Session,
     keys: Sequence[SignInKey],
-    now: dt.datetime,
+    clock: Callable[[], dt.datetime],
     delay: Callable[[int], dt.timedelta],
-) -> dt.datetime | None:
+) -> tuple[dt.datetime, dt.datetime | None]:
     """Count an attempt as a failure for every key before its password is checked.
 
-    Returns None when the attempt may go on (each key is then locked for
-    ``delay(failures)``), else the deadline that refuses it: the caller must roll the
-    transaction back, so a refused attempt changes nothing. A success clears the keys.
+    Returns the time read once the rows are locked, and None when the attempt may go
+    on (each key is then locked for ``delay(failures)``), else the deadline that
+    refuses it: the caller must roll the transaction back, so a refused attempt
+    changes nothing. A success clears the keys. The clock is read after the locks are
+    held, so an attempt that waited for another never compares its deadline with an
+    earlier time than the one that deadline was set from.
     """
-    counted = [(key, *_count(session, key, now)) for key in keys]
+    before = clock()
+    counted = [(key, *_count(session, key, before)) for key in keys]
+    now = max(clock(), before)
     refused = [until for _, _, until in counted if until > now]
     if refused:
-        return max(refused)
+        return now, max(refused)
     for key, failures, _ in counted:
         _lock(session, key, now + delay(failures))
-    return None
+    return now, None
 
 
 def clear_sign_in_failures(session: Session, keys: Sequence[SignInKey]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opensti.store import (
@@ -50,9 +51,9 @@ class ThrottlePolicy:
 class _Refused(Exception):
     """Rolls the attempt's transaction back: a refused attempt changes no counter."""
 
-    def __init__(self, until: dt.datetime) -> None:
+    def __init__(self, wait: dt.timedelta) -> None:
         super().__init__()
-        self.until = until
+        self.wait = wait
 
 
 class SignInThrottle:
@@ -67,18 +68,18 @@ class SignInThrottle:
             keys.append(("address", address))
         return keys
 
-    def begin(self, name: str, address: str | None, now: dt.datetime) -> int:
+    def begin(self, name: str, address: str | None, clock: Callable[[], dt.datetime]) -> int:
         """Charge one attempt: 0 if its password may be checked, else the whole
         seconds before this name from this address may try again."""
         try:
             with self.database.session() as session:
-                until = charge_sign_in_attempt(
-                    session, self._keys(name, address), now, self.policy.delay
+                now, until = charge_sign_in_attempt(
+                    session, self._keys(name, address), clock, self.policy.delay
                 )
                 if until is not None:
-                    raise _Refused(until)
+                    raise _Refused(until - now)
         except _Refused as refused:
-            return max(1, math.ceil((refused.until - now).total_seconds()))
+            return max(1, math.ceil(refused.wait.total_seconds()))
         return 0
 
     def failed(self, now: dt.datetime) -> None:
