@@ -41,6 +41,7 @@ def need(role: Role) -> Callable[[Request], Awaitable[SignedIn]]:
             raise Forbidden(role)
         return user
 
+    dependency.__name__ = f"need_{role.value.replace('-', '_')}"
     return dependency
 
 
