@@ -92,7 +92,13 @@ class TokenCache:
 
     def _refresh_now(self) -> None:
         used, self._used = sorted(self._used), set()
-        self._tokens = self.load()
+        try:
+            self._tokens = self.load()
+        except OpenSTIError as error:
+            if self._loaded_at is None:
+                raise  # nothing to go on: the request gets the store's 503
+            # Keep the tokens known so far: a store hiccup must not stop signing.
+            _log.warning("cannot reload the API tokens, keeping the last ones: %s", error)
         self._loaded_at = self.clock()
         if used and self.touch is not None:
             try:

@@ -201,6 +201,9 @@ class STIRApp:
         except (NotAuthenticated, PermissionDenied) as error:
             await _refuse(send, error)
             return
+        except OpenSTIError as error:  # the token store cannot be read
+            await _respond(send, http_status(error), json.dumps(_error_body(error)).encode(), _JSON)
+            return
         if path == "/metrics" and method == "GET":
             body = self.metrics.render().encode()
             ctype = Metrics.CONTENT_TYPE.encode()
