@@ -8,6 +8,8 @@ pool) because the services talk to CAs and the STI-PA synchronously.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, Depends, Response, status
 
 from opensti.api._auth import require
@@ -246,9 +248,15 @@ def list_tokens(ctx: Context) -> list[TokenOut]:
 @router.post("/tokens", tags=["admin"], dependencies=Admin, status_code=Created)
 def create_token(ctx: Context, body: TokenIn) -> TokenCreated:
     """A new bearer token; its value is in this response only."""
+    expires_at = body.expires_at
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=dt.UTC)
+        if expires_at <= ctx.now():
+            raise InvalidInput("the token's expiry must be in the future")
     with ctx.database.session() as session:
         row, value = create_api_token(
-            session, name=body.name, role=body.role, expires_at=body.expires_at
+            session, name=body.name, role=body.role, expires_at=expires_at
         )
         fields = _token_out(row)
     return TokenCreated.model_validate({**fields, "token": value.reveal_text()})
