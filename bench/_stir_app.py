@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from opensti.api.stir import create_stir_app
+from opensti.api.stir import STIRAccess, create_stir_app, parse_networks
 from opensti.core.passport import load_private_key
 from opensti.signing import Keyring, SigningEntry, SigningService
 from opensti.verification import (
@@ -28,4 +28,7 @@ _verifier = VerificationService(
     TrustStore(source=Path(os.environ["OPENSTI_BENCH_ROOT"])),
     policy=VerifyPolicy(allow_http_x5u=True),
 )
-app = create_stir_app(SigningService(_keyring), _verifier)
+# The bench's clients are on loopback: let them in by address (the API is closed by
+# default), so the figures include the door's check.
+_access = STIRAccess(allow=parse_networks(["127.0.0.0/8", "::1"]))
+app = create_stir_app(SigningService(_keyring), _verifier, access=_access)

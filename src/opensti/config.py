@@ -27,9 +27,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from opensti.core.bounds import check_x5u
 from opensti.core.errors import InvalidInput
 
-__all__ = ["CONFIG_ENV", "Settings", "load_settings"]
+__all__ = ["CONFIG_ENV", "Settings", "load_settings", "split_host_port"]
 
 #: The environment variable naming the TOML file when ``--config`` is not given.
 CONFIG_ENV = "OPENSTI_CONFIG"
@@ -39,6 +40,8 @@ CONFIG_ENV = "OPENSTI_CONFIG"
 _toml_file: ContextVar[Path | None] = ContextVar("opensti_toml_file", default=None)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: A list from TOML, or from the environment as comma-separated words.
+WordList = Annotated[list[str], NoDecode]
 
 
 def _default_data_dir() -> Path:
@@ -114,6 +117,16 @@ class Settings(BaseSettings):
     #: Verification: accept RSA-signed CA certificates (>= 2048 bits, SHA-256) in a
     #: path, e.g. the older Neustar chain; the leaf key and PASSporT stay ES256.
     verify_rsa_ca: bool = True
+    # -- the doors (see README "Security") -------------------------------------------
+    #: STIR API and /metrics: source addresses or networks let in without a token.
+    stir_allow_networks: WordList = Field(default_factory=list)
+    #: STIR API: CA bundle (PEM) whose client certificates are let in (mutual TLS).
+    stir_client_ca_file: Path | None = None
+    #: Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or networks);
+    #: empty: forwarded headers are ignored, the peer address is the client.
+    trusted_proxies: WordList = Field(default_factory=list)
+    #: The public STI-CR listener, ``host:port``; unset, it shares the internal one.
+    sti_cr_listen: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -147,6 +160,10 @@ class Settings(BaseSettings):
             return None
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
+        try:  # it becomes the x5u prefix: nothing that could break the Identity header
+            check_x5u(value.rstrip("/") + "/sti-cr/1.pem", allow_http=True)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
         return value.rstrip("/")
 
     @field_validator("x5u_private_hosts", "x5u_deny_hosts", mode="before")
@@ -158,13 +175,37 @@ class Settings(BaseSettings):
 
     @field_validator("x5u_private_hosts", mode="after")
     @classmethod
-    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _check_private_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for entry in value:
             if "/" in entry:
                 try:
                     ipaddress.ip_network(entry, strict=False)
                 except ValueError as exc:
                     raise ValueError(f"{entry!r} is not a network: {exc}") from None
+        return value
+
+    @field_validator("stir_allow_networks", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [word for word in re.split(r"[\s,]+", value) if word]
+        return value
+
+    @field_validator("stir_allow_networks", "trusted_proxies", mode="after")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for word in value:
+            try:
+                ipaddress.ip_network(word, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {word!r}") from None
+        return value
+
+    @field_validator("sti_cr_listen", mode="after")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
         return value
 
     @field_validator("spc_pattern", mode="after")
@@ -187,6 +228,15 @@ class Settings(BaseSettings):
     @property
     def secret_key_file(self) -> Path:
         return self.data_dir / "secret.key"
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port``; ValueError says what is wrong."""
+    host, _, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not host:port: {value!r}")
+    return host, int(port)
 
 
 def load_settings(
@@ -224,6 +274,8 @@ def _check_toml(path: Path) -> None:
         raise InvalidInput(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"config file {str(path)!r} is not UTF-8 text") from None
 
 
 def _first_error(exc: ValueError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from opensti.api.stir import STIRApp
+from opensti.api.stir import KnownToken, STIRAccess, STIRApp, TokenCache
 from opensti.sandbox.pki import DemoPKI
 from opensti.signing import Keyring, SigningEntry, SigningService
 from opensti.verification import (
@@ -21,6 +22,23 @@ from opensti.verification import (
     X5UFetcher,
 )
 from tests._servers import LocalHTTPServer, Route, TLSFiles, serve
+
+#: The SBC's credential in these tests: a bearer token of the signer role.
+SIGNER_TOKEN = "osti_test-signer-token"
+STIR_HEADERS = {"Authorization": f"Bearer {SIGNER_TOKEN}"}
+
+
+def static_tokens(**roles: str) -> TokenCache:
+    """A token cache over fixed tokens (value -> role), as the store would load them."""
+    known = {
+        hashlib.sha256(value.encode()).hexdigest(): KnownToken(i, f"t{i}", role)
+        for i, (value, role) in enumerate(roles.items(), 1)
+    }
+    return TokenCache(load=lambda: known)
+
+
+def signer_access() -> STIRAccess:
+    return STIRAccess(tokens=static_tokens(**{SIGNER_TOKEN: "signer"}))
 
 
 @dataclass
@@ -56,4 +74,4 @@ async def stir_app(
     )
     async with X5UFetcher(FetchPolicy(allow_private=True), verify=str(tls.root_pem)) as fetcher:
         verifier = VerificationService(fetcher, TrustStore([site.pki.root.certificate]))
-        yield STIRApp(SigningService(keyring), verifier, policy=policy)
+        yield STIRApp(SigningService(keyring), verifier, policy=policy, access=signer_access())

@@ -14,7 +14,7 @@ from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.verification import FailurePolicy
 from tests._servers import TLSFiles
-from tests.api.stir_support import Deployment, stir_app
+from tests.api.stir_support import STIR_HEADERS, Deployment, stir_app
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,9 @@ async def app(site: Deployment, tls: TLSFiles) -> AsyncIterator[STIRApp]:
 @pytest.fixture
 async def client(app: STIRApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://stir.test") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://stir.test", headers=STIR_HEADERS
+    ) as c:
         yield c
 
 
@@ -114,7 +116,9 @@ async def test_failed_verification_carries_reason_code_and_text(
 async def test_continue_policy_answers_the_verstat_alone(site: Deployment, tls: TLSFiles) -> None:
     async with stir_app(site, tls, FailurePolicy.CONTINUE) as app:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://stir.test") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://stir.test", headers=STIR_HEADERS
+        ) as c:
             identity = await sign(c)
             answer = await verify(c, identity, to={"tn": ["12125550000"]})
     assert answer == {"verstat": "TN-Validation-Failed"}

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests._servers import TLSFiles, serve_asgi
-from tests.api.stir_support import Deployment, stir_app
+from tests.api.stir_support import STIR_HEADERS, Deployment, stir_app
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ async def _sign(base_url: str, orig: str, dest: str) -> str:
             "origid": "4437c7eb-8f57-4e3c-9a4d-5d7b5a0a1b2c",
         }
     }
-    async with httpx.AsyncClient(base_url=base_url) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers=STIR_HEADERS) as client:
         response = await client.post("/stir/v1/signing", json=request)
     assert response.status_code == 200, response.text
     return str(response.json()["signingResponse"]["identity"])
@@ -53,7 +53,7 @@ async def test_sign_and_verify_over_a_real_socket(base_url: str) -> None:
             "identity": identity,
         }
     }
-    async with httpx.AsyncClient(base_url=base_url) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers=STIR_HEADERS) as client:
         answer = (await client.post("/stir/v1/verification", json=request)).json()
         metrics = (await client.get("/metrics")).text
     assert answer == {"verificationResponse": {"verstat": "TN-Validation-Passed"}}

@@ -173,14 +173,14 @@ def test_sign_with_explicit_claims_and_canonicalization(files: Files) -> None:
         "passport", "sign", "--key", str(files.key), "--x5u", X5U,
         "--orig", "tel:+1-215-555-0121", "--dest", "sip:+12155550131@example.com;user=phone",
         "--dest", "(215) 555-0199", "--attest", "C",
-        "--origid", "de305d54-75b4-431b-adb2-eb6b9e546014", "--iat", "1700000000",
+        "--origid", "de305d54-75b4-431b-adb2-eb6b9e546014", "--iat", files.iat,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     payload = decode_passport(parse_identity(proc.stdout.strip()).token).payload
     assert payload == {
         "attest": "C",
         "dest": {"tn": [DEST, "12155550199"]},
-        "iat": 1700000000,
+        "iat": int(files.iat),
         "orig": {"tn": ORIG},
         "origid": "de305d54-75b4-431b-adb2-eb6b9e546014",
     }
@@ -359,7 +359,7 @@ def test_verify_x5u_tls_not_trusted(files: Files, https_server: LocalHTTPServer)
 
 
 def test_verify_http_x5u_needs_the_flag(files: Files, http_server: LocalHTTPServer) -> None:
-    value = sign(files, "--iat", files.iat, x5u=http_server.url("/1234.pem"))
+    value = sign(files, "--iat", files.iat, "--allow-http-x5u", x5u=http_server.url("/1234.pem"))
     code, result = verify(files, value, "--allow-private-x5u")
     assert code == 1
     assert result["sip_code"] == 436
@@ -371,7 +371,7 @@ def test_verify_http_x5u_needs_the_flag(files: Files, http_server: LocalHTTPServ
 
 
 def test_decode_prints_header_and_payload(files: Files) -> None:
-    value = sign(files, "--iat", "1700000000", "--origid", "abc")
+    value = sign(files, "--iat", files.iat, "--origid", "abc")
     for argument in (value, f"Identity: {value}", parse_identity(value).token):
         proc = run("passport", "decode", argument)
         assert proc.returncode == 0, proc.stderr
@@ -384,17 +384,18 @@ def test_decode_prints_header_and_payload(files: Files) -> None:
             "typ": "passport",
             "x5u": X5U,
         }
-        assert output["payload"]["iat"] == 1700000000
+        assert output["payload"]["iat"] == int(files.iat)
         assert output["payload"]["origid"] == "abc"
 
 
 def test_decode_does_not_verify(files: Files) -> None:
     # A stale PASSporT with a signature nobody can check still decodes.
-    value = sign(files, "--iat", "1")
+    stale = str(int(files.iat) - 600)
+    value = sign(files, "--iat", stale)
     header, payload, _ = parse_identity(value).token.split(".")
     proc = run("passport", "decode", f"{header}.{payload}.AAAA")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["payload"]["iat"] == 1
+    assert json.loads(proc.stdout)["payload"]["iat"] == int(stale)
 
 
 # Bad input: one line on stderr, exit 2, never a traceback.

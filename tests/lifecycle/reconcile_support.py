@@ -215,6 +215,8 @@ class World:
             OPENSTI_STIPA_TRUST_ANCHORS=str(settings.stipa_trust_anchors),
             OPENSTI_PUBLIC_BASE_URL=self.base_url,
             OPENSTI_LOG_LEVEL="WARNING",
+            # The nodes' STIR API is closed by default: the tests sign from loopback.
+            OPENSTI_STIR_ALLOW_NETWORKS="127.0.0.1",
         )
         return env
 

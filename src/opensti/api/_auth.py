@@ -1,4 +1,5 @@
-"""Bearer tokens and roles: admin > operator > read-only.
+"""Bearer tokens and roles: admin > operator > read-only (a signer token, for the STIR
+API only, ranks below read-only: the management API refuses it everything).
 
 A token is looked up by its SHA-256 (the store keeps nothing else), and the hash found
 is compared again in constant time. ``last_used_at`` is written at most once a minute
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -17,15 +19,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from opensti.core.errors import NotAuthenticated, PermissionDenied
+from opensti.core.errors import NotAuthenticated, PermissionDenied, StoreUnavailable
 from opensti.store import ApiToken, Database, Role, Secret, authenticate_api_token
 
 __all__ = ["ROLE_RANK", "Principal", "authenticate", "require"]
 
-ROLE_RANK = {Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+ROLE_RANK = {Role.SIGNER: -1, Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 _MAX_TOKEN = 256
 
+_log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An API token: opensti token create")
 
 
@@ -46,10 +49,14 @@ def _matches(row: ApiToken, value: str) -> bool:
 
 
 def _touch(database: Database, token_id: int, now: dt.datetime) -> None:
-    with database.session() as session:
-        row = session.get(ApiToken, token_id)
-        if row is not None:
-            row.last_used_at = now
+    """Best effort: a read-only store must not refuse the reads a token may make."""
+    try:
+        with database.session() as session:
+            row = session.get(ApiToken, token_id)
+            if row is not None:
+                row.last_used_at = now
+    except StoreUnavailable as exc:
+        _log.warning("cannot record the use of an API token: %s", exc)
 
 
 def authenticate(database: Database, value: str | None, now: dt.datetime) -> Principal:

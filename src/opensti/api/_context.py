@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from opensti.app import App
 from opensti.calls import CallLog
@@ -15,7 +15,7 @@ from opensti.signing import SigningService
 from opensti.store import Database
 from opensti.verification import VerificationService
 
-__all__ = ["APIContext", "Context"]
+__all__ = ["APIContext", "Context", "RowID"]
 
 
 def _utc_now() -> dt.datetime:
@@ -48,3 +48,7 @@ def _context(request: Request) -> APIContext:
 
 
 Context = Annotated[APIContext, Depends(_context)]
+
+#: A row id in a path: bounded like the BIGINT it names, so a huge number is a clean
+#: 400 and never an OverflowError in the database driver.
+RowID = Annotated[int, Path(ge=1, le=2**63 - 1)]

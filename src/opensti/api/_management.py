@@ -8,10 +8,12 @@ pool) because the services talk to CAs and the STI-PA synchronously.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, Depends, Response, status
 
 from opensti.api._auth import require
-from opensti.api._context import Context
+from opensti.api._context import Context, RowID
 from opensti.api._models import (
     AccountImportIn,
     AccountIn,
@@ -208,7 +210,7 @@ def export_chain(ctx: Context, name: str) -> Response:
 
 
 @router.get("/certificates/{certificate_id}", tags=["certificates"], dependencies=ReadOnly)
-def show_certificate(ctx: Context, certificate_id: int) -> SigningCertificate:
+def show_certificate(ctx: Context, certificate_id: RowID) -> SigningCertificate:
     """Subject, SPC, issuer, validity, fingerprint and x5u of one certificate."""
     with ctx.database.read_session() as session:
         return describe_certificate(get_certificate(session, certificate_id))
@@ -221,7 +223,7 @@ def show_certificate(ctx: Context, certificate_id: int) -> SigningCertificate:
     response_class=Response,
     responses={200: {"content": {PEM_CHAIN: {}}}},
 )
-def certificate_chain(ctx: Context, certificate_id: int) -> Response:
+def certificate_chain(ctx: Context, certificate_id: RowID) -> Response:
     with ctx.database.read_session() as session:
         cert = get_certificate(session, certificate_id)
         if cert.chain_pem is None:
@@ -246,9 +248,15 @@ def list_tokens(ctx: Context) -> list[TokenOut]:
 @router.post("/tokens", tags=["admin"], dependencies=Admin, status_code=Created)
 def create_token(ctx: Context, body: TokenIn) -> TokenCreated:
     """A new bearer token; its value is in this response only."""
+    expires_at = body.expires_at
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=dt.UTC)
+        if expires_at <= ctx.now():
+            raise InvalidInput("the token's expiry must be in the future")
     with ctx.database.session() as session:
         row, value = create_api_token(
-            session, name=body.name, role=body.role, expires_at=body.expires_at
+            session, name=body.name, role=body.role, expires_at=expires_at
         )
         fields = _token_out(row)
     return TokenCreated.model_validate({**fields, "token": value.reveal_text()})

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from opensti.calls import CertificateInfo as SigningCertificate
+from opensti.core.bounds import MAX_TIME
 from opensti.lifecycle.acquire import CertificateInfo
 from opensti.store import Role
 
@@ -145,7 +146,7 @@ class SignIn(_Request):
     origid: Annotated[str | None, Field(max_length=256)] = None
     entry: Name | None = None
     call_id: Annotated[str | None, Field(max_length=255)] = None
-    iat: Annotated[int | None, Field(ge=0)] = None
+    iat: Annotated[int | None, Field(ge=0, le=MAX_TIME)] = None
     #: A div PASSporT (RFC 8946) instead: the number the call was diverted from.
     div: TN | None = None
     #: Rich Call Data (RFC 9795) added to the SHAKEN PASSporT: name and call reason.
@@ -164,7 +165,7 @@ class VerifyIn(_Request):
     identities: Annotated[list[str] | None, Field(max_length=8)] = None
     from_: TN = Field(alias="from")
     to: TN | Annotated[list[TN], Field(min_length=1, max_length=64)]
-    now: Annotated[int | None, Field(ge=0)] = None
+    now: Annotated[int | None, Field(ge=0, le=MAX_TIME)] = None
     call_id: Annotated[str | None, Field(max_length=255)] = None
 
 

@@ -8,7 +8,7 @@ library): JSON in, one service call, JSON out. The management API lives elsewher
     POST /stir/v1/signing/batch       signingRequests[]    -> signingResponses[]
     POST /stir/v1/verification/batch  verificationRequests[] -> verificationResponses[]
     GET  /metrics                     Prometheus text format
-    GET  /health                      {"status": "ok"}
+    GET  /health                      {"status": "ok"} (503 when the store is not)
 
 Field names follow ATIS-1000082 as public implementations use them; common variants
 are accepted: a TN as a string or a one-element array, ``identity`` with or without
@@ -16,6 +16,10 @@ are accepted: a TN as a string or a one-element array, ``identity`` with or with
 number or numeric string. opensti extensions: ``entry`` in a signing request (names
 the signing entry) and ``identities`` (several Identity values) in a verification
 request.
+
+Every endpoint but ``/health`` is closed by default (see :mod:`opensti.api._stir_access`):
+a refusal answers 401 or 403 with ``{"requestError": {"policyException": {"messageId",
+"text"}}}`` (the ATIS-1000082 / OMA REST error shape) beside opensti's ``error`` object.
 
 A verification answers 200 with a verstat whatever the call's fate; ``reasonCode``
 (the RFC 8224 SIP code) and ``reasonText`` are added on failure unless the failure
@@ -27,12 +31,23 @@ request, each either the single response's body or such an error object.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opensti.core.errors import InvalidInput, NotFound, OpenSTIError, http_status, sip_response
+from opensti.api._stir_access import KnownToken, STIRAccess, TokenCache, parse_networks
+from opensti.core.bounds import check_origid, check_time
+from opensti.core.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    OpenSTIError,
+    PermissionDenied,
+    http_status,
+    sip_response,
+)
 from opensti.core.identity import format_identity
 from opensti.core.passport import decode_passport
 from opensti.core.verify import VerificationResult
@@ -40,7 +55,14 @@ from opensti.metrics import Metrics
 from opensti.signing import SigningService
 from opensti.verification import FailurePolicy, VerificationService
 
-__all__ = ["STIRApp", "create_stir_app"]
+__all__ = [
+    "KnownToken",
+    "STIRAccess",
+    "STIRApp",
+    "TokenCache",
+    "create_stir_app",
+    "parse_networks",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,12 +102,14 @@ def _one_tn(value: object, what: str) -> str:
 
 
 def _seconds(value: object, what: str) -> int | None:
+    """Epoch seconds as a number or numeric string, 0 to year 9999 (the signing service
+    also keeps a signing ``iat`` near its clock)."""
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return check_time(value, what)
     raise InvalidInput(f"{what} must be a number of seconds")
 
 
@@ -120,6 +144,16 @@ def _error_body(error: OpenSTIError) -> dict[str, Any]:
     return {"error": {"type": type(error).__name__, "message": error.message}}
 
 
+#: ATIS-1000082 policy exception ids of a refusal: no credential, then not allowed.
+_POLICY_IDS = {401: "POL1000", 403: "POL1010"}
+
+
+def _refusal_body(error: NotAuthenticated | PermissionDenied) -> dict[str, Any]:
+    status = http_status(error)
+    policy = {"messageId": _POLICY_IDS[status], "text": error.message}
+    return {"requestError": {"policyException": policy}, **_error_body(error)}
+
+
 class STIRApp:
     """ASGI app serving the STIR endpoints for the services it is given."""
 
@@ -131,8 +165,14 @@ class STIRApp:
         policy: FailurePolicy = FailurePolicy.CONTINUE_WITH_REASON,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        access: STIRAccess | None = None,
+        health: Callable[[], str | None] | None = None,
     ) -> None:
         self.signer = signer
+        #: Without an access policy nothing gets in: closed by default.
+        self.access = access or STIRAccess()
+        #: Why the node cannot work (e.g. the store is read-only), or None; blocking.
+        self._health = health
         self.verifier = verifier
         self.policy = policy
         self.metrics = metrics or Metrics()
@@ -153,13 +193,21 @@ class STIRApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
+        if path == "/health" and method == "GET":
+            await self._report_health(send)
+            return
+        try:
+            await self.access.check(scope, metrics=path == "/metrics")
+        except (NotAuthenticated, PermissionDenied) as error:
+            await _refuse(send, error)
+            return
+        except OpenSTIError as error:  # the token store cannot be read
+            await _respond(send, http_status(error), json.dumps(_error_body(error)).encode(), _JSON)
+            return
         if path == "/metrics" and method == "GET":
             body = self.metrics.render().encode()
             ctype = Metrics.CONTENT_TYPE.encode()
             await _respond(send, 200, body, [(b"content-type", ctype)])
-            return
-        if path == "/health" and method == "GET":
-            await _respond(send, 200, b'{"status":"ok"}', _JSON)
             return
         handler = self._routes.get(path)
         try:
@@ -176,6 +224,14 @@ class STIRApp:
             return
         await _respond(send, 200, json.dumps(answer, separators=(",", ":")).encode(), _JSON)
 
+    async def _report_health(self, send: Send) -> None:
+        problem = None if self._health is None else await asyncio.to_thread(self._health)
+        if problem is None:
+            await _respond(send, 200, b'{"status":"ok"}', _JSON)
+            return
+        body = json.dumps({"status": "unavailable", "database": problem}).encode()
+        await _respond(send, 503, body, _JSON)
+
     # -- signing -----------------------------------------------------------------------
 
     def _sign_one(self, request: object) -> dict[str, Any]:
@@ -189,7 +245,7 @@ class STIRApp:
                 _one_tn(request.get("orig"), "orig"),
                 _tns(request.get("dest"), "dest"),
                 attest=_optional_str(request, "attest"),
-                origid=_optional_str(request, "origid"),
+                origid=check_origid(_optional_str(request, "origid")),
                 entry=_optional_str(request, "entry"),
                 now=_seconds(request.get("iat"), "iat"),
             )
@@ -316,6 +372,13 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _refuse(send: Send, error: NotAuthenticated | PermissionDenied) -> None:
+    headers = list(_JSON)
+    if isinstance(error, NotAuthenticated):
+        headers.append((b"www-authenticate", b"Bearer"))
+    await _respond(send, http_status(error), json.dumps(_refusal_body(error)).encode(), headers)
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -331,5 +394,6 @@ def create_stir_app(
     verifier: VerificationService | None = None,
     **options: Any,
 ) -> STIRApp:
-    """Build the app; ``options`` are :class:`STIRApp`'s keywords (policy, metrics, clock)."""
+    """Build the app; ``options`` are :class:`STIRApp`'s keywords (policy, metrics, clock,
+    access)."""
     return STIRApp(signer, verifier, **options)

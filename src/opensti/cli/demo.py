@@ -42,7 +42,7 @@ from opensti.sandbox.config import DEMO_PASSWORD, DEMO_PROVIDER, SandboxConfig
 from opensti.sandbox.server import SandboxHandle, bind_socket, run_sandbox_in_thread
 from opensti.sandbox.tls import ensure_tls_files
 from opensti.signing import SignedCall
-from opensti.store import Database, Secret, active_certificate, get_entry_by_id
+from opensti.store import Database, Role, Secret, active_certificate, get_entry_by_id
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
 
 _DEMO_SPCS = DEMO_PROVIDER.spcs
@@ -208,6 +208,25 @@ def _report(application: App, account: str, calls: list[_Call], directory: Path)
     )
     for label, value in lines:
         console.print(f"{label + ':':<20}{value}", highlight=False, markup=False, soft_wrap=True)
+    _sbc_credential(application, directory)
+
+
+def _sbc_credential(application: App, directory: Path) -> None:
+    """How an SBC gets into the STIR API, which is closed by default: a signer token."""
+    token = application.create_api_token(name="demo-sbc", role=Role.SIGNER).reveal_text()
+    body = (
+        '{"signingRequest":{"orig":{"tn":"12155550000"},'
+        '"dest":{"tn":["12155550199"]},"attest":"A"}}'
+    )
+    steps = (
+        f"an SBC's credential (role signer, shown once): {token}",
+        f"  made with: opensti --data-dir {directory} token create --role signer --name demo-sbc",
+        f"  serve:     opensti --data-dir {directory} serve --insecure-http --port 8443",
+        f'  sign:      curl -H "Authorization: Bearer {token}" -H "Content-Type: application/json"'
+        f" -d '{body}' http://127.0.0.1:8443/stir/v1/signing",
+    )
+    for line in steps:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 #: Certificate lifetime when the demo shows renewals: renewal starts with a third left.

@@ -14,6 +14,7 @@ import typer
 from opensti.cli._app import app, err_console, print_json, read_input_file
 from opensti.cli._context import settings_of
 from opensti.cli._div_rcd import RCDOptions, fetch_resource, sign_extended
+from opensti.core.bounds import check_origid, check_signing_iat, check_x5u
 from opensti.core.call import verify_call
 from opensti.core.certs import (
     CertificateChain,
@@ -72,6 +73,12 @@ def sign(
     allow_private_icon: Annotated[
         bool, typer.Option(help="Fetch the logo from loopback/private addresses.")
     ] = False,
+    allow_http_x5u: Annotated[
+        bool,
+        typer.Option(
+            "--allow-http-x5u", help="Accept an http:// x5u (unsafe; for verifier tests)."
+        ),
+    ] = False,
 ) -> None:
     """Print the Identity header value (without the ``Identity:`` name) for one call."""
     if ppt == "shaken" and attest not in ATTESTATION_LEVELS:
@@ -79,12 +86,12 @@ def sign(
     if ppt != "shaken" and attest is not None:
         raise InvalidInput(f"--attest is a SHAKEN claim; a {ppt!r} PASSporT has none")
     private_key = load_private_key(read_input_file(key, "key file"))
-    if not x5u.lower().startswith(("https://", "http://")):
-        raise InvalidInput(f"--x5u must be an http(s) URL, not {x5u!r}")
+    check_x5u(x5u, allow_http=allow_http_x5u)
     orig_tn, dest_tns = canonicalize_tn(orig), tuple(canonicalize_tn(tn) for tn in dest)
-    when = int(time.time()) if iat is None else iat
+    now = int(time.time())
+    when = now if iat is None else check_signing_iat(iat, now)
     claims = (
-        ShakenClaims(orig_tn, dest_tns, when, attest, origid or str(uuid.uuid4()))
+        ShakenClaims(orig_tn, dest_tns, when, attest, check_origid(origid) or str(uuid.uuid4()))
         if attest is not None
         else None
     )

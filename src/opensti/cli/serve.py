@@ -1,17 +1,21 @@
 """``opensti serve``: one process with the whole service.
 
-One HTTP(S) port carries the STI-CR (``/sti-cr/{id}.pem``, the x5u every verifier
-fetches), the ATIS STIR API for SBCs (``/stir/v1/...``, ``/health``, ``/metrics``),
-and, when installed, the management API (``/api/v1``) and the web UI (``/``). Beside
-it: the SIP redirect server on the ``--sip-listen`` listeners, the reconcile loop
-(unless ``--no-worker``), and a watch on the store that swaps the signing keyring
-when a certificate becomes active or an entry changes, and reloads the STI-CR when a
-chain is published or withdrawn, here or on another node (LISTEN/NOTIFY on
-PostgreSQL, a poll every second on SQLite). SIGTERM stops everything after the steps
-in flight.
+The internal HTTP(S) listener (``--host``/``--port``) carries the ATIS STIR API for
+SBCs (``/stir/v1/...``, ``/health``, ``/metrics``), the management API (``/api/v1``)
+and the web UI (``/``). The STI-CR (``/sti-cr/{id}.pem``, the x5u every verifier
+fetches) is public: with ``--sti-cr-listen host:port`` (or ``OPENSTI_STI_CR_LISTEN``)
+it gets a listener of its own, and each listener answers 404 for the other's paths;
+without it, the internal listener serves it too. Beside them: the SIP redirect server
+on the ``--sip-listen`` listeners, the reconcile loop (unless ``--no-worker``), and a
+watch on the store that swaps the signing keyring when a certificate becomes active or
+an entry changes, and reloads the STI-CR when a chain is published or withdrawn, here
+or on another node (LISTEN/NOTIFY on PostgreSQL, a poll every second on SQLite).
+SIGTERM stops everything after the steps in flight.
 
-The STI-CR must be HTTPS for real verifiers: give ``--tls-cert``/``--tls-key``. Plain
-HTTP is only accepted on a loopback address, with ``--insecure-http`` (tests, demos).
+The STI-CR must be HTTPS for real verifiers: give ``--tls-cert``/``--tls-key`` (both
+listeners use them). Plain HTTP is only accepted on loopback addresses, with
+``--insecure-http`` (tests, demos). TLS material that cannot be loaded, or an address
+that cannot be bound, stops the command with one line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -22,18 +26,20 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 
+from opensti.api._stir_access import STIRAccess, parse_networks, store_tokens
 from opensti.api.stir import create_stir_app
 from opensti.app import App
 from opensti.calls import CallLog, keyring_certificates
 from opensti.cli._app import app, console
 from opensti.cli._context import open_app
+from opensti.cli._listeners import TLSMaterial, check_tls, uvicorn_server
 from opensti.cli.lifecycle_loop import (
     BackoffInitialOption,
     BackoffMaxOption,
@@ -46,7 +52,7 @@ from opensti.cli.lifecycle_loop import (
     stop_on_signals,
 )
 from opensti.cli.users import first_run_link
-from opensti.config import Settings
+from opensti.config import Settings, split_host_port
 from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.eventloop import run_server_loop
 from opensti.lifecycle.keyring_watch import KeyringWatcher
@@ -91,6 +97,8 @@ class ServeOptions:
     worker: bool = True
     policy: ReconcilePolicy = _DEFAULTS
     worker_id: str | None = None
+    #: The public STI-CR listener; None: the internal listener serves the STI-CR too.
+    sti_cr_listen: tuple[str, int] | None = None
 
 
 def check_front(options: ServeOptions) -> None:
@@ -106,16 +114,19 @@ def check_front(options: ServeOptions) -> None:
             "the STI-CR must be served over HTTPS: give --tls-cert and --tls-key "
             "(or --insecure-http on a loopback address, for tests and demos)"
         )
-    if options.host not in _LOOPBACK:
-        raise InvalidInput(
-            f"plain HTTP is only allowed on a loopback address, not {options.host!r}"
-        )
+    hosts = [options.host] + ([options.sti_cr_listen[0]] if options.sti_cr_listen else [])
+    for host in hosts:
+        if host not in _LOOPBACK:
+            raise InvalidInput(f"plain HTTP is only allowed on a loopback address, not {host!r}")
 
 
 class Dispatcher:
-    """Routes by path prefix: STI-CR, STIR API, then the management API and web UI."""
+    """Routes by path prefix: STI-CR, STIR API, then the management API and web UI.
 
-    def __init__(self, repository: ASGI, stir: ASGI, management: ASGI | None) -> None:
+    A part this listener does not serve (None) answers 404: the public listener has
+    only the STI-CR, the internal one everything else (and the STI-CR when alone)."""
+
+    def __init__(self, repository: ASGI | None, stir: ASGI | None, management: ASGI | None) -> None:
         self.repository = repository
         self.stir = stir
         self.management = management
@@ -125,11 +136,24 @@ class Dispatcher:
             return
         path: str = scope["path"]
         if path.startswith("/sti-cr/"):
-            await self.repository(scope, receive, send)
+            target = self.repository
         elif path.startswith(_STIR_PATHS) or self.management is None:
-            await self.stir(scope, receive, send)
+            target = self.stir
         else:
-            await self.management(scope, receive, send)
+            target = self.management
+        if target is None:
+            await _not_found(scope, send)
+        else:
+            await target(scope, receive, send)
+
+
+async def _not_found(scope: Scope, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = b"not found"
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _management(
@@ -204,15 +228,40 @@ def sip_policy(settings: Settings) -> RedirectPolicy:
     )
 
 
-def _uvicorn(dispatcher: Dispatcher, options: ServeOptions, log_level: str) -> uvicorn.Server:
-    config: dict[str, Any] = {
-        "lifespan": "off",
-        "log_level": log_level.lower(),
-        "access_log": False,
-    }
-    if options.tls_cert is not None and options.tls_key is not None:
-        config.update(ssl_certfile=str(options.tls_cert), ssl_keyfile=str(options.tls_key))
-    return uvicorn.Server(uvicorn.Config(dispatcher, **config))
+def stir_access(application: App) -> STIRAccess:
+    """The STIR API's door from the settings: tokens, allowlist, client certificates."""
+    settings = application.settings
+    return STIRAccess(
+        tokens=store_tokens(application.database),
+        allow=parse_networks(settings.stir_allow_networks),
+        client_certificates=settings.stir_client_ca_file is not None,
+    )
+
+
+def _tls(options: ServeOptions, settings: Settings) -> TLSMaterial | None:
+    if options.tls_cert is None or options.tls_key is None:
+        if settings.stir_client_ca_file is not None:
+            raise InvalidInput("stir_client_ca_file (mutual TLS) needs --tls-cert/--tls-key")
+        return None
+    material = TLSMaterial(options.tls_cert, options.tls_key, settings.stir_client_ca_file)
+    check_tls(material)
+    return material
+
+
+@dataclass
+class _Listener:
+    sock: Any
+    server: uvicorn.Server
+
+
+def _listen(
+    app: ASGI, host: str, port: int, tls: TLSMaterial | None, settings: Settings
+) -> _Listener:
+    sock = bind_socket(host, port)
+    server = uvicorn_server(
+        app, tls=tls, trusted_proxies=settings.trusted_proxies, log_level=settings.log_level
+    )
+    return _Listener(sock, server)
 
 
 async def run_server(
@@ -220,11 +269,13 @@ async def run_server(
     options: ServeOptions,
     stop: asyncio.Event,
     *,
-    ready: Callable[[tuple[str, int]], None] | None = None,
+    ready: Callable[..., None] | None = None,
 ) -> None:
-    """Serve until ``stop`` is set; ``ready`` gets the HTTP address once it listens."""
+    """Serve until ``stop`` is set; ``ready`` gets the internal address once it listens,
+    then the public STI-CR's (with ``public=True``) when it has a listener of its own."""
     check_front(options)
     settings = application.settings
+    tls = _tls(options, settings)
     keyring = application.keyring()
     signing = SigningService(keyring)
     watcher = KeyringWatcher(
@@ -244,9 +295,15 @@ async def run_server(
         call_log.start()
         stack.callback(call_log.stop)
         verifier = await _verifier(application, stack)
-        dispatcher = Dispatcher(
-            repository,
-            create_stir_app(signing, verifier),
+        split = options.sti_cr_listen is not None
+        internal = Dispatcher(
+            None if split else repository,
+            create_stir_app(
+                signing,
+                verifier,
+                access=stir_access(application),
+                health=application.database.health,
+            ),
             _management(application, signing, verifier, call_log, options.policy),
         )
         await repository.start()
@@ -259,9 +316,15 @@ async def run_server(
                 policy=sip_policy(settings),
             )
             await stack.enter_async_context(SIPServer(options.sip_listeners, services))
-        sock = bind_socket(options.host, options.port)
-        server = _uvicorn(dispatcher, options, settings.log_level)
-        tasks = [asyncio.create_task(server.serve(sockets=[sock]))]
+        listeners = [_listen(internal, options.host, options.port, tls, settings)]
+        if options.sti_cr_listen is not None:
+            host, port = options.sti_cr_listen
+            public_tls = None if tls is None else TLSMaterial(tls.cert, tls.key)
+            public = Dispatcher(repository, None, None)
+            listeners.append(_listen(public, host, port, public_tls, settings))
+        stack.callback(_close_sockets, listeners)
+        serving = [asyncio.create_task(x.server.serve(sockets=[x.sock])) for x in listeners]
+        tasks = list(serving)
         watches = [watcher.watch] if repository.watch is None else [watcher.watch, repository.watch]
         follow = asyncio.create_task(
             follow_store(application.database, watches, poll_interval=WATCH_POLL_SECONDS)
@@ -275,18 +338,34 @@ async def run_server(
                 hooks=ReconcileHooks(published=repository.refresh, activated=watcher.refresh),
             )
             tasks.append(asyncio.create_task(reconciler.run(stop)))
-        while not server.started and not tasks[0].done():
+        while not all(x.server.started for x in listeners) and not any(t.done() for t in serving):
             await asyncio.sleep(0.01)
-        if ready is not None and server.started:
-            ready(sock.getsockname()[:2])
+        started = all(x.server.started for x in listeners)
+        if ready is not None and started:
+            ready(listeners[0].sock.getsockname()[:2])
+            if len(listeners) > 1:
+                ready(listeners[1].sock.getsockname()[:2], public=True)
         stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopped, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
+        failed = not stop.is_set()
         stop.set()
-        server.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for listener in listeners:
+            listener.server.should_exit = True
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         stopped.cancel()
+        if failed or not started:
+            raise InvalidInput(f"the HTTP listener stopped: {_failure(results)}")
+
+
+def _failure(results: list[Any]) -> str:
+    errors = [r for r in results if isinstance(r, BaseException)]
+    return str(errors[0]) if errors else "it could not start (see the log above)"
+
+
+def _close_sockets(listeners: list[_Listener]) -> None:
+    for listener in listeners:
         with contextlib.suppress(OSError):
-            sock.close()
+            listener.sock.close()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -304,6 +383,13 @@ def serve_command(
         Path | None, typer.Option(help="TLS certificate chain (PEM) for HTTPS.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM) for HTTPS.")] = None,
+    sti_cr_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port of a public listener for the STI-CR alone (default: "
+            "$OPENSTI_STI_CR_LISTEN; unset, the --host/--port listener serves it).",
+        ),
+    ] = None,
     insecure_http: Annotated[
         bool,
         typer.Option(
@@ -338,10 +424,20 @@ def serve_command(
         policy=policy_from(tick, backoff_initial, backoff_max, lease_ttl, concurrency),
         worker_id=worker_id,
     )
-    check_front(options)
     with open_app(ctx) as application:
+        listen = sti_cr_listen or application.settings.sti_cr_listen
+        if listen is not None:
+            options = replace(options, sti_cr_listen=_host_port(listen))
+        check_front(options)
         configure_logging(application.settings.log_level)
         run_server_loop(_serve(application, options))
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
+        raise InvalidInput(f"--sti-cr-listen: {exc}") from None
 
 
 def _is_unspecified(host: str) -> bool:
@@ -364,8 +460,11 @@ async def _serve(application: App, options: ServeOptions) -> None:
     stop = asyncio.Event()
     scheme = "https" if options.tls_cert else "http"
 
-    def announce(address: tuple[str, int]) -> None:
+    def announce(address: tuple[str, int], *, public: bool = False) -> None:
         host, port = address
+        if public:
+            console.print(f"STI-CR serving on {scheme}://{host}:{port}", highlight=False)
+            return
         console.print(f"opensti serving on {scheme}://{host}:{port}", highlight=False)
         link = first_run_link(application, browser_url(application, scheme, host, port))
         if link is not None:

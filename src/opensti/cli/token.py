@@ -1,4 +1,4 @@
-"""``opensti token create``: bearer tokens for the REST API."""
+"""``opensti token create``: bearer tokens for the REST API and the STIR API (signer)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from opensti.cli._context import open_app
 from opensti.core.errors import InvalidInput
 from opensti.store import Role
 
-token_app = typer.Typer(help="Bearer tokens for the REST API.")
+token_app = typer.Typer(help="Bearer tokens for the REST API and the STIR API.")
 app.add_typer(token_app, name="token")
 
 
 @token_app.command("create")
 def token_create(
     ctx: typer.Context,
-    role: Annotated[str, typer.Option(help="admin, operator or read-only.")],
+    role: Annotated[
+        str, typer.Option(help="admin, operator, read-only, or signer (an SBC on the STIR API).")
+    ],
     name: Annotated[str | None, typer.Option(help="A name for the token.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -1,4 +1,5 @@
-"""``opensti user add|list|setup-link``: the people who sign in to the web UI.
+"""``opensti user add|list|password|sign-out|setup-link``: the people who sign in to the
+web UI. A new password, or ``sign-out``, ends every web session of the user at once.
 
 The first admin is made here (``opensti user add --role admin NAME``), or in the browser
 through a one-time setup link (``opensti user setup-link``; ``opensti serve`` prints one
@@ -18,7 +19,17 @@ from opensti.app import App
 from opensti.cli._app import app, console, err_console, print_json
 from opensti.cli._context import open_app, read_secret
 from opensti.core.errors import InvalidInput
-from opensti.store import Role, Secret, User, create_setup_token, create_user, has_users
+from opensti.store import (
+    Role,
+    Secret,
+    User,
+    create_setup_token,
+    create_user,
+    end_user_sessions,
+    get_user,
+    has_users,
+    set_user_password,
+)
 
 __all__ = ["first_run_link"]
 
@@ -61,6 +72,35 @@ def user_add(
     with open_app(ctx) as application, application.database.session() as session:
         create_user(session, name=name, password=password, role=chosen, email=email)
     err_console.print(f"user {name} ({chosen.value}) created", highlight=False)
+
+
+@user_app.command("password")
+def user_password(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The user.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Set a new password; every web session of the user ends."""
+    password = (
+        read_secret(from_stdin=True, path=None, what="password")
+        if password_stdin
+        else _prompt_password()
+    )
+    with open_app(ctx) as application, application.database.session() as session:
+        set_user_password(session, name, password)
+    err_console.print(f"password of {name} changed; its web sessions are ended", highlight=False)
+
+
+@user_app.command("sign-out")
+def user_sign_out(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The user.")]
+) -> None:
+    """End every web session of a user (a lost laptop, a leaked cookie)."""
+    with open_app(ctx) as application, application.database.session() as session:
+        ended = end_user_sessions(session, get_user(session, name).id)
+    err_console.print(f"{ended} web session(s) of {name} ended", highlight=False)
 
 
 @user_app.command("list")

@@ -15,6 +15,7 @@
      |    +-- LeaseLost                  another worker took over an entry mid-work
      +-- NotAuthenticated              no credential, or one we do not accept (HTTP 401)
      +-- PermissionDenied              a valid credential whose role may not do this (HTTP 403)
+     +-- StoreUnavailable              the database cannot be written or read (HTTP 503, exit 6)
      +-- UpstreamError                 a remote service failed or refused (HTTP 502)
      |    +-- ServiceUnreachable         no answer at all (connection, TLS, timeout)
      |    +-- AcmeProblem                the CA answered with an RFC 7807 problem document
@@ -89,6 +90,7 @@ __all__ = [
     "SignatureInvalid",
     "StaleDate",
     "StiPaRefused",
+    "StoreUnavailable",
     "UnsupportedCredential",
     "UnsupportedPassportType",
     "UpstreamError",
@@ -167,6 +169,10 @@ class NotAuthenticated(OpenSTIError):
 
 class PermissionDenied(OpenSTIError):
     """The credential is valid but its role does not allow the operation."""
+
+
+class StoreUnavailable(OpenSTIError):
+    """The database refuses the work: read-only, full, corrupt or unreachable."""
 
 
 class UpstreamError(OpenSTIError):
@@ -337,6 +343,7 @@ _CLI_EXIT_CODES: dict[type[OpenSTIError], int] = {
     NotFound: 3,
     Conflict: 4,
     UpstreamError: 5,
+    StoreUnavailable: 6,
 }
 
 _HTTP_STATUSES: dict[type[OpenSTIError], int] = {
@@ -348,6 +355,7 @@ _HTTP_STATUSES: dict[type[OpenSTIError], int] = {
     NotAuthenticated: 401,
     PermissionDenied: 403,
     UpstreamError: 502,
+    StoreUnavailable: 503,
 }
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from opensti.core.bounds import check_origid, check_signing_iat
 from opensti.core.errors import InvalidInput
 from opensti.core.identity import format_identity
 from opensti.core.passport import ATTESTATION_LEVELS, ShakenClaims
@@ -99,9 +100,9 @@ class SigningService:
         level = attest or chosen.attest
         if level not in ATTESTATION_LEVELS:
             raise InvalidInput(f"attest must be A, B or C, not {level!r}", value=level)
-        iat = int(self._clock()) if now is None else now
-        if isinstance(iat, bool) or not isinstance(iat, int) or iat < 0:
-            raise InvalidInput(f"iat must be a whole number of seconds, not {iat!r}", value=iat)
+        clock = int(self._clock())
+        iat = clock if now is None else check_signing_iat(now, clock)
+        check_origid(origid)
         claims = ShakenClaims(
             orig=orig_tn,
             dest=dest_tns,

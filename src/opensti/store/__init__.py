@@ -28,6 +28,7 @@ from opensti.store._auth import (
     get_user,
     list_api_tokens,
     revoke_api_token,
+    set_user_password,
     verify_user_password,
 )
 from opensti.store._certificates import (
@@ -92,6 +93,7 @@ from opensti.store._models import (
     StiPaAccount,
     StiPaEnvironment,
     User,
+    WebSession,
 )
 from opensti.store._secrets import Secret, SecretBox, load_secret_box
 from opensti.store._settings import (
@@ -110,6 +112,7 @@ from opensti.store._setup import (
 )
 from opensti.store._sign_in import (
     SignInKey,
+    charge_sign_in_attempt,
     clear_sign_in_failures,
     prune_sign_in_failures,
     record_sign_in_failure,
@@ -133,6 +136,12 @@ from opensti.store._watch import (
     signing_state,
     watch_active_certificates,
     watch_published_certificates,
+)
+from opensti.store._web_sessions import (
+    create_web_session,
+    end_user_sessions,
+    end_web_session,
+    web_session_user,
 )
 
 __all__ = (
@@ -173,6 +182,7 @@ __all__ = (
     "StoreWatch",
     "TaskChange",
     "User",
+    "WebSession",
     "acme_account_eab_hmac_key",
     "acme_account_key",
     "acquire_lease",
@@ -184,6 +194,7 @@ __all__ = (
     "authenticate_api_token",
     "certificate_key",
     "change_deployment_task",
+    "charge_sign_in_attempt",
     "clear_sign_in_failures",
     "create_acme_account",
     "create_api_token",
@@ -193,12 +204,15 @@ __all__ = (
     "create_pending_certificate",
     "create_setup_token",
     "create_user",
+    "create_web_session",
     "current_revision",
     "delete_deployment_task",
     "delete_setting",
     "delete_sip_messages_before",
     "deployment_task_secret",
     "downgrade",
+    "end_user_sessions",
+    "end_web_session",
     "entry_spc_token",
     "follow_store",
     "get_acme_account",
@@ -243,6 +257,7 @@ __all__ = (
     "set_certificate_state",
     "set_entry_spc_token",
     "set_stipa_account",
+    "set_user_password",
     "setup_token_valid",
     "sign_in_locked_until",
     "signing_state",
@@ -251,4 +266,5 @@ __all__ = (
     "verify_user_password",
     "watch_active_certificates",
     "watch_published_certificates",
+    "web_session_user",
 )

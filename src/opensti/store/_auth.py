@@ -27,6 +27,7 @@ __all__ = [
     "get_user",
     "list_api_tokens",
     "revoke_api_token",
+    "set_user_password",
     "verify_user_password",
 ]
 
@@ -66,8 +67,9 @@ def create_user(
     session: Session, *, name: str, password: Secret, role: Role, email: str | None = None
 ) -> User:
     check_name(name, "user")
-    if not _MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
-        raise InvalidInput(f"a password has {_MIN_PASSWORD} to {_MAX_PASSWORD} characters")
+    if role is Role.SIGNER:
+        raise InvalidInput("the signer role is for API tokens (SBCs), not for users")
+    _check_password(password)
     user = User(
         name=name,
         email=email and check_email(email),
@@ -76,6 +78,23 @@ def create_user(
     )
     ensure_absent(session, User, "user", name=name)
     return add(session, user, "user")
+
+
+def _check_password(password: Secret) -> None:
+    if not _MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
+        raise InvalidInput(f"a password has {_MIN_PASSWORD} to {_MAX_PASSWORD} characters")
+
+
+def set_user_password(session: Session, name: str, password: Secret) -> User:
+    """A new password; every web session of the user ends with the old one."""
+    from opensti.store._web_sessions import end_user_sessions
+
+    _check_password(password)
+    user = get_user(session, name)
+    user.password_hash = hash_password(password)
+    end_user_sessions(session, user.id)
+    session.flush()
+    return user
 
 
 def get_user(session: Session, name: str) -> User:

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
 from opensti.core.errors import InvalidInput
-from opensti.store._database import Database, open_database
+from opensti.store._database import Database, open_database, store_errors
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -40,7 +40,8 @@ def alembic_config(database: Database | None = None) -> Config:
 def _run(url_or_db: str | Database, action: str, revision: str) -> None:
     database = open_database(url_or_db) if isinstance(url_or_db, str) else url_or_db
     try:
-        getattr(command, action)(alembic_config(database), revision)
+        with store_errors():
+            getattr(command, action)(alembic_config(database), revision)
     except CommandError as exc:
         raise InvalidInput(f"cannot {action} the database to {revision!r}: {exc}") from None
     finally:

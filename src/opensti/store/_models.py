@@ -52,6 +52,7 @@ __all__ = [
     "StiPaAccount",
     "StiPaEnvironment",
     "User",
+    "WebSession",
 ]
 
 NAMING_CONVENTION = {
@@ -122,6 +123,8 @@ class Role(StrEnum):
     ADMIN = "admin"
     OPERATOR = "operator"
     READ_ONLY = "read-only"
+    #: API tokens only: may sign and verify on the STIR API (``/stir/v1``), nothing else.
+    SIGNER = "signer"
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:
@@ -463,3 +466,17 @@ class SignInFailure(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     locked_until: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie carries a random id, the store only its SHA-256,
+    so signing out, changing the password or an admin can end it on every node."""
+
+    __tablename__ = "web_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -144,11 +144,15 @@ def load_secret_box(data_dir: Path, secret_key: str | None = None) -> SecretBox:
 
 
 def _read_or_create_key_file(path: Path) -> str:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read_key_file(path)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot create secret key file {str(path)!r}: {exc.strerror or exc}"
+        ) from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(SecretBox.generate_key_text() + "\n")
     return _read_key_file(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from opensti.core.errors import OpenSTIError, StoreUnavailable, http_status
 from opensti.lifecycle.reconcile import ReconcilePolicy
 from opensti.web import (
     _pages_accounts,
@@ -118,6 +120,18 @@ def _add_handlers(web: FastAPI) -> None:
             status_code=403,
         )
 
+    async def opensti_error(request: Request, exc: Exception) -> Response:
+        """What a page did not catch itself (a bad form value, a gone object, a
+        read-only store): a page with the one-line reason and the status of its class."""
+        assert isinstance(exc, OpenSTIError)
+        status = http_status(exc)
+        unavailable = isinstance(exc, StoreUnavailable)
+        title = "Service unavailable" if unavailable else HTTPStatus(status).phrase
+        message = f"{exc}: try again later." if unavailable else str(exc)
+        context = {"title": title, "message": message}
+        return render(request, "error.html", context, status_code=status)
+
+    web.add_exception_handler(OpenSTIError, opensti_error)
     web.add_exception_handler(SignInRequired, sign_in_required)
     web.add_exception_handler(Forbidden, forbidden)
     web.add_exception_handler(CSRFRefused, csrf_refused)

@@ -1,21 +1,22 @@
 """Who is signed in, what their role lets them do, and the CSRF check on every POST.
 
-The session holds the user id, a tag of the user's password hash (changing the
-password signs every other session out) and a random CSRF token that every form
-echoes back. The token is session-bound and compared in constant time; a POST
+The signed cookie holds the id of a server-side session (store ``web_session``: signing
+out, a password change or an admin ends it on every node) and a random CSRF token that
+every form echoes back. The token is session-bound and compared in constant time; a POST
 without it is refused before any handler runs (a router-wide dependency).
 """
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import hmac
 import secrets
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from opensti.store import Role, User
+from opensti.store import Role, User, create_web_session, end_web_session
+from opensti.web._middleware import SESSION_MAX_AGE
 
 __all__ = [
     "CSRF_FIELD",
@@ -25,7 +26,6 @@ __all__ = [
     "SignedIn",
     "csrf_protect",
     "csrf_token",
-    "password_tag",
     "role_allows",
     "safe_next",
     "sign_in",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 CSRF_FIELD = "csrf_token"
-_RANK = {Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+_RANK = {Role.SIGNER: -1, Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -67,11 +67,6 @@ def role_allows(role: Role, needed: Role) -> bool:
     return _RANK[role] >= _RANK[needed]
 
 
-def password_tag(user: User) -> str:
-    """Short digest of the stored hash: sessions die when the password changes."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
-
-
 def csrf_token(request: Request) -> str:
     """The session's CSRF token, made on first use (also for the sign-in form)."""
     token = request.session.get("csrf")
@@ -98,11 +93,21 @@ async def csrf_protect(request: Request) -> None:
 
 def sign_in(request: Request, user: User) -> None:
     """A fresh session (new CSRF token): a token seen before sign-in is useless after."""
+    state = request.app.state
+    with state.database.session() as session:
+        session_id = create_web_session(
+            session, user.id, now=state.clock(), lifetime=dt.timedelta(seconds=SESSION_MAX_AGE)
+        )
     request.session.clear()
-    request.session.update(uid=user.id, pw=password_tag(user), csrf=secrets.token_urlsafe(32))
+    request.session.update(sid=session_id, csrf=secrets.token_urlsafe(32))
 
 
 def sign_out(request: Request) -> None:
+    """End the session in the store too: a copy of the cookie is worthless after."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        with request.app.state.database.session() as session:
+            end_web_session(session, session_id)
     request.session.clear()
 
 

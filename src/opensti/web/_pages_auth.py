@@ -43,8 +43,8 @@ async def login(request: Request) -> Response:
     target = safe_next(text(form, "next"))
     throttle: SignInThrottle = request.app.state.throttle
     address = request.client.host if request.client else None
-    now = request.app.state.clock()
-    wait = await run_in_threadpool(throttle.wait, name, address, now)
+    clock = request.app.state.clock
+    wait = await run_in_threadpool(throttle.begin, name, address, clock)
     if wait:
         error = f"Too many failed sign-ins: wait {wait} s, then try again."
         return _refused(request, target, name, error, 429)
@@ -52,14 +52,14 @@ async def login(request: Request) -> Response:
     if name and password and len(password) <= _MAX_PASSWORD:
         user = await run_in_threadpool(_check_password, request, name, password)
     if user is None:
-        await run_in_threadpool(throttle.failed, name, address, now)
+        await run_in_threadpool(throttle.failed, clock())
         return _refused(request, target, name, "Wrong user name or password.", 400)
     await run_in_threadpool(throttle.succeeded, name, address)
-    sign_in(request, user)
+    await run_in_threadpool(sign_in, request, user)
     return redirect(target)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    sign_out(request)
+    await run_in_threadpool(sign_out, request)
     return redirect("/login")

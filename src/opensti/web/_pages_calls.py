@@ -13,7 +13,7 @@ from starlette.responses import Response
 from opensti.calls import certificate_info, list_calls
 from opensti.core.errors import InvalidInput, OpenSTIError, http_status
 from opensti.store import SipMessage
-from opensti.web._deps import Viewer
+from opensti.web._deps import RowID, Viewer
 from opensti.web._render import render
 
 router = APIRouter()
@@ -62,7 +62,7 @@ async def calls(
 
 
 @router.get("/calls/{message_id}")
-async def call(request: Request, message_id: int, user: Viewer) -> Response:
+async def call(request: Request, message_id: RowID, user: Viewer) -> Response:
     with request.app.state.database.read_session() as session:
         message = session.get(SipMessage, message_id)
         if message is None:

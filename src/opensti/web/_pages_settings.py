@@ -1,5 +1,6 @@
 """Settings: SMTP and the technical contact (with a test email), the notification
-policy, the repository base URL, and API tokens (create shows the value once; revoke)."""
+policy, the repository base URL, API tokens (create shows the value once; revoke), who
+may use the STIR API, and ending a user's web sessions."""
 
 from __future__ import annotations
 
@@ -26,7 +27,15 @@ from opensti.lifecycle.notify import (
     set_policy,
 )
 from opensti.lifecycle.reconcile import get_renew_before, set_renew_before
-from opensti.store import Role, Secret, create_api_token, list_api_tokens, revoke_api_token
+from opensti.store import (
+    Role,
+    Secret,
+    create_api_token,
+    end_user_sessions,
+    get_user,
+    list_api_tokens,
+    revoke_api_token,
+)
 from opensti.web._deps import Admin, backend
 from opensti.web._forms import duration, duration_text, optional, text
 from opensti.web._render import flash, form_failed, redirect, render
@@ -43,6 +52,7 @@ def _context(request: Request) -> dict[str, Any]:
         values["contacts"] = ", ".join(get_contacts(session))
         policy = get_policy(session)
         tokens = list(list_api_tokens(session))
+        signers = sum(1 for t in tokens if t.role is Role.SIGNER and not t.revoked)
         renew_before = get_renew_before(session)
     values.update(
         at_risk_hours=f"{policy.at_risk_hours:g}",
@@ -57,6 +67,7 @@ def _context(request: Request) -> dict[str, Any]:
         "public_base_url": app.settings.public_base_url,
         "roles": [role.value for role in Role],
         "verification": _verification(request),
+        "stir": _stir_access(app.settings, signers),
     }
 
 
@@ -74,6 +85,17 @@ def _verification(request: Request) -> dict[str, Any]:
         "private_hosts": ", ".join(settings.x5u_private_hosts),
         "deny_hosts": ", ".join(settings.x5u_deny_hosts),
         "rsa_ca": settings.verify_rsa_ca,
+    }
+
+
+def _stir_access(settings: Any, signer_tokens: int) -> dict[str, Any]:
+    """Who may use the STIR API, as the server's configuration says (read-only here)."""
+    return {
+        "signer_tokens": signer_tokens,
+        "allow": settings.stir_allow_networks,
+        "client_ca": settings.stir_client_ca_file,
+        "sti_cr_listen": settings.sti_cr_listen,
+        "proxies": settings.trusted_proxies,
     }
 
 
@@ -181,9 +203,8 @@ async def create_token(request: Request, user: Admin) -> Response:
                 session, name=text(form, "token_name"), role=role, user_id=user.id
             )
     except ValueError:
-        error = InvalidInput(
-            f"role {text(form, 'role')!r} is not one of admin, operator, read-only"
-        )
+        roles = ", ".join(role.value for role in Role)
+        error = InvalidInput(f"role {text(form, 'role')!r} is not one of {roles}")
         return form_failed(request, "settings.html", _context(request), error, form)
     except OpenSTIError as exc:
         return form_failed(request, "settings.html", _context(request), exc, form)
@@ -203,3 +224,19 @@ async def revoke_token(request: Request, name: str, user: Admin) -> Response:
     else:
         flash(request, f"API token {name} revoked.")
     return redirect("/settings#tokens")
+
+
+@router.post("/settings/sessions/end")
+async def end_sessions(request: Request, user: Admin) -> Response:
+    """An admin signs a user out everywhere (every node: the sessions are in the store)."""
+    app = backend(request)
+    form = await request.form()
+    name = text(form, "session_user")
+    try:
+        with app.database.session() as session:
+            ended = end_user_sessions(session, get_user(session, name).id)
+    except OpenSTIError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"{ended} web session(s) of {name} ended.")
+    return redirect("/settings#sessions")

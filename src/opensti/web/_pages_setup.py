@@ -67,5 +67,5 @@ async def setup(request: Request) -> Response:
     except OpenSTIError as exc:
         context = {"title": "Create the first admin", "token": token}
         return form_failed(request, "setup.html", context, exc, form, *_SECRETS, "token")
-    sign_in(request, user)
+    await run_in_threadpool(sign_in, request, user)
     return redirect("/")

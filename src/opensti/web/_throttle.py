@@ -2,8 +2,10 @@
 address, further attempts are refused for a delay that doubles with each failure.
 
 Both counters must be clear for an attempt to be checked at all, so a locked name
-cannot be guessed at from many addresses, nor many names from one address. A
-successful sign-in clears both. The counters live in the database, so every node of
+cannot be guessed at from many addresses, nor many names from one address. Each
+attempt is counted as a failure, atomically, before its password is checked (a
+success clears both counters), so parallel guesses cannot all slip in between the
+check and the count. The counters live in the database, so every node of
 a multi-node install counts the same failures; counters idle for a day are forgotten,
 and at most ``capacity`` are kept.
 """
@@ -12,15 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opensti.store import (
     Database,
     SignInKey,
+    charge_sign_in_attempt,
     clear_sign_in_failures,
     prune_sign_in_failures,
-    record_sign_in_failure,
-    sign_in_locked_until,
 )
 
 __all__ = ["SignInThrottle", "ThrottlePolicy"]
@@ -46,6 +48,14 @@ class ThrottlePolicy:
         return min(delay, self.longest_delay)
 
 
+class _Refused(Exception):
+    """Rolls the attempt's transaction back: a refused attempt changes no counter."""
+
+    def __init__(self, wait: dt.timedelta) -> None:
+        super().__init__()
+        self.wait = wait
+
+
 class SignInThrottle:
     def __init__(self, database: Database, policy: ThrottlePolicy | None = None) -> None:
         self.database = database
@@ -58,20 +68,23 @@ class SignInThrottle:
             keys.append(("address", address))
         return keys
 
-    def wait(self, name: str, address: str | None, now: dt.datetime) -> int:
-        """Whole seconds before this name from this address may try again (0: now)."""
-        with self.database.read_session() as session:
-            until = sign_in_locked_until(session, self._keys(name, address))
-        if until is None:
-            return 0
-        return max(0, math.ceil((until - now).total_seconds()))
+    def begin(self, name: str, address: str | None, clock: Callable[[], dt.datetime]) -> int:
+        """Charge one attempt: 0 if its password may be checked, else the whole
+        seconds before this name from this address may try again."""
+        try:
+            with self.database.session() as session:
+                now, until = charge_sign_in_attempt(
+                    session, self._keys(name, address), clock, self.policy.delay
+                )
+                if until is not None:
+                    raise _Refused(until - now)
+        except _Refused as refused:
+            return max(1, math.ceil(refused.wait.total_seconds()))
+        return 0
 
-    def failed(self, name: str, address: str | None, now: dt.datetime) -> None:
-        with self.database.session() as session:
-            for key in self._keys(name, address):
-                record_sign_in_failure(session, key, now, self.policy.delay)
-        # A transaction of its own: the counters above are committed (and their row
-        # locks given back) before rows of other nodes' counters are deleted.
+    def failed(self, now: dt.datetime) -> None:
+        """After a wrong password (already counted): forget old counters. A transaction
+        of its own, after the counters' row locks were given back."""
         with self.database.session() as session:
             prune_sign_in_failures(session, now - self.policy.forget_after, self.policy.capacity)
 

@@ -4,8 +4,8 @@ Filled only when the rcd claims verified (RFC 9795: signature, rcdi digests and 
 certificate's JWT Claim Constraints); NULL otherwise, so the UI never shows a name or
 logo it could not vouch for.
 
-Revision ID: 0010
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04 19:20:00.000000
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0005"
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
