@@ -49,15 +49,23 @@ class Served:
     process: subprocess.Popen[str]
     env: dict[str, str]
     errors: list[str] = field(default_factory=list)
+    signer: str | None = None
 
-    def api_token(self) -> str:
-        """An operator token for ``/api/v1``, made by the CLI on the same store."""
+    def api_token(self, role: str = "operator") -> str:
+        """A token for ``/api/v1`` (or, of the signer role, for the STIR API and
+        ``/metrics``), made by the CLI on the same store."""
         made = subprocess.run(
-            [OPENSTI, "token", "create", "--role", "operator", "--json"],
+            [OPENSTI, "token", "create", "--role", role, "--json"],
             env=self.env, capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         token: str = json.loads(made.stdout)["token"]
         return token
+
+    def sbc_headers(self) -> dict[str, str]:
+        """The SBC's credential on the STIR API: a signer token, made once."""
+        if self.signer is None:
+            self.signer = self.api_token("signer")
+        return {"Authorization": f"Bearer {self.signer}"}
 
 
 @dataclass
@@ -141,7 +149,9 @@ def _rest_verstat(served: Served, identity: str) -> dict[str, object]:
             "identity": identity,
         }
     }
-    answer = httpx.post(f"{served.url}/stir/v1/verification", json=body, timeout=30)
+    answer = httpx.post(
+        f"{served.url}/stir/v1/verification", json=body, headers=served.sbc_headers(), timeout=30
+    )
     assert answer.status_code == 200, answer.text
     response: dict[str, object] = answer.json()["verificationResponse"]
     return response
@@ -149,7 +159,7 @@ def _rest_verstat(served: Served, identity: str) -> dict[str, object]:
 
 def _anchor_counts(served: Served) -> tuple[int, int]:
     """Trust anchors loaded and skipped, from /metrics."""
-    metrics = httpx.get(f"{served.url}/metrics", timeout=30).text
+    metrics = httpx.get(f"{served.url}/metrics", headers=served.sbc_headers(), timeout=30).text
     found = dict(re.findall(r'^opensti_trust_anchors\{state="(\w+)"\} (\d+)$', metrics, re.M))
     return int(found["loaded"]), int(found["skipped"])
 
