@@ -93,6 +93,8 @@ from opensti.store._models import (
     StiPaEnvironment,
     User,
 )
+from opensti.store._removal import delete_acme_account, delete_ca, delete_entry
+from opensti.store._routing import RoutingChange, change_routing, check_prefixes, default_signer
 from opensti.store._secrets import Secret, SecretBox, load_secret_box
 from opensti.store._settings import (
     delete_setting,
@@ -159,6 +161,7 @@ __all__ = (
     "RemoteCertificate",
     "RemoteCertificateRecord",
     "Role",
+    "RoutingChange",
     "Secret",
     "SecretBox",
     "Setting",
@@ -184,6 +187,8 @@ __all__ = (
     "authenticate_api_token",
     "certificate_key",
     "change_deployment_task",
+    "change_routing",
+    "check_prefixes",
     "clear_sign_in_failures",
     "create_acme_account",
     "create_api_token",
@@ -194,7 +199,11 @@ __all__ = (
     "create_setup_token",
     "create_user",
     "current_revision",
+    "default_signer",
+    "delete_acme_account",
+    "delete_ca",
     "delete_deployment_task",
+    "delete_entry",
     "delete_setting",
     "delete_sip_messages_before",
     "deployment_task_secret",
