@@ -8,7 +8,10 @@ library): JSON in, one service call, JSON out. The management API lives elsewher
     POST /stir/v1/signing/batch       signingRequests[]    -> signingResponses[]
     POST /stir/v1/verification/batch  verificationRequests[] -> verificationResponses[]
     GET  /metrics                     Prometheus text format
-    GET  /health                      {"status": "ok"}
+    GET  /health                      {"status": "ok"}, or "degraded" with the problems
+
+A body in the simplified shape of Comcast's vesper (the claims at the top level) is
+accepted on the same two paths and answered in that shape: see :mod:`opensti.api._vesper`.
 
 Field names follow ATIS-1000082 as public implementations use them; common variants
 are accepted: a TN as a string or a one-element array, ``identity`` with or without
@@ -29,9 +32,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
+from opensti.api import _vesper as vesper
 from opensti.core.errors import InvalidInput, NotFound, OpenSTIError, http_status, sip_response
 from opensti.core.identity import format_identity
 from opensti.core.passport import decode_passport
@@ -131,8 +135,11 @@ class STIRApp:
         policy: FailurePolicy = FailurePolicy.CONTINUE_WITH_REASON,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        problems: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.signer = signer
+        #: What /health reports as wrong (e.g. a sign listener no entry can serve).
+        self.problems = problems
         self.verifier = verifier
         self.policy = policy
         self.metrics = metrics or Metrics()
@@ -159,7 +166,7 @@ class STIRApp:
             await _respond(send, 200, body, [(b"content-type", ctype)])
             return
         if path == "/health" and method == "GET":
-            await _respond(send, 200, b'{"status":"ok"}', _JSON)
+            await _respond(send, 200, self._health(), _JSON)
             return
         handler = self._routes.get(path)
         try:
@@ -168,6 +175,9 @@ class STIRApp:
             if method != "POST":
                 raise _MethodNotAllowed(f"{path} takes POST")
             answer = await handler(await _read_json(receive))
+        except vesper.VesperAnswer as shaped:
+            await _respond(send, shaped.status, json.dumps(shaped.body).encode(), _JSON)
+            return
         except _MethodNotAllowed as error:
             await _respond(send, 405, json.dumps(_error_body(error)).encode(), _JSON)
             return
@@ -175,6 +185,12 @@ class STIRApp:
             await _respond(send, http_status(error), json.dumps(_error_body(error)).encode(), _JSON)
             return
         await _respond(send, 200, json.dumps(answer, separators=(",", ":")).encode(), _JSON)
+
+    def _health(self) -> bytes:
+        problems = list(self.problems()) if self.problems is not None else []
+        if not problems:
+            return b'{"status":"ok"}'
+        return json.dumps({"status": "degraded", "problems": problems}).encode()
 
     # -- signing -----------------------------------------------------------------------
 
@@ -201,6 +217,11 @@ class STIRApp:
         return {"identity": signed.identity}
 
     async def _signing(self, body: dict[str, Any]) -> dict[str, Any]:
+        if vesper.is_vesper(body, "signingRequest"):
+            try:
+                return {vesper.SIGNING: self._sign_one(vesper.signing_request(body))}
+            except OpenSTIError as error:
+                raise vesper.VesperAnswer.of(error, vesper.SIGNING) from None
         return {"signingResponse": self._sign_one(_object(body, "signingRequest"))}
 
     async def _signing_batch(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +236,9 @@ class STIRApp:
     # -- verification ------------------------------------------------------------------
 
     async def _verify_one(self, request: object) -> dict[str, Any]:
+        return self._verification_response(await self._verify_result(request))
+
+    async def _verify_result(self, request: object) -> VerificationResult:
         if self.verifier is None:
             raise NotFound("verification is not enabled on this server")
         if not isinstance(request, dict):
@@ -228,7 +252,7 @@ class STIRApp:
         )
         self.metrics.verified.inc(verstat=result.verstat.value, result=result.result_class.value)
         self.metrics.latency.observe(self._timer() - started, op="verify")
-        return self._verification_response(result)
+        return result
 
     def _verification_response(self, result: VerificationResult) -> dict[str, Any]:
         answer: dict[str, Any] = {"verstat": result.verstat.value}
@@ -239,6 +263,14 @@ class STIRApp:
         return answer
 
     async def _verification(self, body: dict[str, Any]) -> dict[str, Any]:
+        if vesper.is_vesper(body, "verificationRequest"):
+            try:
+                request = vesper.verification_request(body)
+                return vesper.verification_answer(await self._verify_result(request), request)
+            except vesper.VesperAnswer:
+                raise
+            except OpenSTIError as error:
+                raise vesper.VesperAnswer.of(error, vesper.VERIFICATION) from None
         request = _object(body, "verificationRequest")
         return {"verificationResponse": await self._verify_one(request)}
 

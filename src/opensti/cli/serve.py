@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +52,27 @@ from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
-from opensti.signing import CallSignerAdapter, SigningService
-from opensti.sip import ListenerSpec, RedirectPolicy, SIPServer, SIPServices, parse_listeners
+from opensti.signing import CallSignerAdapter, Keyring, SigningService
+from opensti.sip import (
+    ListenerSpec,
+    Mode,
+    RedirectPolicy,
+    SIPServer,
+    SIPServices,
+    parse_listeners,
+)
 from opensti.store import follow_store
 from opensti.verification import FetchPolicy, HTTPGet, TrustStore, VerificationService, X5UFetcher
 
-__all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server", "sip_policy"]
+__all__ = [
+    "Dispatcher",
+    "ServeOptions",
+    "browser_url",
+    "check_front",
+    "run_server",
+    "signing_problems",
+    "sip_policy",
+]
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -149,6 +164,24 @@ def _management(
     return route
 
 
+def signing_problems(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> tuple[str, ...]:
+    """Why calls to this server would go unsigned, for ``/health`` and the start-up log;
+    nothing on a server that neither has sign listeners nor any entry (verify only)."""
+    snapshot = keyring.snapshot
+    signs = any(spec.mode is Mode.SIGN for spec in listeners)
+    return snapshot.problems() if signs or snapshot.entries else ()
+
+
+def _warn_unserved(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> None:
+    """Say at start which sign listeners no entry can serve, and why."""
+    problems = signing_problems(keyring, listeners)
+    for spec in listeners:
+        if spec.mode is Mode.SIGN:
+            for problem in problems:
+                _log.warning("sign listener %s: %s", spec, problem)
+                console.print(f"warning: sign listener {spec}: {problem}", highlight=False)
+
+
 async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
     """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS)."""
     anchors = application.settings.ca_trust_anchors
@@ -215,12 +248,17 @@ async def run_server(
         verifier = await _verifier(application, stack)
         dispatcher = Dispatcher(
             repository,
-            create_stir_app(signing, verifier),
+            create_stir_app(
+                signing,
+                verifier,
+                problems=lambda: signing_problems(keyring, options.sip_listeners),
+            ),
             _management(application, signing, verifier, call_log, options.policy),
         )
         await repository.start()
         stack.push_async_callback(repository.stop)
         if options.sip_listeners:
+            _warn_unserved(keyring, options.sip_listeners)
             services = SIPServices(
                 signer=CallSignerAdapter(signing),
                 verifier=verifier,

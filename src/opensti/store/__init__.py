@@ -93,7 +93,7 @@ from opensti.store._models import (
     StiPaEnvironment,
     User,
 )
-from opensti.store._removal import delete_acme_account, delete_ca, delete_entry
+from opensti.store._removal import check_removable, delete_acme_account, delete_ca, delete_entry
 from opensti.store._routing import RoutingChange, change_routing, check_prefixes, default_signer
 from opensti.store._secrets import Secret, SecretBox, load_secret_box
 from opensti.store._settings import (
@@ -189,6 +189,7 @@ __all__ = (
     "change_deployment_task",
     "change_routing",
     "check_prefixes",
+    "check_removable",
     "clear_sign_in_failures",
     "create_acme_account",
     "create_api_token",

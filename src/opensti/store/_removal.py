@@ -23,18 +23,22 @@ from opensti.store._models import (
 )
 from opensti.store._routing import other_entries, refuse_default_leaving
 
-__all__ = ["delete_acme_account", "delete_ca", "delete_entry"]
+__all__ = ["check_removable", "delete_acme_account", "delete_ca", "delete_entry"]
+
+
+def check_removable(session: Session, entry: CertificateEntry) -> None:
+    """Refuse removing the default signer while other entries remain (they would lose
+    the entry that signs the calls their prefixes do not claim)."""
+    if entry.is_default_signer and other_entries(session, entry):
+        refuse_default_leaving(entry, "removed")
 
 
 def delete_entry(session: Session, entry: CertificateEntry, *, now: dt.datetime) -> int:
     """Remove the entry with its events, tasks and unpublished certificates; the number
     of its chains that stay published (detached from it) until they expire.
-
-    Refused for the default signer while other entries remain (they would lose the
-    entry that signs the calls their prefixes do not claim).
+    Refused as :func:`check_removable` says.
     """
-    if entry.is_default_signer and other_entries(session, entry):
-        refuse_default_leaving(entry, "removed")
+    check_removable(session, entry)
     kept = session.scalars(
         select(Certificate).where(Certificate.entry_id == entry.id, is_published(now))
     ).all()
