@@ -254,7 +254,7 @@ class CallLog:
     ) -> bool:
         """One record, with every text clipped to its column (hostile input is not fatal)."""
         direction, action = _DIRECTIONS["outbound" if signed else "inbound"]
-        if signed and fields.pop("unsigned", False):
+        if fields.pop("unsigned", False):
             action = SipAction.NOT_SIGNED
         return self.record(
             SipRecord(

@@ -32,7 +32,7 @@ import uvicorn
 from opensti.api.stir import create_stir_app
 from opensti.app import App
 from opensti.calls import CallLog, keyring_certificates
-from opensti.cli._app import app, console
+from opensti.cli._app import app, console, err_console
 from opensti.cli._context import open_app
 from opensti.cli.lifecycle_loop import (
     BackoffInitialOption,
@@ -178,8 +178,7 @@ def _warn_unserved(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> None:
     for spec in listeners:
         if spec.mode is Mode.SIGN:
             for problem in problems:
-                _log.warning("sign listener %s: %s", spec, problem)
-                console.print(f"warning: sign listener {spec}: {problem}", highlight=False)
+                err_console.print(f"warning: sign listener {spec}: {problem}", highlight=False)
 
 
 async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
