@@ -363,6 +363,9 @@ class RedirectHandler:
             if orig is None or not dests:
                 raise InvalidTN("the calling or called party is not a telephone number")
             identity = self._signer.sign(orig, dests, self._attest(request), request.call_id)
+        except SIPParseError as exc:
+            self.reject_malformed(request, peer, send, exc)  # not SIP we can route on
+            return
         except OpenSTIError as exc:
             self._not_signed(request, peer, send, exc, orig, dests)
             return
