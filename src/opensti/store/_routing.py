@@ -115,7 +115,7 @@ def change_routing(session: Session, entry: CertificateEntry, change: RoutingCha
     enabled = entry.enabled if change.enabled is None else change.enabled
     default = entry.is_default_signer if change.default_signer is None else change.default_signer
     if default and not enabled:
-        if entry.is_default_signer and change.default_signer is None:
+        if entry.is_default_signer:
             refuse_default_leaving(entry, "disabled")
         raise InvalidInput(f"a disabled entry cannot be the default signer ({entry.name!r})")
     _check_prefixes_free(session, entry, prefixes)

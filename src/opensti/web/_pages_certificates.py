@@ -244,7 +244,7 @@ async def save_signing(request: Request, name: str, user: Operator) -> Response:
 
 
 def _remove_context(app: Any, name: str) -> dict[str, Any]:
-    entry = app.certificates.show_entry(name, events=0).entry
+    entry = app.certificates.show_entry(name, events=1).entry
     return {"title": f"Remove entry {name}", "entry": entry, "values": {}}
 
 
