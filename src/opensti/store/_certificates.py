@@ -113,12 +113,14 @@ def add_certificate(
     """Store an already issued certificate (imported, or obtained in one go)."""
     cert = _new_certificate(session, box, entry_id, key_pem, now, x5u_url=x5u_url)
     _fill_from_chain(cert, chain_pem, key_pem)
-    if activate:
-        _supersede_active(session, entry_id, now)
-        cert.state, cert.activated_at = CertificateState.ACTIVE, now
-    else:
+    if not activate:
         _refuse_second_pending(session, entry_id)
-    return add(session, cert, "certificate")
+        return add(session, cert, "certificate")
+    _supersede_active(session, entry_id, now)
+    cert.state, cert.activated_at = CertificateState.ACTIVE, now
+    add(session, cert, "certificate")
+    promote_first_default(session, get_entry_by_id(session, entry_id))
+    return cert
 
 
 def _fill_from_chain(cert: Certificate, chain_pem: bytes, key_pem: Secret) -> None:
