@@ -216,11 +216,7 @@ def ca_remove(
 ) -> None:
     """Forget a custom CA (refused while ACME accounts use it, naming them)."""
     with open_app(ctx) as application:
-        ca = application.accounts.remove_ca(name)
-    if json_output:
-        print_json(ca.to_dict())
-    else:
-        console.print(f"removed CA {name!r}", highlight=False, markup=False)
+        _removed(application.accounts.remove_ca(name), f"CA {name!r}", json_output)
 
 
 @account_app.command("remove")
@@ -232,8 +228,11 @@ def account_remove(
     """Forget an ACME account (refused while entries use it, naming them); it stays open
     at the CA."""
     with open_app(ctx) as application:
-        account = application.accounts.remove_account(name)
+        _removed(application.accounts.remove_account(name), f"ACME account {name!r}", json_output)
+
+
+def _removed(info: CAInfo | AccountInfo, what: str, json_output: bool) -> None:
     if json_output:
-        print_json(account.to_dict())
+        print_json(info.to_dict())
     else:
-        console.print(f"removed ACME account {name!r}", highlight=False, markup=False)
+        console.print(f"removed {what}", highlight=False, markup=False)
