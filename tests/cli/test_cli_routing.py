@@ -63,8 +63,11 @@ def _readme_flow(world: World) -> dict[str, Any]:
 
 
 @contextmanager
-def _serving(world: World) -> Iterator[tuple[str, tuple[str, int]]]:
-    """``opensti serve`` with a UDP sign listener; its base URL and SIP address."""
+def _serving(
+    world: World, errors: list[str] | None = None
+) -> Iterator[tuple[str, tuple[str, int]]]:
+    """``opensti serve`` with a UDP sign listener; its base URL and SIP address (and,
+    after it stopped, what it wrote to stderr in ``errors``)."""
     with free_socket() as sock:
         port = sock.getsockname()[1]
     sip = ("127.0.0.1", free_udp_port())
@@ -83,7 +86,10 @@ def _serving(world: World) -> Iterator[tuple[str, tuple[str, int]]]:
         yield match.group(1), sip
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=30) == 0
+        _, stderr = server.communicate(timeout=30)
+        assert server.returncode == 0, stderr.decode()
+        if errors is not None:
+            errors.extend(stderr.decode().splitlines())
 
 
 def _invite(address: tuple[str, int], caller: str, call_id: str) -> SIPResponse:
@@ -234,3 +240,18 @@ def test_cert_add_takes_the_routing_options(world: World) -> None:
     assert json.loads(run(world, "cert", "list", "--json").stdout) == []
     run_json(world, "account", "remove", "sandbox")
     run_json(world, "ca", "remove", "sandbox")
+
+
+def test_serve_says_at_start_which_sign_listener_no_entry_can_serve(world: World) -> None:
+    errors: list[str] = []
+    with _serving(world, errors) as (base, sip):
+        health = httpx.get(f"{base}/health", trust_env=False).json()
+        response = _invite(sip, "12155550121", "no-entry@t")
+    assert health == {
+        "status": "degraded",
+        "problems": ["no enabled signing entry: no call is signed (opensti cert add ...)"],
+    }
+    assert (response.status, response.header("identity")) == (302, None)
+    assert f"warning: sign listener udp:{sip[0]}:{sip[1]}/sign: no enabled signing entry" in (
+        "\n".join(errors)
+    )
