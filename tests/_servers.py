@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import os
+import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +33,7 @@ __all__ = [
     "Route",
     "TLSFiles",
     "client_env",
+    "free_udp_port",
     "make_tls_files",
     "serve",
     "serve_asgi",
@@ -50,6 +52,13 @@ def client_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
     env.update(extra)
     return env
+
+
+def free_udp_port() -> int:
+    """A UDP port free on 127.0.0.1 now (for a SIP listener of a subprocess)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ async def sign(mgmt: Mgmt, **body: Any) -> dict[str, Any]:
 
 async def test_sign_returns_identity_entry_and_x5u(mgmt: Mgmt) -> None:
     signed = await sign(mgmt, attest="A", origid="o-1", dest=[DEST, "2025550198"])
-    assert set(signed) == {"identity", "entry", "x5u"}
+    assert set(signed) == {"identity", "entry", "x5u", "attest", "attest_from"}
+    assert (signed["attest"], signed["attest_from"]) == ("A", "request")
     assert signed["entry"] == "main"
     assert signed["x5u"] == mgmt.site.x5u
     header = parse_identity(signed["identity"])

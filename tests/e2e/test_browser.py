@@ -238,7 +238,83 @@ def test_core_flows_work_without_javascript(served_with_admin: Served, no_script
     assert page.get_by_label("Request the certificate now").is_checked()
     page.get_by_role("button", name="Add entry").press("Enter")
     # Got here, or by the server's loop if it took the entry first: either way, active.
-    notice = page.locator(".flash").last.inner_text()
+    notice = " ".join(page.locator(".flash").all_inner_texts())
     assert "New certificate for east is active" in notice or "being obtained" in notice
+    if "being obtained" not in notice:  # the first entry with a certificate: it says so
+        assert "Entry 'east' is the default signer" in notice
     reload_until(page, lambda: page.locator("td .badge.active").count() == 1, "the certificate")
     assert_labelled(page)  # the DOM query runs in Playwright's own context
+
+
+def _entries_from_the_cli(served: Served) -> None:
+    """CA, account, STI-PA and two active entries by the CLI: east first, so that it
+    becomes the default signer (the first entry with a certificate)."""
+    cli_json(served, "ca", "add", "sandbox", "--directory-url", served.sandbox.ca_directory_url,
+             "--honours-validity")  # fmt: skip
+    kid, key = served.sandbox.state.add_eab()
+    cli_json(served, "account", "add", "--ca", "sandbox", "--email", "ops@example.net",
+             "--agree-tos", "--eab-kid", kid, "--eab-hmac-key", key)  # fmt: skip
+    done = served.cli("stipa", "set", "--account-id", "123H", "--user-id", "demo",
+                      "--password-stdin", "--base-url", served.sandbox.stipa_base_url,
+                      stdin=DEMO_PASSWORD)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name, spc in (("east", "123H"), ("west", "456J")):
+        cli_json(served, "cert", "add", "--name", name, "--spc", spc, "--stipa", "123H",
+                 "--account", "sandbox")  # fmt: skip
+        deadline = time.monotonic() + 90
+        while not {e["name"]: e["active"] for e in cli_json(served, "cert", "list")}[name]:
+            assert time.monotonic() < deadline, f"timed out waiting for {name}'s certificate"
+            time.sleep(0.5)
+    cli_json(served, "cert", "set", "east", "--prefix", "1215")
+
+
+def _save_signing(page: Any, prefixes: str) -> None:
+    page.get_by_label("Calling-number prefixes").fill(prefixes)
+    page.get_by_role("button", name="Save signing").click()
+
+
+def test_edit_disable_and_remove_an_entry(served_with_admin: Served, browser_page: Any) -> None:
+    served, page = served_with_admin, browser_page
+    _entries_from_the_cli(served)
+    sign_in(page, served.url)
+    assert "default signer" in page.locator("table").inner_text()
+    page.get_by_role("link", name="west", exact=True).click()
+    assert page.locator("#signs").inner_text() == "no calls: no prefixes and not the default signer"
+
+    # Bad input is refused in the form, which keeps what was typed; nothing changes.
+    _save_signing(page, "1202 12a")
+    assert "prefix '12a' is not valid" in page.get_by_role("alert").inner_text()
+    assert page.get_by_label("Calling-number prefixes").input_value() == "1202 12a"
+    _save_signing(page, "1215")
+    assert "prefix 1215 already belongs to entry 'east'" in page.get_by_role("alert").inner_text()
+    assert cli_json(served, "cert", "show", "west")["prefixes"] == []
+
+    # Edit: west signs 1202 with attestation B, and takes over as default signer.
+    page.get_by_label("Attestation when the caller gives none").select_option("B")
+    page.get_by_label("Default signer: signs every call no entry's prefix claims").check()
+    _save_signing(page, "1202")
+    flashes = page.locator(".flash").all_inner_texts()
+    assert "Entry 'east' is no longer the default signer." in flashes
+    signs = page.locator("#signs").inner_text()
+    assert signs.startswith("calls from numbers starting 1202 and every call")
+    shot(page, "entry-signing")
+    west = cli_json(served, "cert", "show", "west")
+    assert (west["prefixes"], west["attest"], west["default_signer"]) == (["1202"], "B", True)
+
+    # Disable: refused while west is the default signer; allowed once it is not.
+    page.get_by_label("Enabled (renews and signs)").uncheck()
+    _save_signing(page, "1202")
+    assert "cannot be disabled" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Default signer: signs every call no entry's prefix claims").uncheck()
+    page.get_by_label("Enabled (renews and signs)").uncheck()
+    _save_signing(page, "1202")
+    assert page.locator("#signs").inner_text() == "no calls: the entry is disabled"
+    assert cli_json(served, "cert", "show", "west")["enabled"] is False
+
+    # Remove, with a confirmation step that says what stays published.
+    page.get_by_role("link", name="Remove entry").click()
+    assert "stay on the STI-CR until they expire" in page.locator("main").inner_text()
+    shot(page, "entry-remove")
+    page.get_by_role("button", name="Remove entry west").click()
+    assert "Entry west removed; 1 chain(s) stay published" in page.locator(".flash").inner_text()
+    assert [e["name"] for e in cli_json(served, "cert", "list")] == ["east"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from opensti.calls import list_calls
 from opensti.lifecycle.reconcile import request_renewal
 from opensti.sip.message import SIPResponse
 from opensti.store import get_entry
-from tests._servers import make_tls_files
+from tests._servers import free_udp_port, make_tls_files
 from tests.lifecycle.cluster_support import serve_node, signed_x5u
 from tests.lifecycle.reconcile_support import World, start_world
 from tests.sip.sip_support import request, udp_client
@@ -149,12 +148,6 @@ def test_serve_over_https_publishes_the_chain(world: World, tmp_path: Path) -> N
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _invite(address: tuple[str, int], call_id: str) -> SIPResponse:

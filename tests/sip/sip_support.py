@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import cast
+
+import pytest
 
 from opensti.core.call import CallVerification, verify_call
 from opensti.core.certs import ValidatedCertificate
@@ -19,6 +23,12 @@ from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.verify import VerificationResult, verify_identities
 from opensti.sip.message import SIPRequest, SIPResponse, StreamFramer, frame_message
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+#: Calls per SIPp run.
+CALLS = 20
+SIPP = shutil.which("sipp")
+needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) not installed")
 
 X5U = "https://127.0.0.1:8443/certs/1234.pem"
 ORIG = "12155550121"
@@ -220,3 +230,37 @@ async def tcp_client(address: tuple[str, int]) -> AsyncIterator[TCPClient]:
         writer.close()
         with suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def run_sipp(
+    target: str,
+    scenario: str,
+    tmp_path: Path,
+    *,
+    transport: str = "udp",
+    inf: Path | None = None,
+    calls: int = CALLS,
+    timeout: int = 20,
+) -> None:
+    """Run SIPp to completion; exit code 0 means every call went as the scenario says."""
+    assert SIPP is not None
+    args = [
+        SIPP, target, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
+        "-t", "u1" if transport == "udp" else "t1",
+        "-m", str(calls), "-r", "50", "-timeout", f"{timeout}s", "-timeout_error",
+        "-trace_err", "-error_file", str(tmp_path / "sipp-errors.log"), "-nostdin",
+    ]  # fmt: skip
+    if inf is not None:
+        args += ["-inf", str(inf)]
+    process = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout + 40)
+    errors = tmp_path / "sipp-errors.log"
+    details = errors.read_text(errors="replace")[-3000:] if errors.exists() else ""
+    assert process.returncode == 0, (
+        f"sipp exit {process.returncode}\n{output.decode(errors='replace')[-3000:]}\n{details}"
+    )

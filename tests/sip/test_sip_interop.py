@@ -12,7 +12,18 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sip_support import DEST, ORIG, X5U, DemoSigner, DemoVerifier, request, udp_client
+from sip_support import (
+    CALLS,
+    DEST,
+    ORIG,
+    X5U,
+    DemoSigner,
+    DemoVerifier,
+    needs_sipp,
+    request,
+    run_sipp,
+    udp_client,
+)
 
 from opensti.core.identity import parse_identity
 from opensti.sandbox.pki import private_key_pem
@@ -20,16 +31,12 @@ from opensti.sip import CallRecord, SIPServer, SIPServices, parse_listeners
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
-SCENARIOS = Path(__file__).parent / "scenarios"
-CALLS = 20
 LISTENERS = (
     "udp:127.0.0.1:0/sign,tcp:127.0.0.1:0/sign,"
     "udp:127.0.0.1:0/verify,tcp:127.0.0.1:0/verify,udp:127.0.0.1:0/verify/reject"
 )
 
-SIPP = shutil.which("sipp")
 SECSIPIDX = shutil.which("secsipidx")
-needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) not installed")
 needs_secsipidx = pytest.mark.skipif(SECSIPIDX is None, reason="secsipidx not installed")
 
 
@@ -49,40 +56,6 @@ def _listener(server: SIPServer, transport: str, mode: str, policy: str = "conti
         ):
             return f"{host}:{port}"
     raise LookupError(transport, mode, policy)
-
-
-async def run_sipp(
-    target: str,
-    scenario: str,
-    tmp_path: Path,
-    *,
-    transport: str = "udp",
-    inf: Path | None = None,
-    calls: int = CALLS,
-    timeout: int = 20,
-) -> None:
-    """Run SIPp to completion; exit code 0 means every call went as the scenario says."""
-    assert SIPP is not None
-    args = [
-        SIPP, target, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-        "-t", "u1" if transport == "udp" else "t1",
-        "-m", str(calls), "-r", "50", "-timeout", f"{timeout}s", "-timeout_error",
-        "-trace_err", "-error_file", str(tmp_path / "sipp-errors.log"), "-nostdin",
-    ]  # fmt: skip
-    if inf is not None:
-        args += ["-inf", str(inf)]
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout + 40)
-    errors = tmp_path / "sipp-errors.log"
-    details = errors.read_text(errors="replace")[-3000:] if errors.exists() else ""
-    assert process.returncode == 0, (
-        f"sipp exit {process.returncode}\n{output.decode(errors='replace')[-3000:]}\n{details}"
-    )
 
 
 def _identity_file(tmp_path: Path, identities: list[str]) -> Path:

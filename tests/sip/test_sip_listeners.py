@@ -23,7 +23,7 @@ def test_parse_listeners() -> None:
 
 
 def test_listener_spec_round_trips() -> None:
-    text = "udp:[::1]:5070/verify/reject,tcp:127.0.0.1:5060/sign"
+    text = "udp:[::1]:5070/verify/reject,tcp:127.0.0.1:5060/sign,udp:127.0.0.1:5062/sign/reject"
     assert ",".join(str(s) for s in parse_listeners(text)) == text
 
 
@@ -38,7 +38,7 @@ def test_listener_spec_round_trips() -> None:
         "udp:0.0.0.0:50a0",
         "udp:0.0.0.0:5060/record",
         "udp:0.0.0.0:5060/verify/ignore",
-        "udp:0.0.0.0:5060/sign/reject",
+        "udp:0.0.0.0:5060/sign/continue-with-reason",
         "udp:0.0.0.0:5060/verify/reject/extra",
     ],
 )

@@ -146,18 +146,43 @@ async def test_sign_falls_back_to_from_when_pai_holds_no_tn(server: SIPServer) -
     assert decode_passport(parse_identity(identity).token).payload["orig"] == {"tn": ORIG}
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "warning"),
-    [
-        ({"headers": [("X-Attest", "D")]}, "X-Attest"),
-        ({"from_": "<sip:alice@127.0.0.1>;tag=1"}, "telephone number"),
-        ({"to": "<sip:bob@127.0.0.1>"}, "telephone number"),
-    ],
-)
-async def test_sign_refuses_unusable_calls_with_400(
-    server: SIPServer, kwargs: dict[str, object], warning: str
+UNUSABLE_CALLS = [
+    ({"headers": [("X-Attest", "D")]}, "X-Attest"),
+    ({"from_": "<sip:alice@127.0.0.1>;tag=1"}, "telephone number"),
+    ({"to": "<sip:bob@127.0.0.1>"}, "telephone number"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "warning"), UNUSABLE_CALLS)
+async def test_sign_sends_unusable_calls_on_unsigned(
+    call_signer: DemoSigner, kwargs: dict[str, object], warning: str
 ) -> None:
-    async with udp_client(address_of(server, "udp", Mode.SIGN)) as client:
+    """The default: a 302 to the Request-URI without Identity, so the SBC goes on."""
+    records: list[CallRecord] = []
+    services = SIPServices(signer=call_signer, log=records.append)
+    async with (
+        SIPServer(parse_listeners("udp:127.0.0.1:0/sign"), services) as server,
+        udp_client(server.address("udp")) as client,
+    ):
+        response = await client.exchange(request(**kwargs))  # type: ignore[arg-type]
+    assert response.status == 302
+    assert response.header("identity") is None
+    assert response.header("contact") == f"<sip:+{DEST}@127.0.0.1;user=phone>"
+    assert warning in (response.header("warning") or "")
+    [record] = records
+    assert (record.signed, record.sip_code) == (False, 302)
+    assert warning in (record.reason or "")
+
+
+@pytest.mark.parametrize(("kwargs", "warning"), UNUSABLE_CALLS)
+async def test_sign_rejects_unusable_calls_with_400_under_reject(
+    call_signer: DemoSigner, kwargs: dict[str, object], warning: str
+) -> None:
+    services = SIPServices(signer=call_signer)
+    async with (
+        SIPServer(parse_listeners("udp:127.0.0.1:0/sign/reject"), services) as server,
+        udp_client(server.address("udp")) as client,
+    ):
         response = await client.exchange(request(**kwargs))  # type: ignore[arg-type]
     assert response.status == 400
     assert response.header("identity") is None
@@ -177,14 +202,20 @@ class NoCertificateSigner:
         raise NoActiveCertificate("entry 'default' has no active certificate")
 
 
-async def test_sign_without_active_certificate_is_a_500_class_answer() -> None:
+async def test_sign_without_active_certificate_goes_on_unsigned_or_is_a_500() -> None:
     services = SIPServices(signer=NoCertificateSigner())
     async with (
-        SIPServer(parse_listeners("udp:127.0.0.1:0/sign"), services) as server,
-        udp_client(server.address("udp")) as client,
+        SIPServer(
+            parse_listeners("udp:127.0.0.1:0/sign,udp:127.0.0.1:0/sign/reject"), services
+        ) as server,
+        udp_client(server.addresses[0][1]) as going_on,
+        udp_client(server.addresses[1][1]) as rejecting,
     ):
-        response = await client.exchange(request())
-    assert (response.status, response.reason) == (500, "No Active Certificate")
+        unsigned = await going_on.exchange(request())
+        refused = await rejecting.exchange(request())
+    assert (unsigned.status, unsigned.header("identity")) == (302, None)
+    assert "no active certificate" in (unsigned.header("warning") or "")
+    assert (refused.status, refused.reason) == (500, "No Active Certificate")
 
 
 async def test_sign_can_take_the_called_number_from_the_request_uri(

@@ -83,7 +83,7 @@ def test_several_entries_share_one_stipa_account(db, box) -> None:  # type: igno
         ({"stipa_account_id": "999Z"}, NotFound, "no STI-PA account"),
         ({"crl_url": "not a url"}, InvalidInput, "CRL URL"),
         ({"renew_before": dt.timedelta(0)}, InvalidInput, "renew-before must be a positive"),
-        ({"orig_prefixes": ["12a"]}, InvalidInput, "prefixes must be digits"),
+        ({"orig_prefixes": ["12a"]}, InvalidInput, "prefix .12a. is not valid"),
         ({"default_attest": "D"}, InvalidInput, "attestation 'D' is not A, B or C"),
         ({"name": "main"}, Conflict, "certificate entry with name 'main' already exists"),
     ],

@@ -79,7 +79,14 @@ def _sign(ctx: APIContext, body: SignIn) -> dict[str, Any]:
         signed = sign_branded(signed, ctx.signer, rcd)
     if ctx.call_log is not None:
         ctx.call_log.record_signed(signed, call_id=body.call_id)
-    return {"identity": signed.identity, "entry": signed.entry, "x5u": signed.x5u}
+    return {
+        "identity": signed.identity,
+        "entry": signed.entry,
+        "x5u": signed.x5u,
+        "attest": signed.claims.attest,
+        # Said out loud: a request without attest is signed with the entry's default.
+        "attest_from": "request" if body.attest else "entry default",
+    }
 
 
 def _identities(body: VerifyIn) -> list[str]:

@@ -19,6 +19,7 @@ from opensti.api._models import (
     AccountIn,
     AcquisitionOut,
     CAIn,
+    EntryChangeIn,
     EntryIn,
     SettingIn,
     SettingOut,
@@ -31,10 +32,11 @@ from opensti.calls import CertificateInfo as SigningCertificate
 from opensti.calls import describe_certificate
 from opensti.core.errors import InvalidInput, NoActiveCertificate
 from opensti.lifecycle.accounts import AccountInfo, CAInfo, StiPaInfo
-from opensti.lifecycle.acquire import CertificateInfo, EntryDetail, EntryInfo
+from opensti.lifecycle.acquire import CertificateInfo, EntryDetail, EntryInfo, RemovedEntry
 from opensti.lifecycle.reconcile import RENEW_BEFORE_KEY, set_renew_before
 from opensti.store import (
     Role,
+    RoutingChange,
     Secret,
     active_certificate,
     create_api_token,
@@ -80,6 +82,12 @@ def add_ca(ctx: Context, body: CAIn) -> CAInfo:
     return ctx.app.accounts.add_ca(body.name, body.directory_url, **fields)
 
 
+@router.delete("/cas/{name}", tags=["accounts"], dependencies=Admin)
+def remove_ca(ctx: Context, name: str) -> CAInfo:
+    """Forget a custom CA; refused with 409 naming the accounts that use it."""
+    return ctx.app.accounts.remove_ca(name)
+
+
 # -- ACME accounts ---------------------------------------------------------------------
 
 
@@ -92,6 +100,12 @@ def list_accounts(ctx: Context) -> list[AccountInfo]:
 def show_account(ctx: Context, name: str) -> AccountInfo:
     """The account URL, and the thumbprint and fingerprint to give the STI-PA."""
     return ctx.app.accounts.show_account(name)
+
+
+@router.delete("/accounts/{name}", tags=["accounts"], dependencies=Admin)
+def remove_account(ctx: Context, name: str) -> AccountInfo:
+    """Forget an ACME account; refused with 409 naming the entries that use it."""
+    return ctx.app.accounts.remove_account(name)
 
 
 @router.post("/accounts", tags=["accounts"], dependencies=Admin, status_code=Created)
@@ -159,7 +173,7 @@ def add_entry(ctx: Context, body: EntryIn) -> EntryInfo:
     """A certificate entry for one SPC, with an STI-PA account or an SPC token brought here."""
     token_file = _secret(body.token_file)
     token = _secret(body.token)
-    return ctx.app.certificates.add_entry(
+    entry = ctx.app.certificates.add_entry(
         name=body.name,
         spc=body.spc,
         acme_account=body.acme_account,
@@ -167,7 +181,35 @@ def add_entry(ctx: Context, body: EntryIn) -> EntryInfo:
         crl_url=body.crl_url,
         token_file=None if token_file is None else token_file.reveal(),
         token=None if token is None else token.reveal_text(),
+        routing=RoutingChange(
+            default_signer=body.default_signer,
+            add_prefixes=body.prefixes,
+            attest=body.attest,
+            enabled=body.enabled,
+        ),
     )
+    ctx.reload_signing()
+    return entry
+
+
+@router.patch("/entries/{name}", tags=["certificates"], dependencies=Admin)
+def change_entry(ctx: Context, name: str, body: EntryChangeIn) -> EntryInfo:
+    """Change which calls the entry signs (default signer, prefixes), its default
+    attestation, or enable/disable it. Refused with 409 naming the other entry when a
+    prefix is taken; making it the default moves the role (``notes`` says from whom)."""
+    entry = ctx.app.certificates.change_entry(name, body.routing())
+    ctx.reload_signing()
+    return entry
+
+
+@router.delete("/entries/{name}", tags=["certificates"], dependencies=Admin)
+def remove_entry(ctx: Context, name: str, revoke: bool = False) -> RemovedEntry:
+    """Remove the entry; its published chains stay on the STI-CR until they expire
+    (``revoke=true`` revokes them at the CA first). Refused for the default signer
+    while other entries remain."""
+    removed = ctx.app.certificates.remove_entry(name, revoke=revoke)
+    ctx.reload_signing()
+    return removed
 
 
 @router.get("/entries/{name}", tags=["certificates"], dependencies=ReadOnly)

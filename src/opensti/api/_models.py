@@ -17,13 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from opensti.calls import CertificateInfo as SigningCertificate
 from opensti.core.bounds import MAX_TIME
 from opensti.lifecycle.acquire import CertificateInfo
-from opensti.store import Role
+from opensti.store import Role, RoutingChange
 
 MAX_BATCH = 1000
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
 TN = Annotated[str, Field(min_length=1, max_length=256)]
+#: Calling-number prefixes (E.164 digits; checked by the store, which names the problem).
+Prefixes = Annotated[tuple[Annotated[str, Field(max_length=32)], ...], Field(max_length=1000)]
+Attest = Annotated[str, Field(max_length=1)]
 
 
 class _Request(BaseModel):
@@ -91,6 +94,31 @@ class EntryIn(_Request):
     #: An SPC token brought from elsewhere: the JWT, or a token file's content.
     token: Annotated[SecretStr | None, Field(max_length=65536)] = None
     token_file: Annotated[SecretStr | None, Field(max_length=65536)] = None
+    default_signer: bool = False
+    prefixes: Prefixes = ()
+    attest: Attest | None = None
+    enabled: bool = True
+
+
+class EntryChangeIn(_Request):
+    """Which calls the entry signs and how; a field left out stays as it is.
+
+    ``prefixes`` replaces the entry's list (``[]`` clears it).
+    """
+
+    default_signer: bool | None = None
+    prefixes: Prefixes | None = None
+    attest: Attest | None = None
+    enabled: bool | None = None
+
+    def routing(self) -> RoutingChange:
+        return RoutingChange(
+            default_signer=self.default_signer,
+            add_prefixes=tuple(self.prefixes or ()),
+            clear_prefixes=self.prefixes is not None,
+            attest=self.attest,
+            enabled=self.enabled,
+        )
 
 
 class AcquisitionOut(_Response):
@@ -99,6 +127,7 @@ class AcquisitionOut(_Response):
     certificate: CertificateInfo
     superseded_id: int | None
     steps: list[str]
+    notes: list[str] = []
 
 
 # -- tokens and settings ------------------------------------------------------------
@@ -158,6 +187,9 @@ class SignOut(_Response):
     identity: str
     entry: str
     x5u: str
+    #: The attestation signed, and whether the request gave it or the entry's default.
+    attest: str
+    attest_from: str
 
 
 class VerifyIn(_Request):

@@ -8,7 +8,11 @@ library): JSON in, one service call, JSON out. The management API lives elsewher
     POST /stir/v1/signing/batch       signingRequests[]    -> signingResponses[]
     POST /stir/v1/verification/batch  verificationRequests[] -> verificationResponses[]
     GET  /metrics                     Prometheus text format
-    GET  /health                      {"status": "ok"} (503 when the store is not)
+    GET  /health                      {"status": "ok"}, "degraded" with the problems,
+                                      or 503 "unavailable" when the store is not
+
+A body in the simplified shape of Comcast's vesper (the claims at the top level) is
+accepted on the same two paths and answered in that shape: see :mod:`opensti.api._vesper`.
 
 Field names follow ATIS-1000082 as public implementations use them; common variants
 are accepted: a TN as a string or a one-element array, ``identity`` with or without
@@ -34,9 +38,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
+from opensti.api import _vesper as vesper
 from opensti.api._stir_access import KnownToken, STIRAccess, TokenCache, parse_networks
 from opensti.core.bounds import check_origid, check_time
 from opensti.core.errors import (
@@ -167,12 +172,15 @@ class STIRApp:
         clock: Callable[[], float] = time.perf_counter,
         access: STIRAccess | None = None,
         health: Callable[[], str | None] | None = None,
+        problems: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.signer = signer
         #: Without an access policy nothing gets in: closed by default.
         self.access = access or STIRAccess()
         #: Why the node cannot work (e.g. the store is read-only), or None; blocking.
         self._health = health
+        #: What /health reports as wrong (e.g. a sign listener no entry can serve).
+        self.problems = problems
         self.verifier = verifier
         self.policy = policy
         self.metrics = metrics or Metrics()
@@ -216,6 +224,9 @@ class STIRApp:
             if method != "POST":
                 raise _MethodNotAllowed(f"{path} takes POST")
             answer = await handler(await _read_json(receive))
+        except vesper.VesperAnswer as shaped:
+            await _respond(send, shaped.status, json.dumps(shaped.body).encode(), _JSON)
+            return
         except _MethodNotAllowed as error:
             await _respond(send, 405, json.dumps(_error_body(error)).encode(), _JSON)
             return
@@ -225,12 +236,19 @@ class STIRApp:
         await _respond(send, 200, json.dumps(answer, separators=(",", ":")).encode(), _JSON)
 
     async def _report_health(self, send: Send) -> None:
+        """503 when the store cannot be used; 200 "degraded" with the problems when the
+        node works but cannot do all it is asked (a sign listener no entry serves)."""
         problem = None if self._health is None else await asyncio.to_thread(self._health)
-        if problem is None:
+        if problem is not None:
+            body = json.dumps({"status": "unavailable", "database": problem}).encode()
+            await _respond(send, 503, body, _JSON)
+            return
+        problems = list(self.problems()) if self.problems is not None else []
+        if not problems:
             await _respond(send, 200, b'{"status":"ok"}', _JSON)
             return
-        body = json.dumps({"status": "unavailable", "database": problem}).encode()
-        await _respond(send, 503, body, _JSON)
+        body = json.dumps({"status": "degraded", "problems": problems}).encode()
+        await _respond(send, 200, body, _JSON)
 
     # -- signing -----------------------------------------------------------------------
 
@@ -257,6 +275,11 @@ class STIRApp:
         return {"identity": signed.identity}
 
     async def _signing(self, body: dict[str, Any]) -> dict[str, Any]:
+        if vesper.is_vesper(body, "signingRequest"):
+            try:
+                return {vesper.SIGNING: self._sign_one(vesper.signing_request(body))}
+            except OpenSTIError as error:
+                raise vesper.VesperAnswer.of(error, vesper.SIGNING) from None
         return {"signingResponse": self._sign_one(_object(body, "signingRequest"))}
 
     async def _signing_batch(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +294,9 @@ class STIRApp:
     # -- verification ------------------------------------------------------------------
 
     async def _verify_one(self, request: object) -> dict[str, Any]:
+        return self._verification_response(await self._verify_result(request))
+
+    async def _verify_result(self, request: object) -> VerificationResult:
         if self.verifier is None:
             raise NotFound("verification is not enabled on this server")
         if not isinstance(request, dict):
@@ -284,7 +310,7 @@ class STIRApp:
         )
         self.metrics.verified.inc(verstat=result.verstat.value, result=result.result_class.value)
         self.metrics.latency.observe(self._timer() - started, op="verify")
-        return self._verification_response(result)
+        return result
 
     def _verification_response(self, result: VerificationResult) -> dict[str, Any]:
         answer: dict[str, Any] = {"verstat": result.verstat.value}
@@ -295,6 +321,14 @@ class STIRApp:
         return answer
 
     async def _verification(self, body: dict[str, Any]) -> dict[str, Any]:
+        if vesper.is_vesper(body, "verificationRequest"):
+            try:
+                request = vesper.verification_request(body)
+                return vesper.verification_answer(await self._verify_result(request), request)
+            except vesper.VesperAnswer:
+                raise
+            except OpenSTIError as error:
+                raise vesper.VesperAnswer.of(error, vesper.VERIFICATION) from None
         request = _object(body, "verificationRequest")
         return {"verificationResponse": await self._verify_one(request)}
 

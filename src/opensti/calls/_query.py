@@ -144,6 +144,10 @@ def _leaf(chain_pem: str | None) -> x509.Certificate | None:
         return None
 
 
+#: What a call's certificate names as its entry once the entry was removed.
+REMOVED_ENTRY = "(removed entry)"
+
+
 def describe_certificate(row: Certificate, x5u: str | None = None) -> CertificateInfo:
     """Subject, SPC, issuer, validity and fingerprint of one of our certificates."""
     leaf = _leaf(row.chain_pem)
@@ -151,11 +155,13 @@ def describe_certificate(row: Certificate, x5u: str | None = None) -> Certificat
     return CertificateInfo(
         x5u=row.x5u_url or x5u,
         certificate_id=row.id,
-        entry=row.entry.name,
+        entry=row.entry.name if row.entry is not None else REMOVED_ENTRY,
         state=row.state.value,
         subject=leaf.subject.rfc4514_string() if leaf is not None else None,
         issuer=leaf.issuer.rfc4514_string() if leaf is not None else None,
-        spc=tnauthlist.single_spc if tnauthlist is not None else row.entry.spc,
+        spc=tnauthlist.single_spc
+        if tnauthlist is not None
+        else (row.entry.spc if row.entry is not None else None),
         serial=row.serial,
         not_before=row.not_before,
         not_after=row.not_after,

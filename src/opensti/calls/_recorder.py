@@ -256,6 +256,8 @@ class CallLog:
     ) -> bool:
         """One record, with every text clipped to its column (hostile input is not fatal)."""
         direction, action = _DIRECTIONS["outbound" if signed else "inbound"]
+        if fields.pop("unsigned", False):
+            action = SipAction.NOT_SIGNED
         return self.record(
             SipRecord(
                 at=_when(self._clock() if at is None else at),
@@ -279,6 +281,8 @@ class CallLog:
             call.orig,
             call.dest,
             at=call.time,
+            reason=call.reason,
+            unsigned=not call.signed,
             x5u=call.x5u,
             certificate=call.certificate,
             attest=call.attest,
@@ -308,7 +312,9 @@ class CallLog:
     ) -> bool:
         """A call the REST API could not sign (no entry, no active certificate)."""
         code = sip_service_response(error)[0]
-        return self._call(True, call_id, orig, dest, reason=error.message, sip_code=code)
+        return self._call(
+            True, call_id, orig, dest, reason=error.message, sip_code=code, unsigned=True
+        )
 
     def record_verified(
         self,

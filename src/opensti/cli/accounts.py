@@ -1,4 +1,4 @@
-"""``opensti ca list|add`` and ``opensti account add|import|list|show``."""
+"""``opensti ca list|add|remove`` and ``opensti account add|import|list|show|remove``."""
 
 from __future__ import annotations
 
@@ -209,3 +209,33 @@ def account_show(
             "copy the fingerprint shown"
         )
         typer.echo(message, err=True)
+
+
+@ca_app.command("remove")
+def ca_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The CA's name.")],
+    json_output: JSONOption = False,
+) -> None:
+    """Forget a custom CA (refused while ACME accounts use it, naming them)."""
+    with open_app(ctx) as application:
+        _removed(application.accounts.remove_ca(name), f"CA {name!r}", json_output)
+
+
+@account_app.command("remove")
+def account_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The account's name.")],
+    json_output: JSONOption = False,
+) -> None:
+    """Forget an ACME account (refused while entries use it, naming them); it stays open
+    at the CA."""
+    with open_app(ctx) as application:
+        _removed(application.accounts.remove_account(name), f"ACME account {name!r}", json_output)
+
+
+def _removed(info: CAInfo | AccountInfo, what: str, json_output: bool) -> None:
+    if json_output:
+        print_json(info.to_dict())
+    else:
+        console.print(f"removed {what}", highlight=False, markup=False)

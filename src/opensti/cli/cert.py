@@ -1,4 +1,5 @@
-"""``opensti cert add|request|list|show|export``: certificate entries and their certificates."""
+"""``opensti cert add|set|remove|request|list|show|export``: certificate entries, which
+calls each signs, and their certificates."""
 
 from __future__ import annotations
 
@@ -12,12 +13,36 @@ from opensti.cli._app import app, console, print_json, read_input_file
 from opensti.cli._context import StepProgress, open_app, read_secret
 from opensti.core.errors import InvalidInput
 from opensti.lifecycle.acquire import AcquireStep, CertificateInfo, EntryDetail, EntryInfo
+from opensti.store import RoutingChange
 
 cert_app = typer.Typer(help="Certificate entries (one per SPC) and their certificates.")
 app.add_typer(cert_app, name="cert")
 
 JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 NameArgument = Annotated[str, typer.Argument(help="The entry's name.")]
+DefaultSignerOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--default-signer/--no-default-signer",
+        help="Sign every call no entry's prefix claims (moves the role from another entry).",
+    ),
+]
+PrefixOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prefix",
+        help="Sign calls whose calling number (E.164 digits) starts with this; repeatable. "
+        "The longest prefix of all entries wins.",
+    ),
+]
+AttestOption = Annotated[
+    str | None,
+    typer.Option("--attest", help="Attestation (A, B or C) when the caller gives none."),
+]
+EnableOption = Annotated[
+    bool | None,
+    typer.Option("--enable/--disable", help="A disabled entry neither renews nor signs."),
+]
 
 #: One progress line per step of ``cert request``.
 STEP_LABELS: dict[str, str] = {
@@ -42,6 +67,35 @@ def _when(cert: CertificateInfo | None) -> str:
     return f"{cert.not_after:%Y-%m-%d %H:%M} UTC"
 
 
+def _routing(
+    default_signer: bool | None,
+    prefixes: list[str] | None,
+    attest: str | None,
+    enabled: bool | None,
+    clear_prefixes: bool = False,
+) -> RoutingChange:
+    return RoutingChange(
+        default_signer=default_signer,
+        add_prefixes=tuple(prefixes or ()),
+        clear_prefixes=clear_prefixes,
+        attest=None if attest is None else attest.strip().upper(),
+        enabled=enabled,
+    )
+
+
+def _print_notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _show_changed(entry: EntryInfo, json_output: bool) -> None:
+    if json_output:
+        print_json(entry.to_dict())
+        return
+    _print_entry(entry)
+    _print_notes(entry.notes)
+
+
 def _print_entry(entry: EntryInfo) -> None:
     source = "token brought" if entry.has_token else f"STI-PA {entry.stipa_account_id}"
     active = entry.active
@@ -54,6 +108,9 @@ def _print_entry(entry: EntryInfo) -> None:
         ("active certificate", f"#{active.id}, serial {active.serial}" if active else "none"),
         ("expires", _when(active)),
         ("x5u", (active and active.x5u) or "-"),
+        ("enabled", "yes" if entry.enabled else "no (neither renews nor signs)"),
+        ("signs", entry.signs),
+        ("attestation", f"{entry.attest} when the caller gives none"),
     )
     for label, value in rows:
         console.print(f"{label + ':':<20}{value}", highlight=False, markup=False, soft_wrap=True)
@@ -73,9 +130,17 @@ def cert_add(
         Path | None, typer.Option(help="An SPC token fetched elsewhere (JSON answer or JWT).")
     ] = None,
     token: Annotated[str | None, typer.Option(help="An SPC token (JWT), with --crl-url.")] = None,
+    default_signer: DefaultSignerOption = None,
+    prefix: PrefixOption = None,
+    attest: AttestOption = None,
+    enable: EnableOption = None,
     json_output: JSONOption = False,
 ) -> None:
-    """Add a certificate entry: one SPC, one ACME account, and where its SPC token comes from."""
+    """Add a certificate entry: one SPC, one ACME account, and where its SPC token comes from.
+
+    Which calls it signs: --prefix and --default-signer. With neither, the first entry
+    to get a certificate while no entry is the default signer becomes the default.
+    """
     data = None if token_file is None else read_input_file(token_file, "token file")
     with open_app(ctx) as application:
         entry = application.certificates.add_entry(
@@ -86,11 +151,63 @@ def cert_add(
             crl_url=crl_url,
             token_file=data,
             token=token,
+            routing=_routing(default_signer, prefix, attest, enable),
         )
+    _show_changed(entry, json_output)
+
+
+@cert_app.command("set")
+def cert_set(
+    ctx: typer.Context,
+    name: NameArgument,
+    default_signer: DefaultSignerOption = None,
+    prefix: PrefixOption = None,
+    clear_prefixes: Annotated[
+        bool, typer.Option("--clear-prefixes", help="Drop the entry's prefixes (before --prefix).")
+    ] = False,
+    attest: AttestOption = None,
+    enable: EnableOption = None,
+    json_output: JSONOption = False,
+) -> None:
+    """Change which calls an entry signs, its attestation, or enable/disable it."""
+    change = _routing(default_signer, prefix, attest, enable, clear_prefixes)
+    if change == RoutingChange():
+        raise InvalidInput(
+            "nothing to change: give --default-signer, --no-default-signer, --prefix, "
+            "--clear-prefixes, --attest, --enable or --disable"
+        )
+    with open_app(ctx) as application:
+        entry = application.certificates.change_entry(name, change)
+    _show_changed(entry, json_output)
+
+
+@cert_app.command("remove")
+def cert_remove(
+    ctx: typer.Context,
+    name: NameArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Also revoke its certificates at the CA.")
+    ] = False,
+    json_output: JSONOption = False,
+) -> None:
+    """Remove an entry; its published chains stay on the STI-CR until they expire
+    (calls signed before still verify), unless --revoke."""
+    if not yes:
+        fate = "revoked at the CA" if revoke else "kept on the STI-CR until they expire"
+        typer.confirm(f"Remove entry {name!r}? Its certificates are {fate}.", abort=True)
+    with open_app(ctx) as application:
+        removed = application.certificates.remove_entry(name, revoke=revoke)
     if json_output:
-        print_json(entry.to_dict())
-    else:
-        _print_entry(entry)
+        print_json(removed.to_dict())
+        return
+    revoked = f", {len(removed.revoked)} certificate(s) revoked" if removed.revoked else ""
+    console.print(
+        f"removed entry {name!r}{revoked}; {removed.still_published} chain(s) stay "
+        "published until they expire",
+        highlight=False,
+        markup=False,
+    )
 
 
 @cert_app.command("request")
@@ -108,6 +225,7 @@ def cert_request(ctx: typer.Context, name: NameArgument, json_output: JSONOption
         highlight=False,
         markup=False,
     )
+    _print_notes(result.notes)
 
 
 @cert_app.command("list")
@@ -118,7 +236,7 @@ def cert_list(ctx: typer.Context, json_output: JSONOption = False) -> None:
     if json_output:
         print_json([entry.to_dict() for entry in entries])
         return
-    table = Table("entry", "SPC", "account", "active", "expires", "x5u")
+    table = Table("entry", "SPC", "account", "active", "expires", "signs", "attest", "x5u")
     for entry in entries:
         active = entry.active
         table.add_row(
@@ -127,9 +245,19 @@ def cert_list(ctx: typer.Context, json_output: JSONOption = False) -> None:
             entry.acme_account,
             f"#{active.id}" if active else "none",
             _when(active),
+            _routing_cell(entry),
+            entry.attest,
             (active and active.x5u) or "-",
         )
     console.print(table)
+
+
+def _routing_cell(entry: EntryInfo) -> str:
+    """Short: "default", the prefixes, or "disabled"."""
+    if not entry.enabled:
+        return "disabled"
+    parts = (["default"] if entry.default_signer else []) + [f"{p}*" for p in entry.prefixes]
+    return ", ".join(parts) or "nothing"
 
 
 def _print_detail(detail: EntryDetail) -> None:

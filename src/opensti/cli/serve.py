@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +37,7 @@ from opensti.api._stir_access import STIRAccess, parse_networks, store_tokens
 from opensti.api.stir import create_stir_app
 from opensti.app import App
 from opensti.calls import CallLog, keyring_certificates
-from opensti.cli._app import app, console
+from opensti.cli._app import app, console, err_console
 from opensti.cli._context import open_app
 from opensti.cli._listeners import TLSMaterial, check_tls, uvicorn_server
 from opensti.cli.lifecycle_loop import (
@@ -59,8 +59,15 @@ from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
-from opensti.signing import CallSignerAdapter, SigningService
-from opensti.sip import ListenerSpec, RedirectPolicy, SIPServer, SIPServices, parse_listeners
+from opensti.signing import CallSignerAdapter, Keyring, SigningService
+from opensti.sip import (
+    ListenerSpec,
+    Mode,
+    RedirectPolicy,
+    SIPServer,
+    SIPServices,
+    parse_listeners,
+)
 from opensti.store import follow_store
 from opensti.verification import (
     HTTPGet,
@@ -72,7 +79,15 @@ from opensti.verification import (
 )
 from opensti.verification.resources import ResourceFetcher
 
-__all__ = ["Dispatcher", "ServeOptions", "browser_url", "check_front", "run_server", "sip_policy"]
+__all__ = [
+    "Dispatcher",
+    "ServeOptions",
+    "browser_url",
+    "check_front",
+    "run_server",
+    "signing_problems",
+    "sip_policy",
+]
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -180,6 +195,23 @@ def _management(
         await target(scope, receive, send)
 
     return route
+
+
+def signing_problems(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> tuple[str, ...]:
+    """Why calls to this server would go unsigned, for ``/health`` and the start-up log;
+    nothing on a server that neither has sign listeners nor any entry (verify only)."""
+    snapshot = keyring.snapshot
+    signs = any(spec.mode is Mode.SIGN for spec in listeners)
+    return snapshot.problems() if signs or snapshot.entries else ()
+
+
+def _warn_unserved(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> None:
+    """Say at start which sign listeners no entry can serve, and why."""
+    problems = signing_problems(keyring, listeners)
+    for spec in listeners:
+        if spec.mode is Mode.SIGN:
+            for problem in problems:
+                err_console.print(f"warning: sign listener {spec}: {problem}", highlight=False)
 
 
 async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
@@ -303,12 +335,14 @@ async def run_server(
                 verifier,
                 access=stir_access(application),
                 health=application.database.health,
+                problems=lambda: signing_problems(keyring, options.sip_listeners),
             ),
             _management(application, signing, verifier, call_log, options.policy),
         )
         await repository.start()
         stack.push_async_callback(repository.stop)
         if options.sip_listeners:
+            _warn_unserved(keyring, options.sip_listeners)
             services = SIPServices(
                 signer=CallSignerAdapter(signing),
                 verifier=verifier,

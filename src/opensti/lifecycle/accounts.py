@@ -55,6 +55,8 @@ from opensti.store import (
     acme_account_key,
     create_acme_account,
     create_ca,
+    delete_acme_account,
+    delete_ca,
     get_acme_account,
     get_ca,
     list_acme_accounts,
@@ -359,6 +361,18 @@ class AccountService:
             )
             return _ca_info(profile_of(row))
 
+    def remove_ca(self, name: str) -> CAInfo:
+        """Forget a stored CA no account uses (a built-in one stays listed: it is code)."""
+        with self.db.session() as session:
+            row = _stored_ca(session, name)
+            if row is None:
+                if _builtin(name) is not None:
+                    raise Conflict(f"CA {name!r} is built in and has no stored settings to remove")
+                raise NotFound(f"no CA named {name!r}", value=name)
+            info = _ca_info(profile_of(row))
+            delete_ca(session, row)
+            return info
+
     def _profile(self, session: Session, name: str) -> CAProfile:
         stored = _stored_ca(session, name)
         if stored is not None:
@@ -511,6 +525,14 @@ class AccountService:
     def show_account(self, name: str) -> AccountInfo:
         with self.db.read_session() as session:
             return self._account_info(get_acme_account(session, name))
+
+    def remove_account(self, name: str) -> AccountInfo:
+        """Forget an ACME account no entry uses; the account stays open at the CA."""
+        with self.db.session() as session:
+            row = get_acme_account(session, name)
+            info = self._account_info(row)
+            delete_acme_account(session, row)
+            return info
 
     # -- STI-PA ------------------------------------------------------------------------
 

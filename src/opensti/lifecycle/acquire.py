@@ -22,8 +22,8 @@ import concurrent.futures
 import datetime as dt
 import os
 import secrets
-from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from opensti.acme._keys import key_fingerprint
 from opensti.config import Settings
+from opensti.core.certs import load_certificate_chain
 from opensti.core.errors import InvalidInput, NoActiveCertificate
 from opensti.core.passport import load_private_key
 from opensti.core.tnauthlist import TNAuthList
@@ -57,21 +58,27 @@ from opensti.stipa import (
 from opensti.store import (
     Certificate,
     CertificateEntry,
+    CertificateState,
     Database,
     LifecycleEvent,
+    RoutingChange,
     Secret,
     SecretBox,
     StiPaEnvironment,
     acme_account_key,
     active_certificate,
     certificate_key,
+    change_routing,
+    check_removable,
     create_entry,
+    delete_entry,
     get_acme_account,
     get_certificate,
     get_entry,
     list_certificates,
     list_entries,
     list_events,
+    set_certificate_state,
     set_entry_spc_token,
 )
 from opensti.store._validate import check_spc
@@ -86,9 +93,19 @@ __all__ = [
     "EventInfo",
     "ExportFormat",
     "Progress",
+    "RemovedEntry",
 ]
 
 ExportFormat = Literal["pem", "pfx"]
+#: Said when an entry became the default signer by being the first with a certificate.
+FIRST_DEFAULT_NOTE = (
+    "entry {name!r} is the default signer: the first entry with a certificate, it signs "
+    "every call no entry's prefix claims (change it: opensti cert set NAME --default-signer)"
+)
+#: Certificates revoked at the CA when their entry is removed with ``revoke``.
+_REVOCABLE = (CertificateState.ACTIVE, CertificateState.SUPERSEDED, CertificateState.PENDING)
+#: The attestation of an entry that was given none: C, the level that claims least.
+DEFAULT_ATTEST = "C"
 _T = TypeVar("_T")
 
 
@@ -146,9 +163,48 @@ class EntryInfo:
     has_token: bool
     enabled: bool
     active: CertificateInfo | None
+    #: Routing: the calling-number prefixes it signs, whether it signs every call no
+    #: prefix claims, and the attestation used when a caller gives none.
+    prefixes: tuple[str, ...] = ()
+    default_signer: bool = False
+    attest: str = DEFAULT_ATTEST
+    #: What the last change did besides what was asked (e.g. the default moved).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def signs(self) -> str:
+        """Which calls the entry signs, in words (the CLI and the entry page show it)."""
+        if not self.enabled:
+            return "no calls: the entry is disabled"
+        parts = []
+        if self.prefixes:
+            parts.append("calls from numbers starting " + ", ".join(self.prefixes))
+        if self.default_signer:
+            parts.append("every call no other entry's prefix claims (default signer)")
+        if not parts:
+            return "no calls: no prefixes and not the default signer"
+        return " and ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "active": self.active and self.active.to_dict()}
+        return {
+            **asdict(self),
+            "active": self.active and self.active.to_dict(),
+            "prefixes": list(self.prefixes),
+            "notes": list(self.notes),
+            "signs": self.signs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedEntry:
+    """An entry removed; its published chains stay on the STI-CR until they expire."""
+
+    name: str
+    still_published: int
+    revoked: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "revoked": list(self.revoked)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +248,8 @@ class AcquisitionResult:
     superseded_id: int | None
     steps: tuple[str, ...]
     chain_pem: bytes = field(repr=False)
+    #: E.g. that the entry became the default signer (the first to be active).
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +258,7 @@ class AcquisitionResult:
             "certificate": self.certificate.to_dict(),
             "superseded_id": self.superseded_id,
             "steps": list(self.steps),
+            "notes": list(self.notes),
         }
 
 
@@ -263,10 +322,13 @@ class CertificateService:
         token_file: bytes | None = None,
         token: str | None = None,
         renew_before: dt.timedelta | None = None,
+        routing: RoutingChange | None = None,
     ) -> EntryInfo:
         """A new entry; an SPC token brought here (file, or JWT + CRL URL) is checked
         now against the SPC and the account key, so a wrong one is refused at once.
-        ``renew_before`` is the entry's own renewal margin (None: the global one)."""
+        ``renew_before`` is the entry's own renewal margin (None: the global one);
+        ``routing`` says which calls it signs (see :func:`opensti.store.change_routing`)."""
+        routing = routing or RoutingChange()
         bundle = _bundle(token_file, token, crl_url)
         if renew_before is not None:
             renew_before = check_renew_before(renew_before)
@@ -297,10 +359,43 @@ class CertificateService:
                 crl_url=crl_url or (None if bundle is None else bundle.crl_url),
                 renew_before=renew_before,
                 spc_pattern=self.settings.spc_pattern,
+                enabled=True if routing.enabled is None else routing.enabled,
             )
+            notes = change_routing(session, entry, replace(routing, enabled=None))
             if bundle is not None:
                 set_entry_spc_token(session, self.box, entry, Secret.from_text(bundle.token))
-            return self._entry_info(session, entry)
+            return self._entry_info(session, entry, notes)
+
+    def change_entry(self, name: str, change: RoutingChange) -> EntryInfo:
+        """Change which calls the entry signs, its attestation, or enable/disable it
+        (a disabled entry neither renews nor signs; its chains stay published)."""
+        with self.db.session() as session:
+            entry = get_entry(session, name)
+            notes = change_routing(session, entry, change)
+            return self._entry_info(session, entry, notes)
+
+    def remove_entry(self, name: str, *, revoke: bool = False) -> RemovedEntry:
+        """Remove the entry; its published chains stay on the STI-CR until they expire,
+        unless ``revoke``: then each is revoked at the CA first (and unpublished)."""
+        with self.db.session() as session:
+            entry = get_entry(session, name)
+            check_removable(session, entry)
+            revoked = self._revoke_all(session, entry) if revoke else ()
+            kept = delete_entry(session, entry, now=self.clock())
+        return RemovedEntry(name=name, still_published=kept, revoked=revoked)
+
+    def _revoke_all(self, session: Session, entry: CertificateEntry) -> tuple[int, ...]:
+        now = self.clock()
+        revoked = []
+        client = None
+        for cert in list_certificates(session, entry.id, states=_REVOCABLE):
+            if cert.chain_pem is None or (cert.not_after and cert.not_after <= now):
+                continue
+            client = client or self.accounts.acme_client(entry.acme_account)
+            client.revoke(load_certificate_chain(cert.chain_pem.encode("ascii")).leaf)
+            set_certificate_state(session, cert.id, CertificateState.REVOKED, now=now)
+            revoked.append(cert.id)
+        return tuple(revoked)
 
     def _check_brought_token(
         self, bundle: TokenBundle, tnauthlist: TNAuthList, fingerprint: str
@@ -312,7 +407,9 @@ class CertificateService:
         if anchors:
             verify_token_issuer(token, token_trust(anchors, verify=self.accounts.http_verify), now)
 
-    def _entry_info(self, session: Session, entry: CertificateEntry) -> EntryInfo:
+    def _entry_info(
+        self, session: Session, entry: CertificateEntry, notes: Sequence[str] = ()
+    ) -> EntryInfo:
         active = active_certificate(session, entry.id)
         return EntryInfo(
             name=entry.name,
@@ -328,6 +425,10 @@ class CertificateService:
             active=None
             if active is None
             else CertificateInfo.of(active, entry.name, self.public_base_url),
+            prefixes=tuple(entry.orig_prefixes or ()),
+            default_signer=entry.is_default_signer,
+            attest=entry.default_attest or DEFAULT_ATTEST,
+            notes=tuple(notes),
         )
 
     def list_entries(self) -> list[EntryInfo]:
@@ -359,6 +460,7 @@ class CertificateService:
             spc = entry.spc
             previous = active_certificate(session, entry.id)
             previous_id = None if previous is None else previous.id
+            was_default = entry.is_default_signer
             if entry.stipa_account is None and self.settings.ca_trust_anchors is None:
                 raise InvalidInput(
                     "no STI-CA trust list to check the certificate against: set "
@@ -374,6 +476,7 @@ class CertificateService:
         with self.db.read_session() as session:
             cert = get_certificate(session, certificate_id)
             assert cert.chain_pem is not None  # an active certificate has its chain
+            promoted = not was_default and get_entry(session, name).is_default_signer
             return AcquisitionResult(
                 entry=name,
                 spc=spc,
@@ -381,6 +484,7 @@ class CertificateService:
                 superseded_id=previous_id,
                 steps=steps,
                 chain_pem=cert.chain_pem.encode("ascii"),
+                notes=(FIRST_DEFAULT_NOTE.format(name=name),) if promoted else (),
             )
 
     # -- using certificates ------------------------------------------------------------
@@ -434,7 +538,7 @@ class CertificateService:
                         x5u=x5u if key else None,
                         prefixes=tuple(entry.orig_prefixes),
                         is_default=entry.is_default_signer,
-                        attest=entry.default_attest or "C",
+                        attest=entry.default_attest or DEFAULT_ATTEST,
                         certificate_id=str(cert.id) if cert is not None and key else None,
                     )
                 )

@@ -126,12 +126,15 @@ class DeploymentMaterial:
         """From an issued certificate row (its entry loaded); x5u from the row or the base URL."""
         if certificate.chain_pem is None:
             raise NoActiveCertificate(f"certificate {certificate.id} has not been issued yet")
+        entry = certificate.entry
+        if entry is None:
+            raise NoActiveCertificate(f"certificate {certificate.id} belongs to a removed entry")
         x5u = certificate.x5u_url
         if x5u is None and public_base_url:
             x5u = x5u_for(certificate.id, public_base_url)
         return cls(
-            entry_name=certificate.entry.name,
-            spc=certificate.entry.spc,
+            entry_name=entry.name,
+            spc=entry.spc,
             certificate_id=certificate.id,
             serial=certificate.serial or "",
             fingerprint=certificate.fingerprint or "",

@@ -97,6 +97,30 @@ class KeyringSnapshot:
     def entries(self) -> tuple[SigningEntry, ...]:
         return tuple(loaded.entry for loaded in self._by_name.values())
 
+    def problems(self) -> tuple[str, ...]:
+        """Why calls would go unsigned, in words (``opensti serve`` logs them at start and
+        ``/health`` reports them); empty when every call has an entry with a certificate."""
+        if not self._by_name:
+            return ("no enabled signing entry: no call is signed (opensti cert add ...)",)
+        found = []
+        if self._default is None:
+            unsigned = (
+                "no call is" if not self._by_prefix else "calls that no prefix claims are not"
+            )
+            found.append(
+                f"no entry is the default signer: {unsigned} signed "
+                "(opensti cert set NAME --default-signer)"
+            )
+        for loaded in self._by_name.values():
+            entry = loaded.entry
+            claims = entry.is_default or entry.prefixes
+            if claims and loaded.signer is None:
+                found.append(
+                    f"entry {entry.name!r} has no active certificate: its calls are not signed "
+                    f"(opensti cert request {entry.name})"
+                )
+        return tuple(found)
+
     def _choose(self, orig: str, name: str | None) -> _Loaded:
         if name is not None:
             loaded = self._by_name.get(name)

@@ -2,6 +2,10 @@
 
 Sign mode (STI-AS): an INVITE gets ``302 Moved Temporarily`` whose Contact is the
 Request-URI and which carries the ``Identity`` header to copy into the onward INVITE.
+A call that cannot be signed (no entry covers the calling number, the entry has no
+certificate, the caller is not a TN) gets the same 302 without ``Identity`` and with a
+``Warning`` saying why, so the SBC sends it on unsigned; the ``reject`` failure policy
+answers the failure's 4xx/5xx instead.
 The calling TN comes from P-Asserted-Identity (else From), the called TN from To (or
 the Request-URI by policy), and the attestation from the ``X-Attest`` header (A, B or C)
 or, without it, the signer's default.
@@ -134,6 +138,9 @@ class CallRecord:
     #: A verified call's Rich Call Data (RFC 9795), only when it verified.
     rcd_name: str | None = None
     rcd_icon: str | None = None
+    #: False for an outbound call that could not be signed (``reason`` says why).
+    signed: bool = True
+    reason: str | None = None
 
 
 #: Must return at once (e.g. put the record on a bounded queue).
@@ -370,12 +377,11 @@ class RedirectHandler:
             if orig is None or not dests:
                 raise InvalidTN("the calling or called party is not a telephone number")
             identity = self._sign_identity(request, orig, dests)
+        except SIPParseError as exc:
+            self.reject_malformed(request, peer, send, exc)  # not SIP we can route on
+            return
         except OpenSTIError as exc:
-            code, phrase = sip_service_response(exc)
-            logger.debug("not signing %s: %s", request.call_id, exc)
-            warning = ("Warning", f"399 {self.policy.server_name} {_quoted(exc.message)}")
-            send(self._response(request, code, peer, [warning], reason=phrase))
-            self._record(self._call(request, "outbound", orig, dests, code))
+            self._not_signed(request, peer, send, exc, orig, dests)
             return
         contact = ("Contact", f"<{request.uri}>")
         send(self._response(request, 302, peer, [contact, ("Identity", identity)]))
@@ -392,6 +398,32 @@ class RedirectHandler:
             if div is not None:
                 return str(sign_div(orig, dests, div, request.call_id))
         return self._signer.sign(orig, dests, self._attest(request), request.call_id)
+
+    def _not_signed(
+        self,
+        request: SIPRequest,
+        peer: tuple[str, int] | None,
+        send: Send,
+        exc: OpenSTIError,
+        orig: str | None,
+        dests: Sequence[str],
+    ) -> None:
+        """A call that cannot be signed: by default a 302 to the Request-URI without an
+        Identity header, so the SBC follows it and sends the call on unsigned (an error
+        answer would make most SBCs fail the call or try another route); under the
+        ``reject`` policy the 4xx/5xx of the failure. Either way a Warning says why and
+        the call log records it as not signed, with the reason."""
+        logger.debug("not signing %s: %s", request.call_id, exc)
+        warning = ("Warning", f"399 {self.policy.server_name} {_quoted(exc.message)}")
+        if self.policy.failure_policy is FailurePolicy.REJECT:
+            code, phrase = sip_service_response(exc)
+            send(self._response(request, code, peer, [warning], reason=phrase))
+        else:
+            code = 302
+            contact = ("Contact", f"<{request.uri}>")
+            send(self._response(request, code, peer, [contact, warning]))
+        record = self._call(request, "outbound", orig, dests, code)
+        self._record(replace(record, reason=exc.message, signed=False))
 
     def _call(
         self,

@@ -84,7 +84,7 @@ class ListenerSpec:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         text = f"{self.transport}:{host}:{self.port}/{self.mode.value}"
-        if self.mode is Mode.VERIFY:
+        if self.mode is Mode.VERIFY or self.failure_policy is FailurePolicy.REJECT:
             text += f"/{self.failure_policy.value}"
         return text
 
@@ -106,8 +106,12 @@ def _parse_listener(item: str) -> ListenerSpec:
         policy = FailurePolicy(options[1].lower()) if len(options) > 1 else FailurePolicy.CONTINUE
     except ValueError:
         raise InvalidInput(f"listener {item!r}: unknown mode or policy", value=item) from None
-    if mode is Mode.SIGN and len(options) > 1:
-        raise InvalidInput(f"listener {item!r}: a failure policy needs verify mode", value=item)
+    if mode is Mode.SIGN and policy is FailurePolicy.CONTINUE_WITH_REASON:
+        raise InvalidInput(
+            f"listener {item!r}: a sign listener's policy is continue (a call that cannot "
+            "be signed goes on unsigned) or reject",
+            value=item,
+        )
     return ListenerSpec(transport, host, int(port_text), mode, policy)
 
 

@@ -95,6 +95,8 @@ from opensti.store._models import (
     User,
     WebSession,
 )
+from opensti.store._removal import check_removable, delete_acme_account, delete_ca, delete_entry
+from opensti.store._routing import RoutingChange, change_routing, check_prefixes, default_signer
 from opensti.store._secrets import Secret, SecretBox, load_secret_box
 from opensti.store._settings import (
     delete_setting,
@@ -168,6 +170,7 @@ __all__ = (
     "RemoteCertificate",
     "RemoteCertificateRecord",
     "Role",
+    "RoutingChange",
     "Secret",
     "SecretBox",
     "Setting",
@@ -194,7 +197,10 @@ __all__ = (
     "authenticate_api_token",
     "certificate_key",
     "change_deployment_task",
+    "change_routing",
     "charge_sign_in_attempt",
+    "check_prefixes",
+    "check_removable",
     "clear_sign_in_failures",
     "create_acme_account",
     "create_api_token",
@@ -206,7 +212,11 @@ __all__ = (
     "create_user",
     "create_web_session",
     "current_revision",
+    "default_signer",
+    "delete_acme_account",
+    "delete_ca",
     "delete_deployment_task",
+    "delete_entry",
     "delete_setting",
     "delete_sip_messages_before",
     "deployment_task_secret",

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Collection, Sequence
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -24,7 +24,8 @@ from opensti.core.errors import Conflict, InvalidInput
 from opensti.core.passport import load_private_key
 from opensti.store._common import add, get_by_id
 from opensti.store._entries import get_entry_by_id
-from opensti.store._models import Certificate, CertificateState
+from opensti.store._models import Certificate, CertificateEntry, CertificateState
+from opensti.store._routing import default_signer
 from opensti.store._secrets import Secret, SecretBox
 
 __all__ = [
@@ -112,12 +113,14 @@ def add_certificate(
     """Store an already issued certificate (imported, or obtained in one go)."""
     cert = _new_certificate(session, box, entry_id, key_pem, now, x5u_url=x5u_url)
     _fill_from_chain(cert, chain_pem, key_pem)
-    if activate:
-        _supersede_active(session, entry_id, now)
-        cert.state, cert.activated_at = CertificateState.ACTIVE, now
-    else:
+    if not activate:
         _refuse_second_pending(session, entry_id)
-    return add(session, cert, "certificate")
+        return add(session, cert, "certificate")
+    _supersede_active(session, entry_id, now)
+    cert.state, cert.activated_at = CertificateState.ACTIVE, now
+    add(session, cert, "certificate")
+    promote_first_default(session, get_entry_by_id(session, entry_id))
+    return cert
 
 
 def _fill_from_chain(cert: Certificate, chain_pem: bytes, key_pem: Secret) -> None:
@@ -142,7 +145,11 @@ def _fill_from_chain(cert: Certificate, chain_pem: bytes, key_pem: Secret) -> No
 
 
 def activate_certificate(session: Session, certificate_id: int, *, now: dt.datetime) -> Certificate:
-    """Make an issued certificate the entry's active one; the previous becomes superseded."""
+    """Make an issued certificate the entry's active one; the previous becomes superseded.
+
+    The first entry ever to get an active certificate, with no default signer set,
+    becomes the default signer (see :mod:`opensti.store._routing`).
+    """
     cert = get_certificate(session, certificate_id)
     if cert.chain_pem is None:
         raise Conflict(f"certificate {certificate_id} has not been issued yet")
@@ -150,10 +157,30 @@ def activate_certificate(session: Session, certificate_id: int, *, now: dt.datet
         return cert
     if cert.state is not CertificateState.PENDING:
         raise Conflict(f"certificate {certificate_id} is {cert.state}: it cannot become active")
-    _supersede_active(session, cert.entry_id, now)
+    if cert.entry is None:
+        raise Conflict(f"certificate {certificate_id} belongs to a removed entry")
+    _supersede_active(session, cert.entry.id, now)
     cert.state, cert.activated_at, cert.state_changed_at = CertificateState.ACTIVE, now, now
     session.flush()
+    promote_first_default(session, cert.entry)
     return cert
+
+
+def promote_first_default(session: Session, entry: CertificateEntry) -> bool:
+    """Make ``entry`` the default signer if it is the first with an active certificate
+    and no entry is the default; True if it did (see :mod:`opensti.store._routing`)."""
+    if entry.is_default_signer or not entry.enabled or default_signer(session) is not None:
+        return False
+    others_active = session.scalar(
+        select(func.count(Certificate.id)).where(
+            Certificate.entry_id != entry.id, Certificate.state == CertificateState.ACTIVE
+        )
+    )
+    if others_active:
+        return False
+    entry.is_default_signer = True
+    session.flush()
+    return True
 
 
 def _supersede_active(session: Session, entry_id: int, now: dt.datetime) -> None:
@@ -207,7 +234,8 @@ def pending_certificate(session: Session, entry_id: int) -> Certificate | None:
     return _one_in_state(session, entry_id, CertificateState.PENDING)
 
 
-def _is_published(now: dt.datetime) -> ColumnElement[bool]:
+def is_published(now: dt.datetime) -> ColumnElement[bool]:
+    """The filter of what the STI-CR serves (see :func:`published_certificates`)."""
     issued_pending = and_(
         Certificate.state == CertificateState.PENDING, Certificate.chain_pem.is_not(None)
     )
@@ -221,13 +249,13 @@ def published_certificates(session: Session, *, now: dt.datetime) -> Sequence[Ce
     The reconcile loop stores a chain only after validating it; a chain that fails is
     marked ``failed`` and never served.
     """
-    query = select(Certificate).where(_is_published(now)).order_by(Certificate.id)
+    query = select(Certificate).where(is_published(now)).order_by(Certificate.id)
     return session.scalars(query).all()
 
 
 def published_certificate_ids(session: Session, *, now: dt.datetime) -> tuple[int, ...]:
     """The ids of :func:`published_certificates`: cheap enough to ask on every change."""
-    query = select(Certificate.id).where(_is_published(now)).order_by(Certificate.id)
+    query = select(Certificate.id).where(is_published(now)).order_by(Certificate.id)
     return tuple(session.scalars(query))
 
 

@@ -94,10 +94,15 @@ def _changes(session: Session) -> set[tuple[Change, int]]:
             found.add((Change.SIGNING, row.id))
     for row in session.deleted:
         if isinstance(row, Certificate):
-            found.update((kind, row.entry_id) for kind in Change)
+            found.update((kind, _entry_id(row)) for kind in Change)
         elif isinstance(row, CertificateEntry):
             found.update((kind, row.id) for kind in Change)
     return found
+
+
+def _entry_id(cert: Certificate) -> int:
+    """0 for the certificate of a removed entry: receivers go by the kind alone."""
+    return cert.entry_id or 0
 
 
 def _certificate_changes(
@@ -105,9 +110,9 @@ def _certificate_changes(
 ) -> set[tuple[Change, int]]:
     kinds: set[tuple[Change, int]] = set()
     if (old_state is CertificateState.ACTIVE) != (cert.state is CertificateState.ACTIVE):
-        kinds.add((Change.SIGNING, cert.entry_id))
+        kinds.add((Change.SIGNING, _entry_id(cert)))
     if _published(old_state, old_chain) != _published(cert.state, cert.chain_pem is not None):
-        kinds.add((Change.PUBLISHED, cert.entry_id))
+        kinds.add((Change.PUBLISHED, _entry_id(cert)))
     return kinds
 
 

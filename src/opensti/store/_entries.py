@@ -22,6 +22,7 @@ from opensti.core.errors import InvalidInput
 from opensti.store._accounts import get_acme_account, get_stipa_account
 from opensti.store._common import add, ensure_absent, get_by, get_by_id
 from opensti.store._models import CertificateEntry, StiPaEnvironment
+from opensti.store._routing import RoutingChange, change_routing, check_prefixes
 from opensti.store._secrets import Secret, SecretBox
 from opensti.store._validate import check_attest, check_name, check_spc, check_url
 
@@ -58,13 +59,18 @@ def create_entry(
     enabled: bool = True,
     spc_pattern: str | None = None,
 ) -> CertificateEntry:
-    """A new entry; the ACME and STI-PA accounts are named and must exist."""
+    """A new entry; the ACME and STI-PA accounts are named and must exist, and the
+    routing follows the rules of :func:`~opensti.store._routing.change_routing`."""
     check_name(name, "certificate entry")
     spc = check_spc(spc, spc_pattern)
     if renew_before is not None and renew_before <= dt.timedelta(0):
         raise InvalidInput("renew-before must be a positive duration")
-    if any(not prefix.isdigit() for prefix in orig_prefixes):
-        raise InvalidInput("orig TN prefixes must be digits", value=list(orig_prefixes))
+    routing = RoutingChange(
+        default_signer=is_default_signer,
+        add_prefixes=tuple(check_prefixes(orig_prefixes)),
+        attest=check_attest(default_attest),
+        enabled=enabled,
+    )
     entry = CertificateEntry(
         name=name,
         spc=spc,
@@ -74,13 +80,14 @@ def create_entry(
         else get_stipa_account(session, stipa_account_id, stipa_environment).id,
         crl_url=crl_url and check_url(crl_url, "CRL URL"),
         renew_before=None if renew_before is None else int(renew_before.total_seconds()),
-        orig_prefixes=list(orig_prefixes),
-        is_default_signer=is_default_signer,
-        default_attest=check_attest(default_attest),
+        orig_prefixes=[],
+        is_default_signer=False,
         enabled=enabled,
     )
     ensure_absent(session, CertificateEntry, "certificate entry", name=name)
-    return add(session, entry, "certificate entry")
+    add(session, entry, "certificate entry")
+    change_routing(session, entry, routing)
+    return entry
 
 
 def get_entry(session: Session, name: str) -> CertificateEntry:

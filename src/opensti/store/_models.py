@@ -117,6 +117,8 @@ class SipDirection(StrEnum):
 class SipAction(StrEnum):
     SIGNED = "signed"
     VERIFIED = "verified"
+    #: A call the STI-AS could not sign (the reason says why); it went on unsigned.
+    NOT_SIGNED = "not-signed"
 
 
 class Role(StrEnum):
@@ -230,6 +232,16 @@ class CertificateEntry(_Timestamps, Base):
     """One SPC to keep a valid certificate for: the unit of the reconcile loop."""
 
     __tablename__ = "certificate_entry"
+    __table_args__ = (
+        # At most one default signer, enforced by the DB as well as by the store.
+        Index(
+            "uq_certificate_entry_one_default",
+            "is_default_signer",
+            unique=True,
+            sqlite_where=text("is_default_signer"),
+            postgresql_where=text("is_default_signer"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
@@ -289,7 +301,11 @@ class Certificate(Base):
     )
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
-    entry_id: Mapped[int] = mapped_column(ForeignKey("certificate_entry.id", ondelete="CASCADE"))
+    #: None once the entry was removed: its published chains stay on the STI-CR until
+    #: they expire, so calls signed before the removal still verify.
+    entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificate_entry.id", ondelete="CASCADE")
+    )
     state: Mapped[CertificateState] = mapped_column(
         _enum(CertificateState, "state"), default=CertificateState.PENDING
     )
@@ -306,7 +322,7 @@ class Certificate(Base):
     activated_at: Mapped[dt.datetime | None] = mapped_column()
     state_changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    entry: Mapped[CertificateEntry] = relationship()
+    entry: Mapped[CertificateEntry | None] = relationship()
 
 
 class DeploymentTask(_Timestamps, Base):

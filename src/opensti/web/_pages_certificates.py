@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from opensti.core.errors import Conflict, InvalidInput, NoActiveCertificate, NotFound, OpenSTIError
+from opensti.lifecycle.acquire import EntryInfo
 from opensti.lifecycle.deploy import (
     create_deployment_task,
     delete_task,
@@ -22,6 +23,7 @@ from opensti.lifecycle.reconcile import ReconcilePolicy, set_entry_renew_before
 from opensti.store import (
     DeploymentTask,
     DeploymentTaskKind,
+    RoutingChange,
     Secret,
     TaskChange,
     active_certificate,
@@ -102,6 +104,13 @@ async def _request(request: Request, app: Any, name: str) -> None:
         flash(request, f"Requesting a certificate for {name} failed: {exc}", "error")
         return
     flash(request, f"New certificate for {name} is active (serial {result.certificate.serial}).")
+    _flash_notes(request, result.notes)
+
+
+def _flash_notes(request: Request, notes: tuple[str, ...]) -> None:
+    """What a change did besides what was asked (e.g. the default signer moved)."""
+    for note in notes:
+        flash(request, note[:1].upper() + note[1:] + ".")
 
 
 @router.get("/certificates/{name}")
@@ -192,8 +201,82 @@ def _entry_context(app: Any, name: str, loop: ReconcilePolicy) -> dict[str, Any]
         "detail": detail,
         "tasks": tasks,
         "renewal": renewal,
-        "values": {"renew_before": renewal.own},
+        "values": {"renew_before": renewal.own, **_signing_values(detail.entry)},
     }
+
+
+def _signing_values(entry: EntryInfo) -> dict[str, str]:
+    """The signing form as the entry stands."""
+    return {
+        "default_signer": "on" if entry.default_signer else "",
+        "prefixes": " ".join(entry.prefixes),
+        "attest": entry.attest,
+        "enabled": "on" if entry.enabled else "",
+    }
+
+
+def _signing_change(form: Any) -> RoutingChange:
+    prefixes = (optional(form, "prefixes") or "").replace(",", " ").split()
+    return RoutingChange(
+        default_signer=checkbox(form, "default_signer"),
+        add_prefixes=tuple(prefixes),
+        clear_prefixes=True,
+        attest=text(form, "attest").upper() or None,
+        enabled=checkbox(form, "enabled"),
+    )
+
+
+@router.post("/certificates/{name}/signing")
+async def save_signing(request: Request, name: str, user: Operator) -> Response:
+    """Default signer, prefixes, attestation, enabled: one change, all checked first."""
+    app = backend(request)
+    form = await request.form()
+    try:
+        entry = await run_in_threadpool(app.certificates.change_entry, name, _signing_change(form))
+    except NotFound as exc:
+        return _not_found(request, exc)
+    except OpenSTIError as exc:
+        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
+        return form_failed(request, "entry.html", context, exc, form, error_key="signing_error")
+    flash(request, f"Entry {name} now signs {entry.signs}.")
+    _flash_notes(request, entry.notes)
+    return redirect(f"/certificates/{name}#signing")
+
+
+def _remove_context(app: Any, name: str) -> dict[str, Any]:
+    entry = app.certificates.show_entry(name, events=1).entry
+    return {"title": f"Remove entry {name}", "entry": entry, "values": {}}
+
+
+@router.get("/certificates/{name}/remove")
+async def remove_entry_page(request: Request, name: str, user: Operator) -> Response:
+    """The confirmation step: what removing does, and the revoke choice."""
+    try:
+        context = await run_in_threadpool(_remove_context, backend(request), name)
+    except OpenSTIError as exc:
+        return _not_found(request, exc)
+    return render(request, "entry_remove.html", context)
+
+
+@router.post("/certificates/{name}/remove")
+async def remove_entry(request: Request, name: str, user: Operator) -> Response:
+    app = backend(request)
+    form = await request.form()
+    revoke = checkbox(form, "revoke")
+    try:
+        context = await run_in_threadpool(_remove_context, app, name)
+        removed = await run_in_threadpool(app.certificates.remove_entry, name, revoke=revoke)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    except OpenSTIError as exc:
+        return form_failed(request, "entry_remove.html", context, exc, form)
+    revoked = f", {len(removed.revoked)} certificate(s) revoked" if removed.revoked else ""
+    flash(
+        request,
+        f"Entry {name} removed{revoked}; {removed.still_published} chain(s) stay published "
+        "until they expire.",
+    )
+    return redirect("/")
 
 
 @router.post("/certificates/{name}/renewal")

@@ -41,6 +41,9 @@ class EntryRow:
     last_error: str | None
     problem: str | None
     has_token: bool
+    #: Which calls it signs: the default signer's, and those of its prefixes.
+    default_signer: bool = False
+    prefixes: tuple[str, ...] = ()
 
 
 def _state(entry: CertificateEntry, cert: Certificate | None) -> str:
@@ -80,6 +83,8 @@ def entry_rows(session: Session, now: dt.datetime, loop: ReconcilePolicy) -> lis
             last_error=entry.last_error,
             problem=entry_health(entry, cert, now, policy).problem if entry.enabled else None,
             has_token=entry.spc_token_ciphertext is not None,
+            default_signer=entry.is_default_signer,
+            prefixes=tuple(entry.orig_prefixes or ()),
         )
         for entry, cert in rows
     ]
