@@ -1,8 +1,10 @@
-"""REST sign and verify: opensti's STIR API beside secsipidx's HTTP server, same load.
+"""REST sign and verify: ``opensti serve`` beside secsipidx's HTTP server, same load.
 
 Run on demand: ``.venv/bin/python bench/rest.py [--seconds 10] [--connections 32]``.
-Everything listens on 127.0.0.1. Needs ``wrk`` and ``secsipidx`` (Debian packages) and
-granian (``pip install -e '.[bench]'``; falls back to uvicorn). See bench/README.md.
+Everything listens on 127.0.0.1. Needs ``wrk`` and ``secsipidx`` (Debian packages).
+opensti is the installed ``opensti serve`` (see bench/_served.py: a sandbox certificate
+through the CLI, a signer token on every request, keep-alive connections), not an app
+made for the bench. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -15,26 +17,23 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from _served import Served, free_port, opensti_serve, wait_port
 from cryptography.hazmat.primitives import serialization
 
 from opensti.sandbox.pki import DemoPKI, private_key_pem
 
-HERE = Path(__file__).resolve().parent
 ORIG, DEST = "12155550121", "12155550131"
 
 _LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "{ctype}"
-wrk.body = {body}
+{auth}wrk.body = {body}
 """
 
 
@@ -46,25 +45,9 @@ class Run:
     errors: int
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
-
-
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
-        """The x5u repository is fetched once per worker; nothing to report."""
+        """secsipidx's x5u repository; nothing to report."""
 
 
 def _serve_dir(directory: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
@@ -79,12 +62,22 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def _wrk(url: str, body: str, ctype: str, seconds: int, connections: int, work: Path) -> Run:
-    script = work / "post.lua"
-    script.write_text(_LUA.format(ctype=ctype, body=json.dumps(body)))
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
+@dataclass(frozen=True)
+class Load:
+    seconds: int
+    connections: int
+    threads: int
+    work: Path
+
+
+def _wrk(url: str, body: str, ctype: str, load: Load, auth: str | None = None) -> Run:
+    script = load.work / "post.lua"
+    header = f'wrk.headers["Authorization"] = "{auth}"\n' if auth else ""
+    script.write_text(_LUA.format(ctype=ctype, auth=header, body=json.dumps(body)))
+    command = ["wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{load.seconds}s"]
+    command += ["--latency", "-s", str(script)]
     out = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+        [*command, url], capture_output=True, text=True, check=True, timeout=load.seconds + 30
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -93,22 +86,11 @@ def _wrk(url: str, body: str, ctype: str, seconds: int, connections: int, work: 
     return Run(rate, p50, p99, int(errors.group(1)) if errors else 0)
 
 
-def _post(url: str, body: bytes, ctype: str) -> bytes:
-    response = httpx.post(url, content=body, headers={"Content-Type": ctype}, timeout=10)
+def _post(url: str, body: bytes, ctype: str, auth: str | None = None) -> bytes:
+    headers = {"Content-Type": ctype} | ({"Authorization": auth} if auth else {})
+    response = httpx.post(url, content=body, headers=headers, timeout=10)
     response.raise_for_status()
     return response.content
-
-
-def _start_opensti(port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    if shutil.which("granian", path=str(Path(sys.executable).parent)) or shutil.which("granian"):
-        granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
-        command = [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--workers", str(workers), "--no-ws", "--log-level", "warning"]
-        command += ["_stir_app:app"]
-    else:
-        command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--workers", str(workers), "--log-level", "warning", "_stir_app:app"]
-    return subprocess.Popen(command, cwd=HERE, env=env)
 
 
 def _signing_body() -> str:
@@ -116,108 +98,116 @@ def _signing_body() -> str:
     return json.dumps({"signingRequest": request})
 
 
+def _verification_body(identity: str) -> str:
+    check = {"from": {"tn": ORIG}, "to": {"tn": [DEST]}, "identity": identity}
+    return json.dumps({"verificationRequest": check})
+
+
 def _row(name: str, ours: Run, theirs: Run) -> str:
     ratio = ours.rate / theirs.rate if theirs.rate else float("nan")
     return (
-        f"{name:<7} opensti {ours.rate:>9.0f}/s p50 {ours.p50_ms:6.2f} ms p99 {ours.p99_ms:6.2f} ms"
-        f" err {ours.errors} | secsipidx {theirs.rate:>9.0f}/s p50 {theirs.p50_ms:6.2f} ms"
+        f"{name:<10} opensti {ours.rate:>8.0f}/s p50 {ours.p50_ms:6.2f} ms p99 {ours.p99_ms:6.2f}"
+        f" ms err {ours.errors} | secsipidx {theirs.rate:>8.0f}/s p50 {theirs.p50_ms:6.2f} ms"
         f" p99 {theirs.p99_ms:6.2f} ms err {theirs.errors} | ratio {ratio:.2f}x"
     )
+
+
+@dataclass
+class Peer:
+    process: subprocess.Popen[bytes]
+    url: str
+    x5u: str
+    repository: http.server.ThreadingHTTPServer
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+        self.repository.shutdown()
+
+
+def _secsipidx(work: Path) -> Peer:
+    """secsipidx's HTTP server with a key of its own, its chain on a local repository."""
+    pki = DemoPKI(dt.datetime.now(dt.UTC))
+    key, cert = pki.issue("1234")
+    (work / "chain.pem").write_bytes(pki.chain_pem(cert))
+    (work / "key.pem").write_bytes(private_key_pem(key))
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (work / "public.pem").write_bytes(public)
+    repository, repo_port = _serve_dir(work)
+    port = free_port()
+    command = ["secsipidx", "-http-srv", f"127.0.0.1:{port}"]
+    command += ["-fprvkey", str(work / "key.pem"), "-fpubkey", str(work / "public.pem")]
+    command += ["-expire", "3600", "-timeout", "5"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    x5u = f"http://127.0.0.1:{repo_port}/chain.pem"
+    return Peer(process, f"http://127.0.0.1:{port}", x5u, repository)
+
+
+def _measure(served: Served, peer: Peer, load: Load) -> dict[str, tuple[Run, Run]]:
+    ours, auth = served.url, served.auth_header
+    theirs, x5u = peer.url, peer.x5u
+    json_type, text_type = "application/json", "text/plain"
+    signing = _signing_body()
+    identity = json.loads(_post(f"{ours}/stir/v1/signing", signing.encode(), json_type, auth))[
+        "signingResponse"
+    ]["identity"]
+    verification = _verification_body(identity)
+    answer = json.loads(
+        _post(f"{ours}/stir/v1/verification", verification.encode(), json_type, auth)
+    )
+    assert answer["verificationResponse"]["verstat"] == "TN-Validation-Passed", answer
+    csv = f"{ORIG},{DEST},A,bench,{x5u}"
+    their_identity = _post(f"{theirs}/v1/sign-csv", csv.encode(), text_type).decode().strip()
+    one = Load(load.seconds, 1, 1, load.work)
+    return {
+        "sign": (
+            _wrk(f"{ours}/stir/v1/signing", signing, json_type, load, auth),
+            _wrk(f"{theirs}/v1/sign-csv", csv, text_type, load),
+        ),
+        "verify": (
+            _wrk(f"{ours}/stir/v1/verification", verification, json_type, load, auth),
+            _wrk(f"{theirs}/v1/check", their_identity, text_type, load),
+        ),
+        "sign -c1": (
+            _wrk(f"{ours}/stir/v1/signing", signing, json_type, one, auth),
+            _wrk(f"{theirs}/v1/sign-csv", csv, text_type, one),
+        ),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="extra `opensti serve` argument"
+    )
     args = parser.parse_args()
     for tool in ("wrk", "secsipidx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="opensti-bench-") as tmp:
         work = Path(tmp)
-        pki = DemoPKI(dt.datetime.now(dt.UTC))
-        key, cert = pki.issue("1234")
-        (work / "chain.pem").write_bytes(pki.chain_pem(cert))
-        (work / "key.pem").write_bytes(private_key_pem(key))
-        (work / "root.pem").write_bytes(pki.root.pem)
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        (work / "public.pem").write_bytes(public)
-        repository, repo_port = _serve_dir(work)
-        x5u = f"http://127.0.0.1:{repo_port}/chain.pem"
-        ours_port, theirs_port = _free_port(), _free_port()
-        env = {
-            **os.environ,
-            "OPENSTI_BENCH_KEY": str(work / "key.pem"),
-            "OPENSTI_BENCH_X5U": x5u,
-            "OPENSTI_BENCH_ROOT": str(work / "root.pem"),
-        }
-        theirs_cmd = ["secsipidx", "-http-srv", f"127.0.0.1:{theirs_port}"]
-        theirs_cmd += ["-fprvkey", str(work / "key.pem"), "-fpubkey", str(work / "public.pem")]
-        theirs_cmd += ["-expire", "3600", "-timeout", "5"]
-        processes = [
-            _start_opensti(ours_port, args.workers, env),
-            subprocess.Popen(theirs_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        ]
+        (work / "peer").mkdir()
+        peer = _secsipidx(work / "peer")
         try:
-            _wait_port(ours_port)
-            _wait_port(theirs_port)
-            ours = f"http://127.0.0.1:{ours_port}"
-            theirs = f"http://127.0.0.1:{theirs_port}"
-            json_type, text_type = "application/json", "text/plain"
-            sign = (
-                _wrk(
-                    f"{ours}/stir/v1/signing",
-                    _signing_body(),
-                    json_type,
-                    args.seconds,
-                    args.connections,
-                    work,
-                ),
-                _wrk(
-                    f"{theirs}/v1/sign-csv",
-                    f"{ORIG},{DEST},A,bench,{x5u}",
-                    text_type,
-                    args.seconds,
-                    args.connections,
-                    work,
-                ),
-            )
-            identity = json.loads(
-                _post(f"{ours}/stir/v1/signing", _signing_body().encode(), json_type)
-            )["signingResponse"]["identity"]
-            check = {"from": {"tn": ORIG}, "to": {"tn": [DEST]}, "identity": identity}
-            verify_body = json.dumps({"verificationRequest": check})
-            answer = json.loads(
-                _post(f"{ours}/stir/v1/verification", verify_body.encode(), json_type)
-            )
-            assert answer["verificationResponse"]["verstat"] == "TN-Validation-Passed", answer
-            verify = (
-                _wrk(
-                    f"{ours}/stir/v1/verification",
-                    verify_body,
-                    json_type,
-                    args.seconds,
-                    args.connections,
-                    work,
-                ),
-                _wrk(
-                    f"{theirs}/v1/check", identity, text_type, args.seconds, args.connections, work
-                ),
-            )
+            with opensti_serve(work / "opensti", args.serve_arg) as served:
+                load = Load(args.seconds, args.connections, args.threads, work)
+                rows = _measure(served, peer, load)
         finally:
-            for process in processes:
-                process.terminate()
-                process.wait(timeout=15)
-            repository.shutdown()
-        print(
-            f"wrk -t2 -c{args.connections} -d{args.seconds}s, opensti workers={args.workers},"
-            f" {os.cpu_count()} CPUs"
-        )
-        print(_row("sign", *sign))
-        print(_row("verify", *verify))
+            peer.stop()
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s keep-alive (sign -c1: one"
+        f" connection), opensti serve {' '.join(args.serve_arg)}, {os.cpu_count()} CPUs"
+    )
+    for name, (ours, peer) in rows.items():
+        print(_row(name, ours, peer))
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -57,6 +58,7 @@ from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.eventloop import run_server_loop
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
+from opensti.prefork import fork_workers, stop_workers
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, Keyring, SigningService
@@ -114,6 +116,8 @@ class ServeOptions:
     worker_id: str | None = None
     #: The public STI-CR listener; None: the internal listener serves the STI-CR too.
     sti_cr_listen: tuple[str, int] | None = None
+    #: Processes answering HTTP: this one, plus forked ones without SIP or renewals.
+    http_workers: int = 1
 
 
 def check_front(options: ServeOptions) -> None:
@@ -286,10 +290,25 @@ class _Listener:
     server: uvicorn.Server
 
 
+def bind_listeners(options: ServeOptions) -> list[socket.socket]:
+    """The internal listener's socket, then the public STI-CR's when it has its own."""
+    addresses = [(options.host, options.port)]
+    if options.sti_cr_listen is not None:
+        addresses.append(options.sti_cr_listen)
+    sockets: list[socket.socket] = []
+    try:
+        for host, port in addresses:
+            sockets.append(bind_socket(host, port))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 def _listen(
-    app: ASGI, host: str, port: int, tls: TLSMaterial | None, settings: Settings
+    app: ASGI, sock: socket.socket, tls: TLSMaterial | None, settings: Settings
 ) -> _Listener:
-    sock = bind_socket(host, port)
     server = uvicorn_server(
         app, tls=tls, trusted_proxies=settings.trusted_proxies, log_level=settings.log_level
     )
@@ -302,9 +321,12 @@ async def run_server(
     stop: asyncio.Event,
     *,
     ready: Callable[..., None] | None = None,
+    sockets: Sequence[socket.socket] | None = None,
 ) -> None:
     """Serve until ``stop`` is set; ``ready`` gets the internal address once it listens,
-    then the public STI-CR's (with ``public=True``) when it has a listener of its own."""
+    then the public STI-CR's (with ``public=True``) when it has a listener of its own.
+    ``sockets``: listeners bound already (by :func:`bind_listeners`, shared with forked
+    HTTP workers); without them this call binds its own."""
     check_front(options)
     settings = application.settings
     tls = _tls(options, settings)
@@ -350,12 +372,12 @@ async def run_server(
                 policy=sip_policy(settings),
             )
             await stack.enter_async_context(SIPServer(options.sip_listeners, services))
-        listeners = [_listen(internal, options.host, options.port, tls, settings)]
+        bound = list(sockets) if sockets is not None else bind_listeners(options)
+        listeners = [_listen(internal, bound[0], tls, settings)]
         if options.sti_cr_listen is not None:
-            host, port = options.sti_cr_listen
             public_tls = None if tls is None else TLSMaterial(tls.cert, tls.key)
             public = Dispatcher(repository, None, None)
-            listeners.append(_listen(public, host, port, public_tls, settings))
+            listeners.append(_listen(public, bound[1], public_tls, settings))
         stack.callback(_close_sockets, listeners)
         serving = [asyncio.create_task(x.server.serve(sockets=[x.sock])) for x in listeners]
         tasks = list(serving)
@@ -439,6 +461,15 @@ def serve_command(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the reconcile loop here.")
     ] = False,
+    http_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes answering HTTP on the same sockets (default: "
+            "$OPENSTI_HTTP_WORKERS, else 1); the number of cores uses them all.",
+        ),
+    ] = None,
     tick: TickOption = _DEFAULTS.tick,
     backoff_initial: BackoffInitialOption = _DEFAULTS.backoff_initial,
     backoff_max: BackoffMaxOption = _DEFAULTS.backoff_max,
@@ -462,9 +493,33 @@ def serve_command(
         listen = sti_cr_listen or application.settings.sti_cr_listen
         if listen is not None:
             options = replace(options, sti_cr_listen=_host_port(listen))
+        options = replace(options, http_workers=http_workers or application.settings.http_workers)
         check_front(options)
         configure_logging(application.settings.log_level)
-        run_server_loop(_serve(application, options))
+        sockets = bind_listeners(options)
+        children = fork_workers(
+            options.http_workers - 1,
+            lambda: _http_worker(ctx, options, sockets),
+            name="HTTP worker",
+        )
+        try:
+            run_server_loop(_serve(application, options, sockets))
+        finally:
+            stop_workers(children)
+
+
+def _http_worker(ctx: typer.Context, options: ServeOptions, sockets: list[socket.socket]) -> None:
+    """A forked process that answers HTTP on the inherited sockets, with a store, keyring
+    watch, verifier and call log of its own; SIP and renewals stay with the parent."""
+    only_http = replace(options, worker=False, sip_listeners=(), http_workers=1)
+    with open_app(ctx) as application:
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            with stop_on_signals(stop):
+                await run_server(application, only_http, stop, sockets=sockets)
+
+        run_server_loop(main())
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -490,7 +545,7 @@ def browser_url(application: App, scheme: str, host: str, port: int) -> str:
     return public.rstrip("/") if public else f"{scheme}://localhost:{port}"
 
 
-async def _serve(application: App, options: ServeOptions) -> None:
+async def _serve(application: App, options: ServeOptions, sockets: Sequence[socket.socket]) -> None:
     stop = asyncio.Event()
     scheme = "https" if options.tls_cert else "http"
 
@@ -505,4 +560,4 @@ async def _serve(application: App, options: ServeOptions) -> None:
             console.print(f"No user yet: create the admin at {link}", highlight=False)
 
     with stop_on_signals(stop):
-        await run_server(application, options, stop, ready=announce)
+        await run_server(application, options, stop, ready=announce, sockets=sockets)

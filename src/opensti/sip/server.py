@@ -39,6 +39,7 @@ from typing import Any, cast
 
 from opensti.core.errors import InvalidInput, SIPParseError
 from opensti.eventloop import run_server_loop
+from opensti.prefork import fork_workers
 from opensti.sip.message import (
     MAX_MESSAGE_SIZE,
     SIPMessage,
@@ -515,19 +516,11 @@ def serve(
         return
     if any(spec.port == 0 for spec in listeners):
         raise InvalidInput("port 0 cannot be shared by several workers; name a port")
-    children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            status = 0
-            try:
-                _run_worker(listeners, services, limits, reuse_port=True)
-            except BaseException:
-                logger.exception("SIP worker failed")
-                status = 1
-            finally:
-                os._exit(status)
-        children.append(pid)
+    children = fork_workers(
+        workers,
+        lambda: _run_worker(listeners, services, limits, reuse_port=True),
+        name="SIP worker",
+    )
     _supervise(children)
 
 
