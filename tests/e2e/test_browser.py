@@ -119,17 +119,23 @@ def _set_stipa(page: Any, served: Served) -> None:
 
 
 def _add_entries_and_wait(page: Any) -> None:
-    """Two entries left to the server's loop (no "request now"): both become active."""
-    for name, spc in (("east", "123H"), ("west", "456J")):
+    """Two entries left to the server's loop (no "request now"): both become active.
+    West is given its own calls (prefix 1301, attestation B) in the Add form."""
+    for name, spc, prefixes in (("east", "123H", ""), ("west", "456J", "1301")):
         page.get_by_role("link", name="Certificates").first.click()
         page.get_by_role("link", name="Add entry").click()
         assert_labelled(page)
         page.locator("#f-name").fill(name)
         page.get_by_label("SPC (SPID / OCN)").fill(spc)
         page.get_by_label("STI-PA account").select_option("123H")
+        page.get_by_label("Calling-number prefixes").fill(prefixes)
+        if prefixes:
+            page.get_by_label("Attestation when the caller gives none").select_option("B")
         page.get_by_label("Request the certificate now").uncheck()
         page.get_by_role("button", name="Add entry").click()
         assert f"Entry {name} added" in page.locator(".flash").inner_text()
+    assert "it signs calls from numbers starting 1301" in page.locator(".flash").inner_text()
+    assert "B when the caller gives none" in page.locator("main").inner_text()
     page.get_by_role("link", name="Certificates").first.click()
     reload_until(page, lambda: page.locator("table .badge.active").count() == 2, "two certs")
     assert "All 2 certificate entries are healthy" in page.locator("#health").inner_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import random
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from opensti.api import create_api
 from opensti.core.errors import AcmeProblem
 from opensti.lifecycle.deploy import create_deployment_task
+from opensti.lifecycle.flow import DEFAULT_SIGNER_STEP
 from opensti.lifecycle.reconcile import (
     RENEW_BEFORE_KEY,
     FlowStep,
@@ -27,6 +29,7 @@ from opensti.lifecycle.reconcile import (
 from opensti.store import (
     CertificateState,
     DeploymentTaskKind,
+    EventOutcome,
     LifecycleEvent,
     Role,
     get_entry,
@@ -126,6 +129,32 @@ async def test_first_certificate_then_renewal_before_expiry(world: World, tmp_pa
     world.repository.chains.reload()
     assert world.fetch(old.x5u_url).status_code in (404, 410)
     assert world.valid_published("e123H")
+
+
+async def test_the_loop_says_when_it_makes_the_first_default_signer(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One obvious start, unattended: the audit trail and the log name the entry."""
+    assert not world.entry("e123H").is_default_signer
+    with caplog.at_level(logging.INFO, logger="opensti.lifecycle.flow"):
+        [first] = await world.reconciler().pass_once()
+    assert first.outcome == "activated"
+    assert world.entry("e123H").is_default_signer
+    promoted = [e for e in _events(world, "e123H") if e.step == DEFAULT_SIGNER_STEP]
+    assert [(e.outcome, e.certificate_id) for e in promoted] == [
+        (EventOutcome.SUCCEEDED, first.certificate_id)
+    ]
+    said = [r for r in caplog.records if "default signer" in r.getMessage()]
+    assert [(r.levelno, "e123H" in r.getMessage()) for r in said] == [(logging.INFO, True)]
+
+    # A renewal keeps the role without saying it again.
+    world.clock.advance(dt.timedelta(minutes=7))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="opensti.lifecycle.flow"):
+        [second] = await world.reconciler().pass_once()
+    assert second.outcome == "activated"
+    assert [e.step for e in _events(world, "e123H")].count(DEFAULT_SIGNER_STEP) == 1
+    assert not [r for r in caplog.records if "default signer" in r.getMessage()]
 
 
 async def test_status_shows_expiry_and_next_renewal(world: World) -> None:

@@ -23,6 +23,7 @@ from opensti.store import (
     append_sip_messages,
     create_user,
     get_entry,
+    list_entries,
 )
 from opensti.web import create_web
 from tests.lifecycle.acquire_support import World, world
@@ -182,6 +183,60 @@ async def test_entry_form_keeps_input_on_error(ui: httpx.AsyncClient, world: Wor
     assert response.status_code == 400
     assert "is not valid: expected an OCN" in response.text
     assert 'value="TOOLONG1"' in response.text
+
+
+async def test_add_form_sets_the_routing_with_the_signing_forms_checks(
+    ui: httpx.AsyncClient, world: World
+) -> None:
+    account = world.ready()
+    fields = {"spc": "123H", "acme_account": account, "stipa_account_id": "123H"}
+
+    async def add(name: str, **routing: str) -> httpx.Response:
+        return await post(
+            ui, "/certificates/new", "/certificates/new", name=name, **fields, **routing
+        )
+
+    blank = await ui.get("/certificates/new")
+    assert '<option value="C" selected>' in blank.text
+    added = await add("east", default_signer="on", prefixes="1215, +1301", attest="A")
+    assert added.status_code == 303
+    with world.app.database.read_session() as session:
+        east = get_entry(session, "east")
+        assert (east.is_default_signer, east.orig_prefixes, east.default_attest) == (
+            True,
+            ["1215", "1301"],
+            "A",
+        )
+    shown = await ui.get("/certificates/east")
+    assert "Entry east added: it signs calls from numbers starting 1215, 1301 and" in shown.text
+
+    taken = await add("west", default_signer="on", prefixes="1202 1215", attest="B")
+    assert taken.status_code == 409
+    assert "prefix 1215 already belongs to entry &#39;east&#39;" in taken.text
+    assert 'value="west"' in taken.text
+    assert 'value="1202 1215"' in taken.text
+    assert '<option value="B" selected>' in taken.text
+    assert 'name="default_signer" type="checkbox" checked' in taken.text
+    letters = await add("west", prefixes="12a")
+    assert letters.status_code == 400
+    assert "prefix &#39;12a&#39; is not valid: use 1 to 15 digits" in letters.text
+    with world.app.database.read_session() as session:  # nothing half-made
+        assert [e.name for e in list_entries(session)] == ["east"]
+
+    moved = await add("west", default_signer="on", prefixes="1202")
+    assert moved.status_code == 303
+    assert (
+        "Entry &#39;east&#39; is no longer the default signer."
+        in (await ui.get("/certificates/west")).text
+    )
+    with world.app.database.read_session() as session:
+        assert not get_entry(session, "east").is_default_signer
+        west = get_entry(session, "west")
+        assert (west.is_default_signer, west.orig_prefixes, west.default_attest) == (
+            True,
+            ["1202"],
+            None,  # none given: the entry signs with C, as with the CLI and the API
+        )
 
 
 async def test_entry_without_certificate_is_at_risk(ui: httpx.AsyncClient, world: World) -> None:

@@ -87,6 +87,7 @@ from opensti.store import (
 )
 
 __all__ = [
+    "DEFAULT_SIGNER_STEP",
     "FORCE_PREFIX",
     "FlowAttempt",
     "FlowContext",
@@ -97,6 +98,8 @@ __all__ = [
     "run_flow",
 ]
 
+#: The lifecycle event of an entry made the default signer by its first certificate.
+DEFAULT_SIGNER_STEP = "default-signer"
 #: Setting rows ``lifecycle.force.<entry id>``: renew that entry even if not due.
 FORCE_PREFIX = "lifecycle.force."
 # Problems a CA answers while an order still exists (transient); others mean it is gone.
@@ -429,12 +432,35 @@ class FlowAttempt:
     def activate(self, certificate_id: int) -> None:
         self.begin(FlowStep.ACTIVATE)
         with self.ctx.db.session() as session:
+            was_default = self._entry(session).is_default_signer
             activate_certificate(session, certificate_id, now=self.now())
             entry = self._entry(session)
             entry.failure_count, entry.failing_since = 0, None
             entry.last_error, entry.next_attempt_at = None, None
             delete_setting(session, f"{FORCE_PREFIX}{self.entry_id}")
             self.record(session, FlowStep.ACTIVATE, certificate_id=certificate_id)
+            if entry.is_default_signer and not was_default:
+                self._note_first_default(session, entry, certificate_id)
+
+    def _note_first_default(
+        self, session: Session, entry: CertificateEntry, certificate_id: int
+    ) -> None:
+        """The entry became the default signer (one obvious start): unattended, in the
+        loop, only the audit trail and the log can say so."""
+        record_event(
+            session,
+            self.entry_id,
+            DEFAULT_SIGNER_STEP,
+            EventOutcome.SUCCEEDED,
+            at=self.now(),
+            certificate_id=certificate_id,
+            detail={"reason": "first entry with an active certificate"},
+        )
+        _log.info(
+            "entry %s is now the default signer: the first entry with a certificate, it "
+            "signs every call no entry's prefix claims",
+            entry.name,
+        )
 
     def expire(self, pending: Certificate) -> None:
         """An issued certificate that outlived the outage before activation: drop it."""

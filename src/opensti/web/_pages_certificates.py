@@ -4,6 +4,7 @@ its certificates, history, deployment tasks, Renew now and the chain download.""
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from opensti.core.errors import Conflict, InvalidInput, NoActiveCertificate, NotFound, OpenSTIError
-from opensti.lifecycle.acquire import EntryInfo
+from opensti.lifecycle.acquire import DEFAULT_ATTEST, EntryInfo
 from opensti.lifecycle.deploy import (
     create_deployment_task,
     delete_task,
@@ -54,7 +55,7 @@ def _choices(app: Any) -> dict[str, Any]:
 @router.get("/certificates/new")
 async def new_entry_page(request: Request, user: Operator) -> Response:
     app = backend(request)
-    values = {"request_now": "on"}
+    values = {"request_now": "on", "attest": DEFAULT_ATTEST}
     return render(
         request,
         "entry_new.html",
@@ -70,7 +71,7 @@ async def add_entry(request: Request, user: Operator) -> Response:
     try:
         token_file = await upload(form, "token_file", "SPC token file")
         name = text(form, "name")
-        await run_in_threadpool(
+        entry = await run_in_threadpool(
             app.certificates.add_entry,
             name=name,
             spc=text(form, "spc"),
@@ -80,10 +81,12 @@ async def add_entry(request: Request, user: Operator) -> Response:
             token_file=token_file,
             token=optional(form, "token"),
             renew_before=duration(form, "renew_before", "the renewal margin"),
+            routing=_routing(form),
         )
     except OpenSTIError as exc:
         return form_failed(request, "entry_new.html", context, exc, form, "token")
-    flash(request, f"Entry {name} added.")
+    flash(request, f"Entry {name} added: it signs {entry.signs}.")
+    _flash_notes(request, entry.notes)
     if checkbox(form, "request_now"):
         await _request(request, app, name)
     return redirect(f"/certificates/{name}")
@@ -215,15 +218,20 @@ def _signing_values(entry: EntryInfo) -> dict[str, str]:
     }
 
 
-def _signing_change(form: Any) -> RoutingChange:
+def _routing(form: Any) -> RoutingChange:
+    """Default signer, prefixes and attestation: the fields the Add form and the entry's
+    Signing form share (checked by the service, the same way for both)."""
     prefixes = (optional(form, "prefixes") or "").replace(",", " ").split()
     return RoutingChange(
         default_signer=checkbox(form, "default_signer"),
         add_prefixes=tuple(prefixes),
         clear_prefixes=True,
         attest=text(form, "attest").upper() or None,
-        enabled=checkbox(form, "enabled"),
     )
+
+
+def _signing_change(form: Any) -> RoutingChange:
+    return replace(_routing(form), enabled=checkbox(form, "enabled"))
 
 
 @router.post("/certificates/{name}/signing")
