@@ -72,7 +72,10 @@ async def test_sipp_branded_call_verifies(
 ) -> None:
     rows = [[_branded(passport_signer, int(time.time()))] for _ in range(CALLS)]
     await run_sipp(
-        _listener(server, "udp", "verify"), "verify.xml", tmp_path, inf=identity_fields(tmp_path, rows)
+        _listener(server, "udp", "verify"),
+        "verify.xml",
+        tmp_path,
+        inf=identity_fields(tmp_path, rows),
     )
 
 
