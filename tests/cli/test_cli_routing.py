@@ -10,7 +10,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,18 +62,26 @@ def _readme_flow(world: World) -> dict[str, Any]:
     return {entry["name"]: entry for entry in run_json(world, "cert", "list")}
 
 
+def free_port() -> int:
+    with free_socket() as sock:
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def _serving(
-    world: World, errors: list[str] | None = None
+    world: World,
+    errors: list[str] | None = None,
+    *,
+    port: int | None = None,
+    listen: Sequence[str] = (),
 ) -> Iterator[tuple[str, tuple[str, int]]]:
-    """``opensti serve`` with a UDP sign listener; its base URL and SIP address (and,
-    after it stopped, what it wrote to stderr in ``errors``)."""
-    with free_socket() as sock:
-        port = sock.getsockname()[1]
+    """``opensti serve`` with a UDP sign listener (and the ``listen`` ones); its base URL
+    and SIP address (and, after it stopped, what it wrote to stderr in ``errors``)."""
+    port = port or free_port()
     sip = ("127.0.0.1", free_udp_port())
     command = [
         str(OPENSTI), "serve", "--insecure-http", f"--port={port}", "--no-worker",
-        f"--sip-listen=udp:{sip[0]}:{sip[1]}/sign",
+        "--sip-listen=" + ",".join([f"udp:{sip[0]}:{sip[1]}/sign", *listen]),
     ]  # fmt: skip
     server = subprocess.Popen(
         command, env=client_env(**world.env), stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -19,7 +19,7 @@ from opensti.core.call import CallVerification, verify_call
 from opensti.core.certs import ValidatedCertificate
 from opensti.core.div import DivClaims
 from opensti.core.errors import BadIdentityInfo
-from opensti.core.identity import format_identity
+from opensti.core.identity import format_identity, parse_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.verify import VerificationResult, verify_identities
 from opensti.sip.message import SIPRequest, SIPResponse, StreamFramer, frame_message
@@ -264,3 +264,17 @@ async def run_sipp(
     assert process.returncode == 0, (
         f"sipp exit {process.returncode}\n{output.decode(errors='replace')[-3000:]}\n{details}"
     )
+
+
+def identity_fields(tmp_path: Path, rows: Sequence[Sequence[str]]) -> Path:
+    """SIPp injection file: each Identity value gives two fields, token and x5u."""
+    lines = ["SEQUENTIAL"]
+    for identities in rows:
+        fields = []
+        for value in identities:
+            header = parse_identity(value)
+            fields += [header.token, header.info]
+        lines.append(";".join(fields) + ";")
+    path = tmp_path / "identities.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sip_support import DEST, ORIG, X5U, DemoSigner
+from sip_support import DEST, ORIG, X5U, DemoSigner, identity_fields
 from test_sip_interop import (  # noqa: F401 (fixtures)
     CALLS,
     _listener,
@@ -22,7 +22,7 @@ from test_sip_interop import (  # noqa: F401 (fixtures)
 )
 from tests.core.core_support import VECTORS
 
-from opensti.core.identity import format_identity, parse_identity
+from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.rcd import build_rcd_claims
 from opensti.sip import SIPServer
@@ -31,20 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 FORWARDED = "12155550199"
 LOGO = (VECTORS / "rcd" / "logo.png").read_bytes()
-
-
-def _fields(tmp_path: Path, rows: list[list[str]]) -> Path:
-    """SIPp injection file: each Identity value gives two fields, token and x5u."""
-    lines = ["SEQUENTIAL"]
-    for identities in rows:
-        fields = []
-        for value in identities:
-            header = parse_identity(value)
-            fields += [header.token, header.info]
-        lines.append(";".join(fields) + ";")
-    path = tmp_path / "identities.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _branded(passport_signer: PassportSigner, iat: int) -> str:
@@ -67,14 +53,14 @@ async def test_sipp_diverted_call_sign_then_verify(
         _listener(server, "udp", "sign"),
         "divert_sign.xml",
         tmp_path,
-        inf=_fields(tmp_path, [[value] for value in shaken]),
+        inf=identity_fields(tmp_path, [[value] for value in shaken]),
     )
     rows = [[value, call_signer.sign_div(ORIG, [FORWARDED], DEST, "x")] for value in shaken]
     await run_sipp(
         _listener(server, "udp", "verify"),
         "divert_verify.xml",
         tmp_path,
-        inf=_fields(tmp_path, rows),
+        inf=identity_fields(tmp_path, rows),
     )
 
 
@@ -86,7 +72,10 @@ async def test_sipp_branded_call_verifies(
 ) -> None:
     rows = [[_branded(passport_signer, int(time.time()))] for _ in range(CALLS)]
     await run_sipp(
-        _listener(server, "udp", "verify"), "verify.xml", tmp_path, inf=_fields(tmp_path, rows)
+        _listener(server, "udp", "verify"),
+        "verify.xml",
+        tmp_path,
+        inf=identity_fields(tmp_path, rows),
     )
 
 
