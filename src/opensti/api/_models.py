@@ -187,9 +187,10 @@ class SignOut(_Response):
     identity: str
     entry: str
     x5u: str
-    #: The attestation signed, and whether the request gave it or the entry's default.
-    attest: str
-    attest_from: str
+    #: The attestation signed, and whether the request gave it or the entry's default;
+    #: None for a div PASSporT, which carries no attestation (RFC 8946).
+    attest: str | None = None
+    attest_from: str | None = None
 
 
 class VerifyIn(_Request):

@@ -39,7 +39,12 @@ from sqlalchemy.orm import Session
 from opensti.config import Settings
 from opensti.core.call import RCDResult
 from opensti.core.certs import ValidatedCertificate
-from opensti.core.errors import InvalidInput, OpenSTIError, sip_service_response
+from opensti.core.errors import (
+    InvalidInput,
+    OpenSTIError,
+    StoreUnavailable,
+    sip_service_response,
+)
 from opensti.core.verify import VerificationResult
 from opensti.signing import Keyring, SignedCall
 from opensti.sip import CallRecord
@@ -57,6 +62,9 @@ from opensti.store import (
 __all__ = ["CallLog", "CallLogStats", "keyring_certificates"]
 
 logger = logging.getLogger(__name__)
+#: A batch that cannot be written is counted as lost, never the writer thread's end:
+#: the store reports a database that refuses work as StoreUnavailable.
+_WRITE_FAILURES = (SQLAlchemyError, StoreUnavailable)
 
 #: Finds the certificate id of one of our x5u URLs (None for anyone else's).
 CertificateLookup = Callable[[str], int | None]
@@ -414,7 +422,7 @@ class CallLog:
                     for record, certificate in batch
                 ]
                 append_sip_messages(session, records)
-        except SQLAlchemyError as exc:
+        except _WRITE_FAILURES as exc:
             logger.warning("call log: %d records not written: %s", len(batch), type(exc).__name__)
             self._count(write_errors=1, lost=len(batch))
             return
@@ -438,7 +446,7 @@ class CallLog:
         self._next_purge = now + self._retention_interval
         try:
             self.purge(now)
-        except SQLAlchemyError as exc:
+        except _WRITE_FAILURES as exc:
             logger.warning("call log retention failed: %s", type(exc).__name__)
 
     def purge(self, now: float | None = None, *, days: int | None = None) -> int:
