@@ -124,7 +124,8 @@ async def test_changes_through_another_engine_reach_the_watcher(
     [
         lambda entry: setattr(entry, "enabled", False),
         lambda entry: setattr(entry, "orig_prefixes", ["1202"]),
-        lambda entry: setattr(entry, "is_default_signer", True),
+        # The first active entry is the default signer already: unsetting it is the edit.
+        lambda entry: setattr(entry, "is_default_signer", False),
         lambda entry: setattr(entry, "default_attest", "A"),
     ],
     ids=["disable", "prefixes", "default", "attest"],
