@@ -32,6 +32,7 @@ __all__ = [
     "LocalHTTPServer",
     "Route",
     "TLSFiles",
+    "child_pids",
     "client_env",
     "free_udp_port",
     "make_tls_files",
@@ -52,6 +53,11 @@ def client_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
     env.update(extra)
     return env
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` forked that are still its children (Linux /proc)."""
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def free_udp_port() -> int:

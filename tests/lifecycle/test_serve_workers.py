@@ -12,13 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._servers import child_pids
 from tests.lifecycle.test_serve_doors import OPENSTI, SIGNING, _env, _free_port, _run
 
 pytestmark = pytest.mark.integration
-
-
-def _children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def _signs_as_sbc(url: str, token: str) -> int:
@@ -43,7 +40,7 @@ def test_a_forked_worker_answers_while_the_first_process_is_stopped(tmp_path: Pa
         match = re.search(r"serving on (\S+)", node.stdout.readline())
         assert match, node.stderr.read() if node.stderr else ""
         url = match.group(1)
-        (worker,) = _children(node.pid)
+        (worker,) = child_pids(node.pid)
         # No signing entry here: 404 NoSigningEntry says the token was accepted.
         assert _signs_as_sbc(url, token) == 404
         os.kill(node.pid, signal.SIGSTOP)  # only the forked worker can accept now

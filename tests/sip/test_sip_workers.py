@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sip_support import request, tcp_client, udp_client
+from tests._servers import child_pids
 
 from opensti.core.errors import InvalidInput
 from opensti.sip import SIPServices, parse_listeners, serve
@@ -36,11 +37,6 @@ def _free_port() -> int:
                     continue
                 return port
     raise RuntimeError("no free port")
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()]
 
 
 @pytest.fixture
@@ -75,10 +71,10 @@ async def _wait_answering(address: tuple[str, int], process: subprocess.Popen[by
 async def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes]) -> None:
     await _wait_answering(address, process)
     for _ in range(5):  # both workers may still be binding; wait until two are alive
-        if len(_children(process.pid)) == 2:
+        if len(child_pids(process.pid)) == 2:
             break
         await asyncio.sleep(0.5)
-    assert len(_children(process.pid)) == 2
+    assert len(child_pids(process.pid)) == 2
 
 
 async def test_two_workers_share_the_port_and_stop_on_sigterm(
