@@ -127,9 +127,9 @@ class Settings(BaseSettings):
     trusted_proxies: WordList = Field(default_factory=list)
     #: The public STI-CR listener, ``host:port``; unset, it shares the internal one.
     sti_cr_listen: str | None = None
-    #: ``opensti serve``: processes answering HTTP (the STIR API above all); one per
-    #: core uses the machine. SIP and renewals run in the first one only.
-    http_workers: int = Field(default=1, ge=1, le=64)
+    #: ``opensti serve``: processes answering HTTP (the STIR API above all) and SIP on
+    #: the same sockets; one per core uses the machine. Renewals run in the first only.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @classmethod
     def settings_customise_sources(

@@ -68,6 +68,7 @@ from opensti.sip import (
     RedirectPolicy,
     SIPServer,
     SIPServices,
+    bind_sip_listeners,
     parse_listeners,
 )
 from opensti.store import follow_store
@@ -116,8 +117,22 @@ class ServeOptions:
     worker_id: str | None = None
     #: The public STI-CR listener; None: the internal listener serves the STI-CR too.
     sti_cr_listen: tuple[str, int] | None = None
-    #: Processes answering HTTP: this one, plus forked ones without SIP or renewals.
-    http_workers: int = 1
+    #: Processes answering HTTP and SIP on the same sockets: this one (which alone
+    #: runs renewals), plus forked ones.
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BoundSockets:
+    """Listeners bound once before the workers fork, so every process shares them."""
+
+    http: list[socket.socket]
+    sip: list[socket.socket]
+
+    def close(self) -> None:
+        for sock in (*self.http, *self.sip):
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def check_front(options: ServeOptions) -> None:
@@ -290,6 +305,18 @@ class _Listener:
     server: uvicorn.Server
 
 
+def bind_all(options: ServeOptions) -> BoundSockets:
+    """Every listener of ``options``: HTTP (see :func:`bind_listeners`), then SIP."""
+    http = bind_listeners(options)
+    try:
+        sip = bind_sip_listeners(options.sip_listeners)
+    except BaseException:
+        for sock in http:
+            sock.close()
+        raise
+    return BoundSockets(http, sip)
+
+
 def bind_listeners(options: ServeOptions) -> list[socket.socket]:
     """The internal listener's socket, then the public STI-CR's when it has its own."""
     addresses = [(options.host, options.port)]
@@ -321,12 +348,14 @@ async def run_server(
     stop: asyncio.Event,
     *,
     ready: Callable[..., None] | None = None,
-    sockets: Sequence[socket.socket] | None = None,
+    sockets: BoundSockets | None = None,
+    first: bool = True,
 ) -> None:
     """Serve until ``stop`` is set; ``ready`` gets the internal address once it listens,
     then the public STI-CR's (with ``public=True``) when it has a listener of its own.
-    ``sockets``: listeners bound already (by :func:`bind_listeners`, shared with forked
-    HTTP workers); without them this call binds its own."""
+    ``sockets``: listeners bound already (by :func:`bind_all`, shared with forked
+    workers); without them this call binds its own. ``first``: the process that warns
+    about setup problems (the forked workers do not repeat them)."""
     check_front(options)
     settings = application.settings
     tls = _tls(options, settings)
@@ -364,15 +393,19 @@ async def run_server(
         await repository.start()
         stack.push_async_callback(repository.stop)
         if options.sip_listeners:
-            _warn_unserved(keyring, options.sip_listeners)
+            if first:
+                _warn_unserved(keyring, options.sip_listeners)
             services = SIPServices(
                 signer=CallSignerAdapter(signing),
                 verifier=verifier,
                 log=call_log,
                 policy=sip_policy(settings),
             )
-            await stack.enter_async_context(SIPServer(options.sip_listeners, services))
-        bound = list(sockets) if sockets is not None else bind_listeners(options)
+            sip_server = SIPServer(
+                options.sip_listeners, services, sockets=None if sockets is None else sockets.sip
+            )
+            await stack.enter_async_context(sip_server)
+        bound = sockets.http if sockets is not None else bind_listeners(options)
         listeners = [_listen(internal, bound[0], tls, settings)]
         if options.sti_cr_listen is not None:
             public_tls = None if tls is None else TLSMaterial(tls.cert, tls.key)
@@ -461,13 +494,15 @@ def serve_command(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the reconcile loop here.")
     ] = False,
-    http_workers: Annotated[
+    workers: Annotated[
         int | None,
         typer.Option(
+            "--workers",
+            "--http-workers",
             min=1,
             max=64,
-            help="Processes answering HTTP on the same sockets (default: "
-            "$OPENSTI_HTTP_WORKERS, else 1); the number of cores uses them all.",
+            help="Processes answering HTTP and SIP on the same sockets (default: "
+            "$OPENSTI_WORKERS, else 1); one per core uses them all.",
         ),
     ] = None,
     tick: TickOption = _DEFAULTS.tick,
@@ -493,31 +528,30 @@ def serve_command(
         listen = sti_cr_listen or application.settings.sti_cr_listen
         if listen is not None:
             options = replace(options, sti_cr_listen=_host_port(listen))
-        options = replace(options, http_workers=http_workers or application.settings.http_workers)
+        options = replace(options, workers=workers or application.settings.workers)
         check_front(options)
         configure_logging(application.settings.log_level)
-        sockets = bind_listeners(options)
+        sockets = bind_all(options)
         children = fork_workers(
-            options.http_workers - 1,
-            lambda: _http_worker(ctx, options, sockets),
-            name="HTTP worker",
+            options.workers - 1, lambda: _worker(ctx, options, sockets), name="worker"
         )
         try:
             run_server_loop(_serve(application, options, sockets))
         finally:
             stop_workers(children)
+            sockets.close()
 
 
-def _http_worker(ctx: typer.Context, options: ServeOptions, sockets: list[socket.socket]) -> None:
-    """A forked process that answers HTTP on the inherited sockets, with a store, keyring
-    watch, verifier and call log of its own; SIP and renewals stay with the parent."""
-    only_http = replace(options, worker=False, sip_listeners=(), http_workers=1)
+def _worker(ctx: typer.Context, options: ServeOptions, sockets: BoundSockets) -> None:
+    """A forked process that answers HTTP and SIP on the inherited sockets, with a store,
+    keyring watch, verifier and call log of its own; renewals stay with the parent."""
+    serving_only = replace(options, worker=False, workers=1)
     with open_app(ctx) as application:
 
         async def main() -> None:
             stop = asyncio.Event()
             with stop_on_signals(stop):
-                await run_server(application, only_http, stop, sockets=sockets)
+                await run_server(application, serving_only, stop, sockets=sockets, first=False)
 
         run_server_loop(main())
 
@@ -545,7 +579,7 @@ def browser_url(application: App, scheme: str, host: str, port: int) -> str:
     return public.rstrip("/") if public else f"{scheme}://localhost:{port}"
 
 
-async def _serve(application: App, options: ServeOptions, sockets: Sequence[socket.socket]) -> None:
+async def _serve(application: App, options: ServeOptions, sockets: BoundSockets) -> None:
     stop = asyncio.Event()
     scheme = "https" if options.tls_cert else "http"
 
