@@ -300,10 +300,18 @@ class CertificateService:
         #: Fetches an entry's rcd logo (x5u rules) when it is set; None: refused.
         self.icon_fetch = icon_fetch
 
-    def _icon_digest(self, change: RoutingChange) -> str | None:
-        """The digest of the logo ``change`` sets, fetched now (before any write)."""
+    def _icon_digest(
+        self, change: RoutingChange, known: tuple[str | None, str | None] = (None, None)
+    ) -> str | None:
+        """The digest of the logo ``change`` sets, fetched now (before any write);
+        ``known`` is the entry's (URL, digest), kept without a fetch for the same URL
+        (a form saved again), since the refresh loop follows the logo's content."""
         url = change.new_icon
-        return None if url is None else icon_digest(self.icon_fetch, url)
+        if url is None:
+            return None
+        if known[0] == url and known[1] is not None:
+            return known[1]
+        return icon_digest(self.icon_fetch, url)
 
     @property
     def public_base_url(self) -> str | None:
@@ -373,7 +381,10 @@ class CertificateService:
         """Change which calls the entry signs, its attestation, its Rich Call Data, or
         enable/disable it (a disabled entry neither renews nor signs; its chains stay
         published). A logo is fetched first: one that cannot be used changes nothing."""
-        digest = self._icon_digest(change)
+        with self.db.read_session() as session:
+            entry = get_entry(session, name)
+            known = (entry.rcd_icon_url, entry.rcd_icon_digest)
+        digest = self._icon_digest(change, known)
         with self.db.session() as session:
             entry = get_entry(session, name)
             notes = change_routing(session, entry, change, icon_digest=digest)

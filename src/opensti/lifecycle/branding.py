@@ -15,11 +15,19 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from opensti.core.bounds import check_icon_url
 from opensti.core.errors import BadIdentityInfo, InvalidInput
 from opensti.core.rcd import build_rcd_claims, rcdi_digest
 from opensti.store import CertificateEntry, Database, list_entries
 
-__all__ = ["IconFetch", "IconRefresh", "entry_rcd_claims", "icon_digest", "refresh_icons"]
+__all__ = [
+    "IconFetch",
+    "IconRefresh",
+    "entry_rcd_claims",
+    "fetch_icon_digest",
+    "icon_digest",
+    "refresh_icons",
+]
 
 #: Fetches a logo's bytes under the x5u fetch rules, raising BadIdentityInfo.
 IconFetch = Callable[[str], Awaitable[bytes]]
@@ -50,19 +58,21 @@ def entry_rcd_claims(entry: CertificateEntry) -> dict[str, Any] | None:
     )
 
 
-def icon_digest(fetch: IconFetch | None, url: str) -> str:
-    """The rcdi digest (``sha256-...``) of the logo at ``url``, fetched now; raise
-    :class:`InvalidInput` saying why when it cannot be fetched or used."""
+async def fetch_icon_digest(fetch: IconFetch | None, url: str) -> str:
+    """The rcdi digest (``sha256-...``) of the logo at ``url`` (checked: https), as
+    ``fetch`` gets it; raise :class:`InvalidInput` saying why it cannot be used."""
+    url = check_icon_url(url)
     if fetch is None:
         raise InvalidInput("rcd icons cannot be fetched here (no fetcher configured)")
-
-    async def content() -> bytes:
-        return await fetch(url)
-
     try:
-        return rcdi_digest(run_blocking(content()))
+        return rcdi_digest(await fetch(url))
     except BadIdentityInfo as exc:
         raise InvalidInput(f"the rcd icon cannot be used: {exc.message}", value=url) from None
+
+
+def icon_digest(fetch: IconFetch | None, url: str) -> str:
+    """:func:`fetch_icon_digest` from synchronous code (the CLI, a form, a thread)."""
+    return run_blocking(fetch_icon_digest(fetch, url))
 
 
 @dataclass(frozen=True, slots=True)
