@@ -72,9 +72,7 @@ async def test_the_entry_name_and_logo_are_signed_into_every_call(
     assert "rcd" not in _payload((await sign(mgmt))["identity"])
 
 
-async def test_sign_request_with_a_logo_gets_its_digest(
-    logos: LocalHTTPServer, mgmt: Mgmt
-) -> None:
+async def test_sign_request_with_a_logo_gets_its_digest(logos: LocalHTTPServer, mgmt: Mgmt) -> None:
     url = logos.url("/logo.png")
     payload = _payload((await sign(mgmt, rcd_icon=url, rcd_reason="Appointment"))["identity"])
     assert payload["rcd"] == {"icn": url}

@@ -109,6 +109,10 @@ class ResourceFetcher:
     def cache_info(self) -> CacheInfo:
         return self._cache.info()
 
+    def cache_clear(self) -> None:
+        """Forget every logo (the next call fetches again)."""
+        self._cache.clear()
+
 
 async def fetch_once(url: str, policy: FetchPolicy) -> bytes:
     """One resource, fetched now under ``policy`` with a client of its own (no cache
