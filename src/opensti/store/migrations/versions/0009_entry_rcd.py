@@ -22,15 +22,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+_COLUMNS = (
+    ("rcd_name", 256),
+    ("rcd_icon_url", 2048),
+    ("rcd_icon_digest", 128),
+)
+
+# Plain ALTER TABLE, not batch mode: on SQLite a batch copies the table and drops the
+# old one, and with foreign keys on that drop nulls every certificate's entry_id.
+# SQLite (>= 3.35) adds and drops plain columns in place.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("certificate_entry") as batch:
-        batch.add_column(sa.Column("rcd_name", sa.String(length=256), nullable=True))
-        batch.add_column(sa.Column("rcd_icon_url", sa.String(length=2048), nullable=True))
-        batch.add_column(sa.Column("rcd_icon_digest", sa.String(length=128), nullable=True))
+    for name, length in _COLUMNS:
+        op.add_column("certificate_entry", sa.Column(name, sa.String(length=length)))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("certificate_entry") as batch:
-        batch.drop_column("rcd_icon_digest")
-        batch.drop_column("rcd_icon_url")
-        batch.drop_column("rcd_name")
+    for name, _ in reversed(_COLUMNS):
+        op.drop_column("certificate_entry", name)
