@@ -34,8 +34,6 @@ class SignedCall:
     x5u: str
     claims: ShakenClaims
     certificate_id: str | None = None
-    #: The Rich Call Data claims signed with the SHAKEN ones, if any (RFC 9795).
-    rcd: Mapping[str, Any] | None = None
 
     @property
     def token(self) -> str:
@@ -127,7 +125,6 @@ class SigningService:
             x5u=signer.x5u,
             claims=claims,
             certificate_id=chosen.certificate_id,
-            rcd=branded or None,
         )
 
 
