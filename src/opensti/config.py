@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     #: Verification: how often the trust list (file or URL) is read again; a failed
     #: read keeps the last good list.
     ca_trust_refresh_seconds: float = Field(default=3600.0, gt=0)
+    #: How often ``opensti serve`` (with its worker) fetches the entries' rcd logos
+    #: again and stores a changed rcdi digest; a failed fetch keeps the last digest.
+    rcd_icon_refresh_seconds: float = Field(default=3600.0, gt=0)
     #: Subject O of the certificate requests.
     organization: str = "opensti"
     #: SIP: a verification slower than this is answered No-TN-Validation (seconds).

@@ -56,6 +56,7 @@ from opensti.cli.users import first_run_link
 from opensti.config import Settings, split_host_port
 from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.eventloop import run_server_loop
+from opensti.lifecycle.branding import IconFetch, refresh_icons
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.prefork import fork_workers, stop_workers
@@ -196,13 +197,16 @@ def _management(
     verifier: Any,
     call_log: CallLog,
     policy: ReconcilePolicy,
+    icon_fetch: IconFetch,
 ) -> ASGI | None:
     """``/api/v1`` and the web UI, when this installation has them."""
     try:
         from opensti.api import API_PREFIX, create_api
     except ImportError:
         return None
-    api = create_api(application, signer=signing, verifier=verifier, call_log=call_log)
+    api = create_api(
+        application, signer=signing, verifier=verifier, call_log=call_log, icon_fetch=icon_fetch
+    )
     try:
         from opensti.web import create_web
     except ImportError:
@@ -233,9 +237,12 @@ def _warn_unserved(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> None:
                 err_console.print(f"warning: sign listener {spec}: {problem}", highlight=False)
 
 
-async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
+async def _verifier(
+    application: App, stack: AsyncExitStack, resources: ResourceFetcher
+) -> VerificationService | None:
     """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS, or
-    OPENSTI_CA_TRUST_LIST_URL), with the list read again on a schedule."""
+    OPENSTI_CA_TRUST_LIST_URL), with the list read again on a schedule; rcd logos
+    come from ``resources``."""
     settings = application.settings
     source = settings.ca_trust_anchors or settings.ca_trust_list_url
     if source is None:
@@ -249,8 +256,6 @@ async def _verifier(application: App, stack: AsyncExitStack) -> VerificationServ
     refresh = asyncio.create_task(_refresh_trust_every(trust, settings.ca_trust_refresh_seconds))
     stack.push_async_callback(_cancel, refresh)
     fetcher = await stack.enter_async_context(X5UFetcher(fetch_policy(settings)))
-    # Rich Call Data logos are fetched under the same rules as x5u (RFC 9795 rcdi).
-    resources = await stack.enter_async_context(ResourceFetcher(fetch_policy(settings)))
     return VerificationService(fetcher, trust, policy=verify_policy(settings), resources=resources)
 
 
@@ -259,6 +264,14 @@ async def _refresh_trust(trust: TrustStore) -> None:
         await trust.refresh()
     except OpenSTIError as exc:
         _log.warning("trust list not refreshed, the last good one stays: %s", exc.message)
+
+
+async def _refresh_icons_every(application: App, seconds: float) -> None:
+    """The entries' rcd logos fetched again, a changed digest stored (and so signed)."""
+    while True:
+        await asyncio.sleep(seconds)
+        database, fetch = application.database, application.certificates.icon_fetch
+        await asyncio.to_thread(refresh_icons, database, fetch)
 
 
 async def _refresh_trust_every(trust: TrustStore, seconds: float) -> None:
@@ -377,7 +390,10 @@ async def run_server(
     async with AsyncExitStack() as stack:
         call_log.start()
         stack.callback(call_log.stop)
-        verifier = await _verifier(application, stack)
+        # Rich Call Data logos, fetched under the x5u rules (RFC 9795 rcdi) and cached:
+        # the verifier's, and those a signing request names.
+        resources = await stack.enter_async_context(ResourceFetcher(fetch_policy(settings)))
+        verifier = await _verifier(application, stack, resources)
         split = options.sti_cr_listen is not None
         internal = Dispatcher(
             None if split else repository,
@@ -387,8 +403,9 @@ async def run_server(
                 access=stir_access(application),
                 health=application.database.health,
                 problems=lambda: signing_problems(keyring, options.sip_listeners),
+                icon_fetch=resources.fetch,
             ),
-            _management(application, signing, verifier, call_log, options.policy),
+            _management(application, signing, verifier, call_log, options.policy, resources.fetch),
         )
         await repository.start()
         stack.push_async_callback(repository.stop)
@@ -427,6 +444,8 @@ async def run_server(
                 hooks=ReconcileHooks(published=repository.refresh, activated=watcher.refresh),
             )
             tasks.append(asyncio.create_task(reconciler.run(stop)))
+            icons = _refresh_icons_every(application, settings.rcd_icon_refresh_seconds)
+            stack.push_async_callback(_cancel, asyncio.create_task(icons))
         while not all(x.server.started for x in listeners) and not any(t.done() for t in serving):
             await asyncio.sleep(0.01)
         started = all(x.server.started for x in listeners)
