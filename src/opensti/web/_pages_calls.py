@@ -1,5 +1,6 @@
-"""SIP Messages: recent signed and verified calls, filtered and paged (keyset pages, so
-a deep page costs what the first does), and the certificate that signed one call: ours,
+"""SIP Messages: recent signed and verified calls, filtered (by the start of a number,
+a whole or partial Call-ID, dates) and paged (keyset pages, so a deep page costs what
+the first does), and the certificate that signed one call: ours,
 or for a verified call the other provider's, as stored when it was verified."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opensti.calls import certificate_info, list_calls
+from opensti.calls import CALL_ID_WINDOW, certificate_info, list_calls
 from opensti.core.errors import InvalidInput, OpenSTIError, http_status
 from opensti.store import SipMessage
 from opensti.web._deps import RowID, Viewer
@@ -46,14 +47,19 @@ async def calls(
         with request.app.state.database.read_session() as session:
             page = list_calls(
                 session,
-                tn=tn.strip() or None,
-                call_id=call_id.strip() or None,
+                tn_prefix=tn.strip() or None,
+                call_id_part=call_id.strip() or None,
                 since=_day(since, "from date"),
                 until=_day(until, "to date"),
                 cursor=cursor or None,
                 limit=PAGE_SIZE,
             )
-            context.update(rows=list(page.calls), next_cursor=page.next_cursor)
+            context.update(
+                rows=list(page.calls),
+                next_cursor=page.next_cursor,
+                window_start=page.call_id_window_start,
+                window_size=CALL_ID_WINDOW,
+            )
     except OpenSTIError as exc:
         context["error"] = str(exc)
         return render(request, "calls.html", context, status_code=http_status(exc))
