@@ -241,3 +241,33 @@ def test_demo_shows_renewals_with_short_lived_certificates(tmp_path: Path) -> No
     assert {name for name, _ in renewed} == {"demo-123H", "demo-456J"}, proc.stdout
     # New certificates, not the two the demo started with.
     assert all(int(number) > 2 for _, number in renewed)
+
+
+def _entry(world: World, spc: str) -> None:
+    _account(world)
+    run_json(
+        world,
+        *("stipa", "set", "--account-id", "123H", "--user-id", "demo", "--password-stdin"),
+        *("--base-url", world.sandbox.stipa_base_url),
+        stdin="demo-password\n",
+    )
+    run_json(
+        world,
+        *("cert", "add", "--name", spc, "--spc", spc, "--account", "sandbox"),
+        *("--stipa", "123H"),
+    )
+
+
+def test_a_failed_request_prints_its_steps_in_order_and_the_failure_once(world: World) -> None:
+    _entry(world, "123H")
+    world.sandbox.state.faults.no_tnauthlist = True
+    proc = run(world, "cert", "request", "123H")
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    print(proc.stderr)
+    marks = [line[0] for line in lines if line[:1] in "✓✗"]
+    assert marks == ["✓"] * (len(marks) - 1) + ["✗"], proc.stderr
+    [failed] = [line for line in lines if line.startswith("✗")]
+    assert "TNAuthList" in failed and "trust list" not in failed, failed
+    errors = [line for line in lines if "no TNAuthList" in line]
+    assert len(errors) == 1, proc.stderr

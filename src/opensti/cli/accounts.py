@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from opensti.cli._app import app, console, print_json, read_input_file
+from opensti.cli._app import app, console, group, print_json, read_input_file
 from opensti.cli._context import copy_to_clipboard, open_app
 from opensti.lifecycle.accounts import AccountInfo, CAInfo
 from opensti.store import Secret
 
-ca_app = typer.Typer(help="Certificate authorities (STI-CAs): built-in and custom.")
-account_app = typer.Typer(help="ACME accounts at the STI-CAs.")
+ca_app = group(help="Certificate authorities (STI-CAs): built-in and custom.")
+account_app = group(help="ACME accounts at the STI-CAs.")
 app.add_typer(ca_app, name="ca")
 app.add_typer(account_app, name="account")
 

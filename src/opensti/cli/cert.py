@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from opensti.cli._app import app, console, print_json, read_input_file
+from opensti.cli._app import app, console, group, print_json, read_input_file
 from opensti.cli._context import StepProgress, open_app, read_secret
 from opensti.core.errors import InvalidInput
 from opensti.lifecycle.acquire import AcquireStep, CertificateInfo, EntryDetail, EntryInfo
 from opensti.store import RoutingChange
 
-cert_app = typer.Typer(help="Certificate entries (one per SPC) and their certificates.")
+cert_app = group(help="Certificate entries (one per SPC) and their certificates.")
 app.add_typer(cert_app, name="cert")
 
 JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -53,7 +53,8 @@ STEP_LABELS: dict[str, str] = {
     AcquireStep.CHALLENGE: "tkauth-01 answered with the SPC token",
     AcquireStep.FINALIZE: "CSR with TNAuthList sent, order finalized",
     AcquireStep.DOWNLOAD: "certificate chain downloaded",
-    AcquireStep.VALIDATE: "chain checked against the STI-PA trust list",
+    AcquireStep.PROFILE: "certificate checked: our key, TNAuthList with the SPC, SHAKEN profile",
+    AcquireStep.VALIDATE: "chain checked against the STI-PA trust list (path, dates, CRL)",
     AcquireStep.STORE: "chain stored",
     AcquireStep.PUBLISH: "chain published on the STI-CR",
     AcquireStep.DEPLOY: "deployment tasks run",
