@@ -26,7 +26,9 @@ StagingOption = Annotated[bool, typer.Option("--staging", help="The CA's staging
 
 
 def _print_cas(cas: list[CAInfo]) -> None:
-    table = Table("name", "kind", "directory", "EAB", "identifier", "cert key")
+    table = Table(
+        "name", "kind", "directory", "EAB", "identifier", "tkauth field", "fingerprint", "cert key"
+    )
     for ca in cas:
         table.add_row(
             ca.name,
@@ -34,6 +36,8 @@ def _print_cas(cas: list[CAInfo]) -> None:
             ca.directory_url,
             "required" if ca.needs_eab else "-",
             ca.identifier_encoding,
+            ca.tkauth_field,
+            ca.fingerprint_algorithm,
             "account key" if ca.cert_key_is_account_key else "separate",
         )
     console.print(table)

@@ -62,6 +62,14 @@ STEP_LABELS: dict[str, str] = {
 }
 
 
+#: What a certificate without an x5u URL means for the calls it signs.
+NO_X5U = (
+    "none: no public base URL is set (OPENSTI_PUBLIC_BASE_URL), so the chain has no "
+    "public address; calls signed with this certificate carry no x5u another provider "
+    "can fetch, so they cannot be verified there"
+)
+
+
 def _when(cert: CertificateInfo | None) -> str:
     if cert is None or cert.not_after is None:
         return "-"
@@ -222,7 +230,7 @@ def cert_request(ctx: typer.Context, name: NameArgument, json_output: JSONOption
     cert = result.certificate
     console.print(
         f"certificate #{cert.id} for SPC {result.spc}: serial {cert.serial}, "
-        f"valid until {_when(cert)}\nx5u: {cert.x5u or '- (set OPENSTI_PUBLIC_BASE_URL)'}",
+        f"valid until {_when(cert)}\nx5u: {cert.x5u or NO_X5U}",
         highlight=False,
         markup=False,
     )
