@@ -17,7 +17,7 @@ from cryptography import x509
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from opensti.calls._search import call_id_search, number_condition, tn_prefixes
+from opensti.calls._search import CallIdWindow, call_id_search, number_condition, tn_prefixes
 from opensti.core.certs import load_certificate_chain, tnauthlist_of
 from opensti.core.errors import InvalidCertificate, InvalidInput, NotFound
 from opensti.core.tn import canonicalize_tn
@@ -42,8 +42,8 @@ class CallPage:
     calls: Sequence[SipMessage]
     #: Pass back as ``cursor`` for the next (older) page; None on the last page.
     next_cursor: str | None
-    #: A search for part of a Call-ID looked only at calls from here on (None: at all).
-    call_id_window_start: dt.datetime | None = None
+    #: A search for part of a Call-ID looked only at the newest calls (None: at all).
+    call_id_window: CallIdWindow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +114,12 @@ def list_calls(
     if until is not None:
         dates.append(SipMessage.at < until)
     query = select(SipMessage).where(*dates)
-    window_start = None
+    window = None
     if call_id is not None:
         query = query.where(SipMessage.call_id == call_id)
     if call_id_part is not None:
         search = call_id_search(session, call_id_part, tuple(dates))
-        query, window_start = query.where(search.condition), search.window_start
+        query, window = query.where(search.condition), search.window
     if tn is not None:
         digits = _tn(tn)
         query = query.where(or_(SipMessage.from_tn == digits, SipMessage.to_tn == digits))
@@ -133,7 +133,7 @@ def list_calls(
     rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return CallPage(rows, _encode_cursor(rows[-1]) if more and rows else None, window_start)
+    return CallPage(rows, _encode_cursor(rows[-1]) if more and rows else None, window)
 
 
 def find_calls(session: Session, call_id: str) -> Sequence[SipMessage]:

@@ -26,7 +26,7 @@ import operator
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from opensti.core.errors import InvalidInput, InvalidTN
 from opensti.core.tn import MAX_TN_DIGITS, canonicalize_tn
@@ -36,6 +36,7 @@ __all__ = [
     "BROAD_PREFIX",
     "CALL_ID_WINDOW",
     "CallIdSearch",
+    "CallIdWindow",
     "call_id_search",
     "number_condition",
     "tn_prefixes",
@@ -75,7 +76,7 @@ def _next_prefix(prefix: str) -> str | None:
     return stripped[:-1] + str(int(stripped[-1]) + 1)
 
 
-def _range(column: ColumnElement[str | None], prefix: str) -> ColumnElement[bool]:
+def _range(column: InstrumentedAttribute[str | None], prefix: str) -> ColumnElement[bool]:
     upper = _next_prefix(prefix)
     if upper is None:
         # Both ends bounded even for 99..., or SQLite reads the whole log instead.
@@ -117,10 +118,18 @@ def number_condition(session: Session, prefixes: tuple[str, ...]) -> ColumnEleme
 
 
 @dataclass(frozen=True, slots=True)
+class CallIdWindow:
+    """A part of a Call-ID was looked for only among the newest ``calls``, from ``start``."""
+
+    start: dt.datetime
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
 class CallIdSearch:
     condition: ColumnElement[bool]
-    #: Parts of a Call-ID were looked for only in calls from here on (None: in all).
-    window_start: dt.datetime | None
+    #: None: the whole log was searched.
+    window: CallIdWindow | None
 
 
 def _contains(session: Session, text: str) -> ColumnElement[bool]:
@@ -140,16 +149,17 @@ def call_id_search(
     indexes and read the whole log.
     """
     exact = SipMessage.call_id == text
+    size = CALL_ID_WINDOW
     if session.scalars(select(SipMessage.id).where(exact, *dates).limit(1)).first() is not None:
         return CallIdSearch(exact, None)
     oldest = session.execute(
         select(SipMessage.at, SipMessage.id)
         .where(*dates)
         .order_by(SipMessage.at.desc(), SipMessage.id.desc())
-        .offset(CALL_ID_WINDOW - 1)
+        .offset(size - 1)
         .limit(1)
     ).first()
     if oldest is None:
         return CallIdSearch(_contains(session, text), None)
     window = tuple_(SipMessage.at, SipMessage.id) >= tuple_(*oldest)
-    return CallIdSearch(and_(window, _contains(session, text)), oldest.at)
+    return CallIdSearch(and_(window, _contains(session, text)), CallIdWindow(oldest.at, size))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from opensti.core.errors import InvalidInput
 from opensti.store._common import add
 from opensti.store._models import (
+    CallMinute,
     EventOutcome,
     LifecycleEvent,
     RemoteCertificate,
@@ -28,6 +30,7 @@ __all__ = [
     "RemoteCertificateRecord",
     "SipRecord",
     "append_sip_messages",
+    "call_minutes",
     "delete_sip_messages_before",
     "list_events",
     "record_event",
@@ -157,11 +160,41 @@ def remote_certificate_ids(
 
 
 def append_sip_messages(session: Session, records: Iterable[SipRecord]) -> int:
-    """Insert a batch in one executemany; returns how many rows were written."""
+    """Insert a batch in one executemany, and count it per minute (:class:`CallMinute`);
+    returns how many rows were written."""
+    records = list(records)
     rows = [{name: getattr(record, name) for name in _SIP_FIELDS} for record in records]
     if rows:
         session.execute(insert(SipMessage), rows)
+        _count_minutes(session, records)
     return len(rows)
+
+
+def _minute_key(record: SipRecord) -> tuple[dt.datetime, SipAction, str, str, int]:
+    minute = record.at.astimezone(dt.UTC).replace(second=0, microsecond=0)
+    return (minute, record.action, record.attest or "", record.verstat or "", record.sip_code or 0)
+
+
+def _count_minutes(session: Session, records: Sequence[SipRecord]) -> None:
+    """Add a batch to the per-minute counts: one upsert, keys in order, so two writers
+    (several nodes on PostgreSQL) lock the same rows in the same order."""
+    counts = Counter(_minute_key(record) for record in records)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(CallMinute)
+    statement = statement.on_conflict_do_update(
+        index_elements=["minute", "action", "attest", "verstat", "sip_code"],
+        set_={"calls": CallMinute.calls + statement.excluded.calls},
+    )
+    names = ("minute", "action", "attest", "verstat", "sip_code")
+    session.execute(
+        statement,
+        [{**dict(zip(names, key, strict=True)), "calls": counts[key]} for key in sorted(counts)],
+    )
+
+
+def call_minutes(session: Session, since: dt.datetime) -> Sequence[CallMinute]:
+    """The per-minute counts from ``since`` on (a range of the primary key)."""
+    return session.scalars(select(CallMinute).where(CallMinute.minute >= since)).all()
 
 
 def delete_sip_messages_before(
@@ -173,6 +206,7 @@ def delete_sip_messages_before(
     Call it with a limit in a loop of short transactions until it returns less than the
     limit, so a large purge never holds the write lock (SQLite) or one huge transaction.
     """
+    session.execute(delete(CallMinute).where(CallMinute.minute < cutoff))
     condition = SipMessage.at < cutoff
     if limit is not None:
         # Ids first, then a delete by primary key: as one statement, PostgreSQL plans

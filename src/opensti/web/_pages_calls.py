@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opensti.calls import CALL_ID_WINDOW, certificate_info, list_calls
+from opensti.calls import certificate_info, list_calls
 from opensti.core.errors import InvalidInput, OpenSTIError, http_status
 from opensti.store import SipMessage
 from opensti.web._deps import RowID, Viewer
@@ -57,8 +57,7 @@ async def calls(
             context.update(
                 rows=list(page.calls),
                 next_cursor=page.next_cursor,
-                window_start=page.call_id_window_start,
-                window_size=CALL_ID_WINDOW,
+                window=page.call_id_window,
             )
     except OpenSTIError as exc:
         context["error"] = str(exc)
