@@ -93,7 +93,7 @@ def bucket_counts(
     signed: dict[str, list[int]] = defaultdict(lambda: [0] * BUCKETS)
     verified: dict[str, list[int]] = defaultdict(lambda: [0] * BUCKETS)
     for row in rows:
-        index = int((row.minute - start) / BUCKET)
+        index = (row.minute - start) // BUCKET
         if not 0 <= index < BUCKETS:
             continue
         if row.action is SipAction.SIGNED:
