@@ -57,25 +57,35 @@ def _call_ids(html: str) -> list[str]:
     return re.findall(r'<td class="mono">(Call-\d+@pbx\.example\.net)</td>', html)
 
 
+_ALL = [0, 1, 2, 3, 4, 5, 2880]
+
+
 @pytest.mark.usefixtures("logged")
 @pytest.mark.parametrize(
-    ("typed", "expected"),
+    ("field", "typed", "expected"),
     [
-        ("1415", [0, 1, 4, 2880]),
-        ("+1 415", [0, 1, 4, 2880]),
-        ("+1 (415) 555-0100", [0, 4]),
-        ("4155550100", [0, 4]),  # a ten-digit NANP number, as the log stores it: 1 first
-        ("141", [0, 1, 2, 4, 2880]),
-        ("44", [3]),
-        ("1202555019", [0, 1, 2, 3, 4, 5, 2880]),  # the called number
-        ("99", []),
+        # A number by its first digits, calling or called, however it is written.
+        ("tn", "1415", [0, 1, 4, 2880]),
+        ("tn", "+1 415", [0, 1, 4, 2880]),
+        ("tn", "+1 (415) 555-0100", [0, 4]),
+        ("tn", "4155550100", [0, 4]),  # ten-digit NANP, as the log stores it: 1 first
+        ("tn", "141", [0, 1, 2, 4, 2880]),
+        ("tn", "44", [3]),
+        ("tn", "1202555019", _ALL),  # the called number
+        ("tn", "99", []),
+        # A Call-ID whole, or a part of one.
+        ("call_id", "Call-3@pbx.example.net", [3]),
+        ("call_id", "-3@", [3]),
+        ("call_id", "pbx.example", _ALL),
+        ("call_id", "call-3@", []),  # Call-IDs compare case-sensitively (RFC 3261)
+        ("call_id", "%", []),  # no wildcard
     ],
 )
-async def test_a_number_finds_calls_by_its_first_digits(
-    signed_in: SignIn, typed: str, expected: list[int]
+async def test_calls_are_found_by_a_number_prefix_or_a_call_id_part(
+    signed_in: SignIn, field: str, typed: str, expected: list[int]
 ) -> None:
     client = await signed_in(Role.READ_ONLY)
-    page = await client.get("/calls", params={"tn": typed})
+    page = await client.get("/calls", params={field: typed})
     assert page.status_code == 200
     assert _call_ids(page.text) == [f"Call-{i}@pbx.example.net" for i in expected]
 
@@ -86,26 +96,6 @@ async def test_a_number_that_is_not_one_is_refused_in_the_page(signed_in: SignIn
     page = await client.get("/calls", params={"tn": "14a5"})
     assert page.status_code == 400
     assert "not a number or the start of one" in page.text
-
-
-@pytest.mark.usefixtures("logged")
-@pytest.mark.parametrize(
-    ("typed", "expected"),
-    [
-        ("Call-3@pbx.example.net", [3]),
-        ("-3@", [3]),
-        ("pbx.example", [0, 1, 2, 3, 4, 5, 2880]),
-        ("call-3@", []),  # Call-IDs compare case-sensitively (RFC 3261)
-        ("%", []),  # no wildcard
-    ],
-)
-async def test_a_call_id_is_found_whole_or_by_a_part(
-    signed_in: SignIn, typed: str, expected: list[int]
-) -> None:
-    client = await signed_in(Role.READ_ONLY)
-    page = await client.get("/calls", params={"call_id": typed})
-    assert page.status_code == 200
-    assert _call_ids(page.text) == [f"Call-{i}@pbx.example.net" for i in expected]
 
 
 @pytest.mark.usefixtures("logged")
