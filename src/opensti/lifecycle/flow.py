@@ -120,8 +120,8 @@ class FlowStep(StrEnum):
     CHALLENGE = "tkauth-01"
     FINALIZE = "finalize"
     DOWNLOAD = "download"
-    #: Our key, our SPC in the TNAuthList, the SHAKEN end-entity profile. Its success
-    #: is recorded with ``validate``; a failure names this step.
+    #: Our key, our SPC in the TNAuthList, the SHAKEN end-entity profile; ``validate``
+    #: then checks the chain, so a failure names which of the two it was.
     PROFILE = "profile"
     VALIDATE = "validate"
     STORE = "store"
@@ -399,6 +399,7 @@ class FlowAttempt:
             key = load_private_key(certificate_key(self.ctx.box, pending).reveal())
         rsa = self.ctx.settings.verify_rsa_ca
         self._refuse_unless(pending, issued, lambda: _check_profile(issued.chain, spc, key, rsa))
+        self.done(FlowStep.PROFILE, pending.id)
         self.begin(FlowStep.VALIDATE)
         # Fetched first: the STI-PA being down is its failure, not the certificate's.
         anchors = self._ca_anchors()
