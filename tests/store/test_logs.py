@@ -19,7 +19,7 @@ from opensti.store import (
     SipDirection,
     SipRecord,
     append_sip_messages,
-    call_minutes,
+    call_counts,
     delete_sip_messages_before,
     list_events,
     record_event,
@@ -187,7 +187,7 @@ def test_the_log_counts_calls_per_minute_and_outcome(db) -> None:  # type: ignor
     with db.read_session() as session:
         counts = {
             (row.minute, row.action.value, row.attest, row.verstat, row.sip_code): row.calls
-            for row in call_minutes(session, _minutes(0))
+            for row in call_counts(session, _minutes(0))
         }
     assert counts == {
         (_minutes(0), "signed", "A", "", 302): 2,
@@ -197,4 +197,4 @@ def test_the_log_counts_calls_per_minute_and_outcome(db) -> None:  # type: ignor
     with db.session() as session:
         delete_sip_messages_before(session, _minutes(1))
     with db.read_session() as session:
-        assert {row.minute for row in call_minutes(session, _minutes(-60))} == {_minutes(1)}
+        assert {row.minute for row in call_counts(session, _minutes(-60))} == {_minutes(1)}

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, inspect, text
 from opensti.cli import main
 from opensti.store import (
     Base,
-    call_minutes,
+    call_counts,
     current_revision,
     downgrade,
     head_revision,
@@ -199,7 +199,7 @@ def test_0009_counts_the_last_day_of_the_call_log_per_minute(database_url: str) 
                 session.execute(insert, {"at": at, "call_id": call_id})
         upgrade(database, "0009_call_log_indexes")
         with database.read_session() as session:
-            [row] = call_minutes(session, minute - dt.timedelta(days=3))
+            [row] = call_counts(session, minute - dt.timedelta(days=3))
         assert (row.minute, row.action.value, row.attest, row.verstat, row.sip_code) == (
             minute,
             "signed",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from opensti.store import CallMinute, SipAction, call_minutes
+from opensti.store import CallCount, SipAction, call_counts
 from opensti.web._charts import Series, stacked_bars
 
 __all__ = ["BUCKET", "CallCharts", "SeriesTotal", "bucket_counts", "call_charts", "verified_label"]
@@ -87,7 +87,7 @@ def _series(
 
 
 def bucket_counts(
-    rows: Iterable[CallMinute], start: dt.datetime
+    rows: Iterable[CallCount], start: dt.datetime
 ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """Calls per bucket and outcome, signed (by attestation) and verified apart."""
     signed: dict[str, list[int]] = defaultdict(lambda: [0] * BUCKETS)
@@ -109,9 +109,9 @@ def _draw(title: str, series: list[Series], start: dt.datetime) -> Markup:
 
 
 def call_charts(session: Session, now: dt.datetime) -> CallCharts:
-    """Both charts of the last 24 hours (one range read of the per-minute counts)."""
+    """Both charts of the last 24 hours (one grouped read of the per-minute counts)."""
     start = _window_start(now)
-    signed, verified = bucket_counts(call_minutes(session, start), start)
+    signed, verified = bucket_counts(call_counts(session, start, BUCKET), start)
     signed_series, signed_totals = _series(
         signed, tuple(f"attestation {a}" for a in _ATTEST_ORDER), len(_ATTEST_ORDER) + 1
     )
