@@ -47,7 +47,7 @@ __all__ = [
 #: walking the log newest first; below it, through the number indexes and a sort.
 BROAD_PREFIX = 5_000
 #: A part of a Call-ID is looked for among this many newest calls (of the chosen dates).
-CALL_ID_WINDOW = 100_000
+CALL_ID_WINDOW = 50_000
 
 _SEPARATORS = str.maketrans("", "", "-.() \t")
 
