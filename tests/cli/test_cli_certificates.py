@@ -241,3 +241,56 @@ def test_demo_shows_renewals_with_short_lived_certificates(tmp_path: Path) -> No
     assert {name for name, _ in renewed} == {"demo-123H", "demo-456J"}, proc.stdout
     # New certificates, not the two the demo started with.
     assert all(int(number) > 2 for _, number in renewed)
+
+
+def _entry(world: World, spc: str) -> None:
+    _account(world)
+    run_json(
+        world,
+        *("stipa", "set", "--account-id", "123H", "--user-id", "demo", "--password-stdin"),
+        *("--base-url", world.sandbox.stipa_base_url),
+        stdin="demo-password\n",
+    )
+    run_json(
+        world,
+        *("cert", "add", "--name", spc, "--spc", spc, "--account", "sandbox"),
+        *("--stipa", "123H"),
+    )
+
+
+def test_a_failed_request_prints_its_steps_in_order_and_the_failure_once(world: World) -> None:
+    _entry(world, "123H")
+    world.sandbox.state.faults.no_tnauthlist = True
+    proc = run(world, "cert", "request", "123H")
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    marks = [line[0] for line in lines if line[:1] in "✓✗"]
+    assert marks == ["✓"] * (len(marks) - 1) + ["✗"], proc.stderr
+    [failed] = [line for line in lines if line.startswith("✗")]
+    assert "TNAuthList" in failed, failed
+    assert "trust list" not in failed, failed
+    errors = [line for line in lines if "no TNAuthList" in line]
+    assert len(errors) == 1, proc.stderr
+
+    # Fixed at the CA; without a public base URL the summary says what that means.
+    world.sandbox.state.faults.no_tnauthlist = False
+    del world.env["OPENSTI_PUBLIC_BASE_URL"]
+    proc = run(world, "cert", "request", "123H")
+    assert proc.returncode == 0, proc.stderr
+    assert "x5u: none: no public base URL is set (OPENSTI_PUBLIC_BASE_URL)" in proc.stdout
+    assert "cannot be verified there" in proc.stdout
+
+
+def test_ca_list_shows_the_tkauth_field_and_fingerprint_method(world: World) -> None:
+    url = world.sandbox.ca_directory_url
+    run_json(world, "ca", "add", "sandbox", "--directory-url", url, "--tkauth-field", "tkauth")
+    [listed] = [ca for ca in run_json(world, "ca", "list") if ca["name"] == "sandbox"]
+    assert listed["tkauth_field"] == "tkauth"
+    assert listed["fingerprint_algorithm"] == "jwk_thumbprint"
+    world.env["COLUMNS"] = "200"  # one line per CA
+    table = run(world, "ca", "list").stdout
+    assert "tkauth field" in table
+    assert "fingerprint" in table
+    [row] = [line for line in table.splitlines() if "sandbox" in line]
+    assert "tkauth" in row
+    assert "jwk_thumbprint" in row

@@ -220,6 +220,34 @@ def test_seed_workflows(served: Served, browser_page: Any) -> None:
 
     page.get_by_role("link", name="Settings").click()
     shot(page, "settings")
+    _search_and_pictures(page)
+
+
+def _search_and_pictures(page: Any) -> None:
+    """The logged call found by the start of its number and part of its Call-ID; the
+    call chart and the certificate timeline drawn, and kept within a 390 px screen."""
+    page.get_by_role("link", name="SIP Messages").click()
+    page.get_by_label("Number (from or to)").fill("+1 202")
+    page.get_by_role("button", name="Filter").click()
+    assert "e2e-call-1@example.net" in page.locator("main table").inner_text()
+    page.get_by_label("Number (from or to)").fill("")
+    page.get_by_label("Call-ID").fill("call-1@")
+    page.get_by_role("button", name="Filter").click()
+    assert "e2e-call-1@example.net" in page.locator("main table").inner_text()
+
+    page.get_by_role("link", name="Certificates").first.click()
+    signed = page.get_by_role("img", name="Signed calls, last 24 hours")
+    assert signed.locator("rect.bar").count() >= 1
+    assert page.get_by_role("img", name="Verified calls, last 24 hours").count() == 1
+    page.get_by_role("link", name="east", exact=True).click()
+    chart = page.get_by_role("img", name="Certificate validity")
+    assert chart.locator("rect.bar").count() == 2
+    assert chart.locator("path.renewal").count() == 1
+    page.set_viewport_size({"width": 390, "height": 844})
+    box = chart.bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= 390
+    page.set_viewport_size({"width": 1280, "height": 860})
 
 
 def test_core_flows_work_without_javascript(served_with_admin: Served, no_script_page: Any) -> None:

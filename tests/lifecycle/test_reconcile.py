@@ -48,6 +48,7 @@ FULL_FLOW = [
     FlowStep.CHALLENGE,
     FlowStep.FINALIZE,
     FlowStep.DOWNLOAD,
+    FlowStep.PROFILE,
     FlowStep.VALIDATE,
     FlowStep.STORE,
     FlowStep.PUBLISH,

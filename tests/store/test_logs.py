@@ -19,6 +19,7 @@ from opensti.store import (
     SipDirection,
     SipRecord,
     append_sip_messages,
+    call_counts,
     delete_sip_messages_before,
     list_events,
     record_event,
@@ -166,3 +167,34 @@ def test_remote_certificates_are_stored_once_per_fingerprint(db) -> None:  # typ
         assert delete_sip_messages_before(session, _minutes(10)) == 1
     with db.read_session() as session:
         assert len(session.scalars(select(RemoteCertificate)).all()) == 3
+
+
+def test_the_log_counts_calls_per_minute_and_outcome(db) -> None:  # type: ignore[no-untyped-def]
+    """What the dashboard charts: counts added batch by batch, dropped with the calls."""
+    first = [_record(i // 2, f"a-{i}", attest="A", sip_code=302) for i in range(4)]
+    second = [
+        _record(1, "a-late", attest="A", sip_code=302),
+        replace(
+            _record(1, "v-1"),
+            action=SipAction.VERIFIED,
+            verstat="No-TN-Validation",
+            sip_code=438,
+        ),
+    ]
+    with db.session() as session:
+        append_sip_messages(session, first)
+        append_sip_messages(session, second)
+    with db.read_session() as session:
+        counts = {
+            (row.minute, row.action.value, row.attest, row.verstat, row.sip_code): row.calls
+            for row in call_counts(session, _minutes(0))
+        }
+    assert counts == {
+        (_minutes(0), "signed", "A", "", 302): 2,
+        (_minutes(1), "signed", "A", "", 302): 3,
+        (_minutes(1), "verified", "", "No-TN-Validation", 438): 1,
+    }
+    with db.session() as session:
+        delete_sip_messages_before(session, _minutes(1))
+    with db.read_session() as session:
+        assert {row.minute for row in call_counts(session, _minutes(-60))} == {_minutes(1)}

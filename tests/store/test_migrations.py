@@ -3,15 +3,17 @@ revision, and go back down: on SQLite and on PostgreSQL (--db-url)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from setuptools import find_packages
-from sqlalchemy import inspect, text
+from sqlalchemy import bindparam, inspect, text
 
 from opensti.cli import main
 from opensti.store import (
     Base,
+    call_counts,
     current_revision,
     downgrade,
     head_revision,
@@ -19,6 +21,7 @@ from opensti.store import (
     upgrade,
 )
 from opensti.store._migrate import MIGRATIONS_DIR
+from opensti.store._types import UTCDateTime
 
 from .conftest import assert_schema_matches_the_models, revisions
 
@@ -173,5 +176,39 @@ def test_0004_adds_the_sign_in_counters_and_takes_them_away(database_url: str) -
         downgrade(database, "0003")
         assert "sign_in_failure" not in _tables(database_url)
         assert current_revision(database) == "0003"
+    finally:
+        database.dispose()
+
+
+def test_0010_counts_the_last_day_of_the_call_log_per_minute(database_url: str) -> None:
+    """The dashboard's counts start with the calls already logged in the last day."""
+    database = open_database(database_url)
+    insert = text(
+        "INSERT INTO sip_message (at, direction, action, call_id, attest, sip_code)"
+        " VALUES (:at, 'outbound', 'signed', :call_id, 'A', 302)"
+    ).bindparams(bindparam("at", type_=UTCDateTime()))
+    minute = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(hours=1)
+    try:
+        upgrade(database, "0009_entry_rcd")
+        with database.session() as session:
+            for call_id, at in (
+                ("one", minute + dt.timedelta(seconds=5)),
+                ("two", minute + dt.timedelta(seconds=50)),
+                ("old", minute - dt.timedelta(days=2)),
+            ):
+                session.execute(insert, {"at": at, "call_id": call_id})
+        upgrade(database, "0010_call_log_indexes")
+        with database.read_session() as session:
+            [row] = call_counts(session, minute - dt.timedelta(days=3))
+        assert (row.minute, row.action.value, row.attest, row.verstat, row.sip_code) == (
+            minute,
+            "signed",
+            "A",
+            "",
+            302,
+        )
+        assert row.calls == 2
+        downgrade(database, "0009_entry_rcd")
+        assert "call_minute" not in set(inspect(database.engine).get_table_names())
     finally:
         database.dispose()

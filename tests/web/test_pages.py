@@ -4,6 +4,7 @@ forms, the service's errors in the form with the input kept, limits, the main fl
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -165,6 +166,14 @@ async def test_entries_become_active_and_renew(ui: httpx.AsyncClient, world: Wor
     assert second.id != first.id
     detail = await ui.get("/certificates/east")
     assert "superseded" in detail.text
+    # The timeline: a bar per certificate, the second one a renewal, now and the
+    # renewal point of the active one.
+    [svg] = re.findall(r'<svg class="chart timeline".*?</svg>', detail.text, re.DOTALL)
+    assert re.findall(r'<rect class="bar (\w+)"', svg) == ["active", "superseded"]
+    assert svg.count('class="renewal"') == 1
+    assert 'class="marker now"' in svg
+    assert 'class="marker renews"' in svg
+    assert "<title>Certificate validity</title>" in svg
     chain = await ui.get("/certificates/east/chain.pem")
     assert chain.text == second.chain_pem
 

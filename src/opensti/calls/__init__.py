@@ -16,9 +16,12 @@ from opensti.calls._query import (
     list_calls,
 )
 from opensti.calls._recorder import CallLog, CallLogStats, keyring_certificates
+from opensti.calls._search import CALL_ID_WINDOW, CallIdWindow, tn_prefixes
 
 __all__ = (
+    "CALL_ID_WINDOW",
     "MAX_PAGE",
+    "CallIdWindow",
     "CallLog",
     "CallLogStats",
     "CallPage",
@@ -29,4 +32,5 @@ __all__ = (
     "find_calls",
     "keyring_certificates",
     "list_calls",
+    "tn_prefixes",
 )

@@ -17,6 +17,7 @@ from cryptography import x509
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from opensti.calls._search import CallIdWindow, call_id_search, number_condition, tn_prefixes
 from opensti.core.certs import load_certificate_chain, tnauthlist_of
 from opensti.core.errors import InvalidCertificate, InvalidInput, NotFound
 from opensti.core.tn import canonicalize_tn
@@ -41,6 +42,8 @@ class CallPage:
     calls: Sequence[SipMessage]
     #: Pass back as ``cursor`` for the next (older) page; None on the last page.
     next_cursor: str | None
+    #: A search for part of a Call-ID looked only at the newest calls (None: at all).
+    call_id_window: CallIdWindow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,22 +98,33 @@ def list_calls(
     until: dt.datetime | None = None,
     tn: str | None = None,
     call_id: str | None = None,
+    tn_prefix: str | None = None,
+    call_id_part: str | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> CallPage:
-    """One page of calls, newest first; ``tn`` matches the calling or the called number."""
+    """One page of calls, newest first; ``tn`` matches the calling or the called number,
+    ``tn_prefix`` the start of either, ``call_id_part`` a whole Call-ID or part of one
+    (see :mod:`opensti.calls._search` for what each costs)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", value=limit)
-    query = select(SipMessage)
+    dates = []
     if since is not None:
-        query = query.where(SipMessage.at >= since)
+        dates.append(SipMessage.at >= since)
     if until is not None:
-        query = query.where(SipMessage.at < until)
+        dates.append(SipMessage.at < until)
+    query = select(SipMessage).where(*dates)
+    window = None
     if call_id is not None:
         query = query.where(SipMessage.call_id == call_id)
+    if call_id_part is not None:
+        search = call_id_search(session, call_id_part, tuple(dates))
+        query, window = query.where(search.condition), search.window
     if tn is not None:
         digits = _tn(tn)
         query = query.where(or_(SipMessage.from_tn == digits, SipMessage.to_tn == digits))
+    if tn_prefix is not None:
+        query = query.where(number_condition(session, tn_prefixes(tn_prefix)))
     if cursor is not None:
         at, ident = _decode_cursor(cursor)
         # A row-value comparison, so both databases start the (at, id) index at the cursor.
@@ -119,7 +133,7 @@ def list_calls(
     rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return CallPage(rows, _encode_cursor(rows[-1]) if more and rows else None)
+    return CallPage(rows, _encode_cursor(rows[-1]) if more and rows else None, window)
 
 
 def find_calls(session: Session, call_id: str) -> Sequence[SipMessage]:

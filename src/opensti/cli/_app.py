@@ -11,7 +11,18 @@ from rich.console import Console
 
 from opensti.core.errors import InvalidInput
 
-app = typer.Typer(
+
+def group(**options: Any) -> typer.Typer:
+    """A command group whose ``--help`` never cuts an option name.
+
+    Typer's Rich help lays options out in a table that ellipsizes names to fit the
+    terminal (``--identifier-encod…`` at 80 columns); click's plain layout puts a long
+    name on a line of its own and wraps only the help text.
+    """
+    return typer.Typer(rich_markup_mode=None, **options)
+
+
+app = group(
     name="opensti",
     help="STIR/SHAKEN for voice service providers: certificates, signing, verification.",
     no_args_is_help=True,

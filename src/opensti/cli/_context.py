@@ -107,21 +107,27 @@ class StepProgress:
         label = self._labels.get(step, step)
         self._current = self._progress.add_task(label, total=1)
 
-    def _finish(self, failed: bool = False) -> None:
-        if self._current is None:
-            return
-        if failed:
-            description = self._progress.tasks[-1].description
-            self._progress.remove_task(self._current)
-            self._progress.console.print(f"[red]✗[/] {description}", highlight=False)
-        else:
+    def _finish(self) -> None:
+        if self._current is not None:
             self._progress.update(self._current, completed=1)
-        self._current = None
+            self._current = None
 
     def close(self, *, failed: bool = False) -> None:
-        """Finish the last step and stop drawing (before printing a summary)."""
-        self._finish(failed=failed)
+        """Finish the last step and stop drawing (before printing a summary).
+
+        A failed step is taken off the display and printed after it stops: off a
+        terminal the display is written only when it stops, so a cross printed while
+        it runs would come before the ticks of the steps that went well.
+        """
+        description = None
+        if failed and self._current is not None:
+            description = self._progress.tasks[-1].description
+            self._progress.remove_task(self._current)
+            self._current = None
+        self._finish()
         self._progress.stop()
+        if description is not None:
+            self._progress.console.print(f"[red]✗[/] {description}", highlight=False)
 
     def __exit__(
         self,

@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from opensti.cli._app import app, console, print_json, read_input_file
+from opensti.cli._app import app, console, group, print_json, read_input_file
 from opensti.cli._context import copy_to_clipboard, open_app
 from opensti.lifecycle.accounts import AccountInfo, CAInfo
 from opensti.store import Secret
 
-ca_app = typer.Typer(help="Certificate authorities (STI-CAs): built-in and custom.")
-account_app = typer.Typer(help="ACME accounts at the STI-CAs.")
+ca_app = group(help="Certificate authorities (STI-CAs): built-in and custom.")
+account_app = group(help="ACME accounts at the STI-CAs.")
 app.add_typer(ca_app, name="ca")
 app.add_typer(account_app, name="account")
 
@@ -26,7 +26,9 @@ StagingOption = Annotated[bool, typer.Option("--staging", help="The CA's staging
 
 
 def _print_cas(cas: list[CAInfo]) -> None:
-    table = Table("name", "kind", "directory", "EAB", "identifier", "cert key")
+    table = Table(
+        "name", "kind", "directory", "EAB", "identifier", "tkauth field", "fingerprint", "cert key"
+    )
     for ca in cas:
         table.add_row(
             ca.name,
@@ -34,6 +36,8 @@ def _print_cas(cas: list[CAInfo]) -> None:
             ca.directory_url,
             "required" if ca.needs_eab else "-",
             ca.identifier_encoding,
+            ca.tkauth_field,
+            ca.fingerprint_algorithm,
             "account key" if ca.cert_key_is_account_key else "separate",
         )
     console.print(table)

@@ -14,14 +14,12 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from opensti.calls import call_dict, certificate_info, find_calls, list_calls
-from opensti.cli._app import app, console, print_json
+from opensti.cli._app import app, console, group, print_json
 from opensti.config import load_settings
 from opensti.core.errors import InvalidInput
 from opensti.store import open_database
 
-calls_app = typer.Typer(
-    help="The SIP message log: calls signed and verified.", no_args_is_help=True
-)
+calls_app = group(help="The SIP message log: calls signed and verified.", no_args_is_help=True)
 app.add_typer(calls_app, name="calls")
 
 ConfigOption = Annotated[

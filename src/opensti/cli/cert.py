@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from opensti.cli._app import app, console, print_json, read_input_file
+from opensti.cli._app import app, console, group, print_json, read_input_file
 from opensti.cli._context import StepProgress, open_app, read_secret
 from opensti.core.errors import InvalidInput
 from opensti.lifecycle.acquire import AcquireStep, CertificateInfo, EntryDetail, EntryInfo
 from opensti.store import RoutingChange
 
-cert_app = typer.Typer(help="Certificate entries (one per SPC) and their certificates.")
+cert_app = group(help="Certificate entries (one per SPC) and their certificates.")
 app.add_typer(cert_app, name="cert")
 
 JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -68,12 +68,21 @@ STEP_LABELS: dict[str, str] = {
     AcquireStep.CHALLENGE: "tkauth-01 answered with the SPC token",
     AcquireStep.FINALIZE: "CSR with TNAuthList sent, order finalized",
     AcquireStep.DOWNLOAD: "certificate chain downloaded",
-    AcquireStep.VALIDATE: "chain checked against the STI-PA trust list",
+    AcquireStep.PROFILE: "certificate checked: our key, TNAuthList with the SPC, SHAKEN profile",
+    AcquireStep.VALIDATE: "chain checked against the STI-PA trust list (path, dates, CRL)",
     AcquireStep.STORE: "chain stored",
     AcquireStep.PUBLISH: "chain published on the STI-CR",
     AcquireStep.DEPLOY: "deployment tasks run",
     AcquireStep.ACTIVATE: "certificate made active",
 }
+
+
+#: What a certificate without an x5u URL means for the calls it signs.
+NO_X5U = (
+    "none: no public base URL is set (OPENSTI_PUBLIC_BASE_URL), so the chain has no "
+    "public address; calls signed with this certificate carry no x5u another provider "
+    "can fetch, so they cannot be verified there"
+)
 
 
 def _when(cert: CertificateInfo | None) -> str:
@@ -252,7 +261,7 @@ def cert_request(ctx: typer.Context, name: NameArgument, json_output: JSONOption
     cert = result.certificate
     console.print(
         f"certificate #{cert.id} for SPC {result.spc}: serial {cert.serial}, "
-        f"valid until {_when(cert)}\nx5u: {cert.x5u or '- (set OPENSTI_PUBLIC_BASE_URL)'}",
+        f"valid until {_when(cert)}\nx5u: {cert.x5u or NO_X5U}",
         highlight=False,
         markup=False,
     )

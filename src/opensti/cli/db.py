@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from opensti.cli._app import app, console
+from opensti.cli._app import app, console, group
 from opensti.config import load_settings
 from opensti.store import current_revision, downgrade, open_database, upgrade
 
-db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+db_app = group(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 ConfigOption = Annotated[

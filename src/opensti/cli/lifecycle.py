@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from opensti.cli._app import app, console, print_json
+from opensti.cli._app import app, console, group, print_json
 from opensti.cli._context import open_app, read_secret
 from opensti.core.errors import DeliveryFailed
 from opensti.lifecycle.deploy import run_deployment_tasks
@@ -26,8 +26,8 @@ from opensti.lifecycle.notify import (
 )
 from opensti.store import get_entry
 
-notify_app = typer.Typer(help="Email to the technical contact.", no_args_is_help=True)
-task_app = typer.Typer(help="Deployment tasks of certificate entries.", no_args_is_help=True)
+notify_app = group(help="Email to the technical contact.", no_args_is_help=True)
+task_app = group(help="Deployment tasks of certificate entries.", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
 app.add_typer(task_app, name="task")
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from opensti.cli._app import app, err_console, print_json, read_input_file
+from opensti.cli._app import app, err_console, group, print_json, read_input_file
 from opensti.cli._context import settings_of
 from opensti.cli._div_rcd import RCDOptions, fetch_resource, sign_extended
 from opensti.core.bounds import check_origid, check_signing_iat, check_x5u
@@ -40,7 +40,7 @@ from opensti.core.verify import DEFAULT_MAX_AGE
 from opensti.verification import fetch_policy, no_usable_anchor, read_anchor_path
 from opensti.verification.fetch import FetchPolicy, X5UFetcher
 
-passport_app = typer.Typer(help="Sign, verify and decode SHAKEN PASSporTs (Identity headers).")
+passport_app = group(help="Sign, verify and decode SHAKEN PASSporTs (Identity headers).")
 app.add_typer(passport_app, name="passport")
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from opensti.cli._app import app, console, print_json, read_input_file
+from opensti.cli._app import app, console, group, print_json, read_input_file
 from opensti.core.errors import InvalidInput
 from opensti.sandbox.config import (
     DEMO_PASSWORD,
@@ -32,7 +32,7 @@ from opensti.sandbox.state import Sandbox
 
 _PROFILE_HELP = "\n\n".join(describe_profile(p) for p in PROFILES.values())
 
-sandbox_app = typer.Typer(
+sandbox_app = group(
     help=(
         "A local STI-PA and STI-CA (ACME + EAB + tkauth-01) for offline tests. "
         f"Demo STI-PA user: demo / {DEMO_PASSWORD} (account 123H, SPCs 123H and 456J)."

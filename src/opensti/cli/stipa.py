@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from opensti.cli._app import app, console, print_json
+from opensti.cli._app import app, console, group, print_json
 from opensti.cli._context import open_app, read_secret
 from opensti.lifecycle.accounts import StiPaInfo
 
-stipa_app = typer.Typer(help="STI-PA API credentials (account id = primary OCN).")
+stipa_app = group(help="STI-PA API credentials (account id = primary OCN).")
 app.add_typer(stipa_app, name="stipa")
 
 JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from opensti.cli._app import app, err_console, print_json
+from opensti.cli._app import app, err_console, group, print_json
 from opensti.cli._context import open_app
 from opensti.core.errors import InvalidInput
 from opensti.store import Role
 
-token_app = typer.Typer(help="Bearer tokens for the REST API and the STIR API.")
+token_app = group(help="Bearer tokens for the REST API and the STIR API.")
 app.add_typer(token_app, name="token")
 
 

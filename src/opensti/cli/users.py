@@ -16,7 +16,7 @@ import typer
 from sqlalchemy import select
 
 from opensti.app import App
-from opensti.cli._app import app, console, err_console, print_json
+from opensti.cli._app import app, console, err_console, group, print_json
 from opensti.cli._context import open_app, read_secret
 from opensti.core.errors import InvalidInput
 from opensti.store import (
@@ -33,7 +33,7 @@ from opensti.store import (
 
 __all__ = ["first_run_link"]
 
-user_app = typer.Typer(help="Web UI users and their roles.", no_args_is_help=True)
+user_app = group(help="Web UI users and their roles.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
 

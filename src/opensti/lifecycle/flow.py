@@ -33,7 +33,12 @@ from sqlalchemy.orm import Session
 
 from opensti.acme import AcmeClient, AcmeOrder, shaken_csr
 from opensti.config import Settings
-from opensti.core.certs import CertificateChain, TrustContext, validate_shaken_certificate
+from opensti.core.certs import (
+    CertificateChain,
+    TrustContext,
+    check_shaken_ee_profile,
+    validate_shaken_certificate,
+)
 from opensti.core.errors import (
     AcmeProblem,
     Conflict,
@@ -115,6 +120,9 @@ class FlowStep(StrEnum):
     CHALLENGE = "tkauth-01"
     FINALIZE = "finalize"
     DOWNLOAD = "download"
+    #: Our key, our SPC in the TNAuthList, the SHAKEN end-entity profile; ``validate``
+    #: then checks the chain, so a failure names which of the two it was.
+    PROFILE = "profile"
     VALIDATE = "validate"
     STORE = "store"
     PUBLISH = "publish"
@@ -383,21 +391,21 @@ class FlowAttempt:
         return IssuedChain(pem, chain, getattr(body, "x5u", None))
 
     def validate_and_store(self, pending: Certificate, issued: IssuedChain) -> Certificate:
-        """Check the chain, then store it; a chain that fails is stored as ``failed``."""
-        self.begin(FlowStep.VALIDATE)
-        # Fetched first: the STI-PA being down is its failure, not the certificate's.
-        anchors = self._ca_anchors()
+        """Check the certificate, then its chain, then store it; a certificate that
+        fails is stored as ``failed``. Two steps, so a failure names which check."""
+        self.begin(FlowStep.PROFILE)
         with self.ctx.db.read_session() as session:
             spc = self._entry(session).spc
             key = load_private_key(certificate_key(self.ctx.box, pending).reveal())
-        try:
-            rsa = self.ctx.settings.verify_rsa_ca
-            _check_issued(issued.chain, anchors, spc, key, self.now(), rsa)
-        except OpenSTIError as exc:
-            self._store_failed(pending, issued)
-            raise UpstreamError(
-                f"the CA issued a certificate that fails validation: {exc}"
-            ) from None
+        rsa = self.ctx.settings.verify_rsa_ca
+        self._refuse_unless(pending, issued, lambda: _check_profile(issued.chain, spc, key, rsa))
+        self.done(FlowStep.PROFILE, pending.id)
+        self.begin(FlowStep.VALIDATE)
+        # Fetched first: the STI-PA being down is its failure, not the certificate's.
+        anchors = self._ca_anchors()
+        self._refuse_unless(
+            pending, issued, lambda: _check_chain(issued.chain, anchors, self.now(), rsa)
+        )
         self.done(FlowStep.VALIDATE, pending.id)
         self.begin(FlowStep.STORE)
         with self.ctx.db.session() as session:
@@ -420,6 +428,18 @@ class FlowAttempt:
                 "OPENSTI_CA_TRUST_ANCHORS or give the entry an STI-PA account"
             )
         return tuple(stipa.ca_list())
+
+    def _refuse_unless(
+        self, pending: Certificate, issued: IssuedChain, check: Callable[[], None]
+    ) -> None:
+        """Run ``check``; a certificate it refuses is stored as ``failed``, never used."""
+        try:
+            check()
+        except OpenSTIError as exc:
+            self._store_failed(pending, issued)
+            raise UpstreamError(
+                f"the CA issued a certificate that fails validation: {exc}"
+            ) from None
 
     def _store_failed(self, pending: Certificate, issued: IssuedChain) -> None:
         with self.ctx.db.session() as session:
@@ -503,21 +523,27 @@ class FlowAttempt:
             )
 
 
-def _check_issued(
-    chain: CertificateChain,
-    anchors: tuple[x509.Certificate, ...],
-    spc: str,
-    key: ec.EllipticCurvePrivateKey,
-    now: dt.datetime,
-    allow_rsa_ca: bool = True,
+def _check_profile(
+    chain: CertificateChain, spc: str, key: ec.EllipticCurvePrivateKey, allow_rsa_ca: bool
 ) -> None:
-    """Our key, our SPC, a path to the STI-PA trust list, the SHAKEN profile."""
+    """Our key, the SHAKEN end-entity profile (TNAuthList, key usage, policy), our SPC."""
     if chain.leaf.public_key() != key.public_key():
         raise UpstreamError("the CA certified another key than ours")
-    trust = TrustContext(anchors=anchors, allow_rsa_ca=allow_rsa_ca)
-    validated = validate_shaken_certificate(chain, trust, now)
-    if validated.spc != spc:
-        raise UpstreamError(f"the certificate is for SPC {validated.spc}, not {spc}")
+    found = check_shaken_ee_profile(chain.leaf, allow_rsa_ca=allow_rsa_ca)
+    if found != spc:
+        raise UpstreamError(f"the certificate is for SPC {found}, not {spc}")
+
+
+def _check_chain(
+    chain: CertificateChain,
+    anchors: tuple[x509.Certificate, ...],
+    now: dt.datetime,
+    allow_rsa_ca: bool,
+) -> None:
+    """A path to the STI-PA trust list, valid now, nothing on the CRLs we hold."""
+    validate_shaken_certificate(
+        chain, TrustContext(anchors=anchors, allow_rsa_ca=allow_rsa_ca), now
+    )
 
 
 async def run_flow(a: FlowAttempt, hooks: ReconcileHooks) -> int:

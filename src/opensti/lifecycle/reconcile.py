@@ -590,6 +590,9 @@ class Reconciler:
         try:
             certificate_id = await self._execute(attempt, name)
         except OpenSTIError as error:
+            # Logged here, not in _execute: run_now's caller reports the error itself
+            # (the CLI prints it once, the web shows it), and both are recorded as events.
+            _log.warning("entry %s: %s", name, error)
             return AttemptResult(name, "failed", error=str(error), steps=tuple(attempt.steps))
         return AttemptResult(name, "activated", certificate_id, steps=tuple(attempt.steps))
 
@@ -604,7 +607,6 @@ class Reconciler:
             error = exc if isinstance(exc, OpenSTIError) else UpstreamError("attempt timed out")
             if not isinstance(error, LeaseLost):
                 await asyncio.to_thread(attempt.fail, error)
-            _log.warning("entry %s: %s", name, error)
             raise error from None
         finally:
             await asyncio.to_thread(attempt.close)

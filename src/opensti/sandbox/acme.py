@@ -691,6 +691,7 @@ def _issue(
         not_after=not_after,
         policy_oid=NON_SHAKEN_POLICY_OID if sandbox.faults.bad_profile else SHAKEN_POLICY_OID,
         subject=csr.subject if sandbox.config.profile.subject == "csr" else None,
+        with_tnauthlist=not sandbox.faults.no_tnauthlist,
     )
     record = Certificate(
         account_id=order.account_id,

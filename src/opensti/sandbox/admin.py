@@ -9,7 +9,8 @@ Access: when the sandbox has an admin token (``--admin-token``), requests need
     ``{"role": "ca"|"stipa", "mode": "ok"|"refuse"|"delay", "delay": seconds}`` and/or
     ``{"fail_rate": 0..1}`` and/or ``{"refuse_tokens": bool}`` (the STI-PA answers 403
     to SPC token requests) and/or ``{"bad_profile": bool}`` (the CA issues certificates
-    with a non-SHAKEN policy OID). ``refuse`` answers 503 (an ACME ``serverInternal``
+    with a non-SHAKEN policy OID) and/or ``{"no_tnauthlist": bool}`` (without a
+    TNAuthList). ``refuse`` answers 503 (an ACME ``serverInternal``
     problem with ``Retry-After`` for the CA, a JSON error for the STI-PA); ``delay``
     holds each request that many seconds before serving it.
 ``POST /admin/eab``
@@ -77,7 +78,7 @@ async def faults(request: Request) -> Response:
             if not isinstance(rate, int | float) or not 0 <= rate <= 1:
                 raise AdminError(400, "fail_rate must be between 0 and 1")
             sandbox.faults.fail_rate = float(rate)
-        for switch in ("refuse_tokens", "bad_profile"):
+        for switch in ("refuse_tokens", "bad_profile", "no_tnauthlist"):
             if switch in body:
                 if not isinstance(body[switch], bool):
                     raise AdminError(400, f"{switch} must be true or false")

@@ -157,12 +157,14 @@ def issue_shaken_certificate(
     tnauthlist: TNAuthList | None = None,
     policy_oid: str = SHAKEN_POLICY_OID,
     subject: x509.Name | None = None,
+    with_tnauthlist: bool = True,
 ) -> x509.Certificate:
     """An STI end-entity certificate (ATIS-1000080 section 6.4.1) for one SPC; the
-    subject is ``subject`` (a CSR's) or C/O/CN=SHAKEN <SPC>."""
+    subject is ``subject`` (a CSR's) or C/O/CN=SHAKEN <SPC>. ``with_tnauthlist=False``
+    leaves out the TNAuthList, as a general-purpose ACME CA would."""
     assert issuer.key is not None
     value = (tnauthlist or TNAuthList.for_spc(spc)).to_der()
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject or _name(f"SHAKEN {spc}", organization))
         .issuer_name(issuer.certificate.subject)
@@ -178,11 +180,12 @@ def issue_shaken_certificate(
         )
         .add_extension(_crl_distribution_point(crl_url), False)
         .add_extension(_policies(policy_oid), False)
-        .add_extension(
+    )
+    if with_tnauthlist:
+        builder = builder.add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier(TNAUTHLIST_OID), value), False
         )
-        .sign(issuer.key, hashes.SHA256())
-    )
+    return builder.sign(issuer.key, hashes.SHA256())
 
 
 def issue_stipa_certificate(

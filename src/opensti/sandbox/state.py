@@ -75,11 +75,13 @@ class RoleFault:
 class Faults:
     """Fault injection: a random failure share, per-role refuse/delay switches, and two
     refusals a service answers on its own terms: the STI-PA declining SPC tokens, the CA
-    issuing certificates that miss the SHAKEN profile (a non-SHAKEN policy OID)."""
+    issuing certificates that miss the SHAKEN profile (a non-SHAKEN policy OID, or no
+    TNAuthList)."""
 
     fail_rate: float = 0.0
     refuse_tokens: bool = False
     bad_profile: bool = False
+    no_tnauthlist: bool = False
     roles: dict[str, RoleFault] = field(
         default_factory=lambda: {"ca": RoleFault(), "stipa": RoleFault()}
     )
@@ -100,6 +102,7 @@ class Faults:
             "fail_rate": self.fail_rate,
             "refuse_tokens": self.refuse_tokens,
             "bad_profile": self.bad_profile,
+            "no_tnauthlist": self.no_tnauthlist,
             **{role: {"mode": f.mode, "delay": f.delay} for role, f in self.roles.items()},
         }
 

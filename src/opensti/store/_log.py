@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Integer, Table, cast, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from opensti.core.errors import InvalidInput
 from opensti.store._common import add
 from opensti.store._models import (
+    CallMinute,
     EventOutcome,
     LifecycleEvent,
     RemoteCertificate,
@@ -25,9 +27,11 @@ from opensti.store._models import (
 )
 
 __all__ = [
+    "CallCount",
     "RemoteCertificateRecord",
     "SipRecord",
     "append_sip_messages",
+    "call_counts",
     "delete_sip_messages_before",
     "list_events",
     "record_event",
@@ -161,13 +165,80 @@ _SIP_TABLE: Table = SipMessage.__table__  # type: ignore[assignment]
 
 
 def append_sip_messages(session: Session, records: Iterable[SipRecord]) -> int:
-    """Insert a batch in one executemany; returns how many rows were written."""
+    """Insert a batch in one executemany, and count it per minute (:class:`CallMinute`);
+    returns how many rows were written."""
+    records = list(records)
     rows = [{name: getattr(record, name) for name in _SIP_FIELDS} for record in records]
     if rows:
         # The table, not the mapped class: a Core executemany skips the ORM's per-row
         # bookkeeping, which cost more CPU than the insert itself under call load.
         session.execute(insert(_SIP_TABLE), rows)
+        _count_minutes(session, records)
     return len(rows)
+
+
+def _minute_key(record: SipRecord) -> tuple[dt.datetime, SipAction, str, str, int]:
+    minute = record.at.astimezone(dt.UTC).replace(second=0, microsecond=0)
+    return (minute, record.action, record.attest or "", record.verstat or "", record.sip_code or 0)
+
+
+def _count_minutes(session: Session, records: Sequence[SipRecord]) -> None:
+    """Add a batch to the per-minute counts: one upsert, keys in order, so two writers
+    (several nodes on PostgreSQL) lock the same rows in the same order."""
+    counts = Counter(_minute_key(record) for record in records)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(CallMinute)
+    statement = statement.on_conflict_do_update(
+        index_elements=["minute", "action", "attest", "verstat", "sip_code"],
+        set_={"calls": CallMinute.calls + statement.excluded.calls},
+    )
+    names = ("minute", "action", "attest", "verstat", "sip_code")
+    session.execute(
+        statement,
+        [{**dict(zip(names, key, strict=True)), "calls": counts[key]} for key in sorted(counts)],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CallCount:
+    """Calls of one outcome in one time bucket (``minute``: the bucket's start)."""
+
+    minute: dt.datetime
+    action: SipAction
+    attest: str
+    verstat: str
+    sip_code: int
+    calls: int
+
+
+def call_counts(
+    session: Session, since: dt.datetime, bucket: dt.timedelta = dt.timedelta(minutes=1)
+) -> list[CallCount]:
+    """Calls per ``bucket`` (whole minutes) and outcome from ``since`` on: one grouped
+    read of a primary-key range of the per-minute counts, as plain rows (a day of
+    minutes as ORM objects took longer than the whole page may)."""
+    seconds = int(bucket.total_seconds())
+    if session.get_bind().dialect.name == "postgresql":
+        epoch: Any = func.floor(func.extract("epoch", CallMinute.minute) / seconds)
+    else:
+        epoch = cast(func.strftime("%s", CallMinute.minute), Integer) // seconds
+    keys = (CallMinute.action, CallMinute.attest, CallMinute.verstat, CallMinute.sip_code)
+    rows = session.execute(
+        select(epoch.label("bucket"), *keys, func.sum(CallMinute.calls))
+        .where(CallMinute.minute >= since)
+        .group_by(epoch, *keys)
+    )
+    return [
+        CallCount(
+            dt.datetime.fromtimestamp(int(number) * seconds, dt.UTC),
+            action,
+            attest,
+            verstat,
+            sip_code,
+            int(calls),
+        )
+        for number, action, attest, verstat, sip_code, calls in rows
+    ]
 
 
 def delete_sip_messages_before(
@@ -179,6 +250,7 @@ def delete_sip_messages_before(
     Call it with a limit in a loop of short transactions until it returns less than the
     limit, so a large purge never holds the write lock (SQLite) or one huge transaction.
     """
+    session.execute(delete(CallMinute).where(CallMinute.minute < cutoff))
     condition = SipMessage.at < cutoff
     if limit is not None:
         # Ids first, then a delete by primary key: as one statement, PostgreSQL plans

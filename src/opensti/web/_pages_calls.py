@@ -1,5 +1,6 @@
-"""SIP Messages: recent signed and verified calls, filtered and paged (keyset pages, so
-a deep page costs what the first does), and the certificate that signed one call: ours,
+"""SIP Messages: recent signed and verified calls, filtered (by the start of a number,
+a whole or partial Call-ID, dates) and paged (keyset pages, so a deep page costs what
+the first does), and the certificate that signed one call: ours,
 or for a verified call the other provider's, as stored when it was verified."""
 
 from __future__ import annotations
@@ -46,14 +47,18 @@ async def calls(
         with request.app.state.database.read_session() as session:
             page = list_calls(
                 session,
-                tn=tn.strip() or None,
-                call_id=call_id.strip() or None,
+                tn_prefix=tn.strip() or None,
+                call_id_part=call_id.strip() or None,
                 since=_day(since, "from date"),
                 until=_day(until, "to date"),
                 cursor=cursor or None,
                 limit=PAGE_SIZE,
             )
-            context.update(rows=list(page.calls), next_cursor=page.next_cursor)
+            context.update(
+                rows=list(page.calls),
+                next_cursor=page.next_cursor,
+                window=page.call_id_window,
+            )
     except OpenSTIError as exc:
         context["error"] = str(exc)
         return render(request, "calls.html", context, status_code=http_status(exc))

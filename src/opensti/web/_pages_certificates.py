@@ -3,6 +3,7 @@ its certificates, history, deployment tasks, Renew now and the chain download.""
 
 from __future__ import annotations
 
+import datetime as dt
 import shlex
 from dataclasses import replace
 from typing import Any
@@ -32,20 +33,24 @@ from opensti.store import (
     get_entry,
     list_deployment_tasks,
 )
+from opensti.web._dashboard import call_charts
 from opensti.web._deps import Operator, Viewer, backend
 from opensti.web._forms import checkbox, duration, duration_text, optional, text, upload
 from opensti.web._health import RiskPolicy
 from opensti.web._render import flash, form_failed, redirect, render
-from opensti.web._views import entry_rows, renewal_view
+from opensti.web._views import certificate_timeline, entry_rows, renewal_view
 
 router = APIRouter()
 
 
 @router.get("/")
 async def certificates(request: Request, user: Viewer) -> Response:
+    now = request.app.state.clock()
     with request.app.state.database.read_session() as session:
-        rows = entry_rows(session, request.app.state.clock(), request.app.state.policy)
-    return render(request, "certificates.html", {"title": "Certificates", "rows": rows})
+        rows = entry_rows(session, now, request.app.state.policy)
+        charts = call_charts(session, now)
+    context = {"title": "Certificates", "rows": rows, "charts": charts}
+    return render(request, "certificates.html", context)
 
 
 def _choices(app: Any) -> dict[str, Any]:
@@ -120,7 +125,9 @@ def _flash_notes(request: Request, notes: tuple[str, ...]) -> None:
 async def entry_page(request: Request, name: str, user: Viewer) -> Response:
     app = backend(request)
     try:
-        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
+        context = await run_in_threadpool(
+            _entry_context, app, name, request.app.state.policy, request.app.state.clock()
+        )
     except OpenSTIError as exc:
         return _not_found(request, exc)
     return render(request, "entry.html", context)
@@ -193,7 +200,7 @@ def _secret(form: Any) -> Secret | None:
     return None if value is None else Secret.from_text(value)
 
 
-def _entry_context(app: Any, name: str, loop: ReconcilePolicy) -> dict[str, Any]:
+def _entry_context(app: Any, name: str, loop: ReconcilePolicy, now: dt.datetime) -> dict[str, Any]:
     detail = app.certificates.show_entry(name, events=50)
     with app.database.read_session() as session:
         entry = get_entry(session, name)
@@ -202,6 +209,7 @@ def _entry_context(app: Any, name: str, loop: ReconcilePolicy) -> dict[str, Any]
     return {
         "title": f"Entry {name}",
         "detail": detail,
+        "timeline": certificate_timeline(detail.certificates, now, renewal.renew_at),
         "tasks": tasks,
         "renewal": renewal,
         "values": {"renew_before": renewal.own, **_signing_values(detail.entry)},
@@ -249,7 +257,9 @@ async def save_signing(request: Request, name: str, user: Operator) -> Response:
     except NotFound as exc:
         return _not_found(request, exc)
     except OpenSTIError as exc:
-        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
+        context = await run_in_threadpool(
+            _entry_context, app, name, request.app.state.policy, request.app.state.clock()
+        )
         return form_failed(request, "entry.html", context, exc, form, error_key="signing_error")
     flash(request, f"Entry {name} now signs {entry.signs}.")
     _flash_notes(request, entry.notes)
@@ -304,7 +314,9 @@ async def save_renewal(request: Request, name: str, user: Operator) -> Response:
     except NotFound as exc:
         return _not_found(request, exc)
     except OpenSTIError as exc:
-        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
+        context = await run_in_threadpool(
+            _entry_context, app, name, request.app.state.policy, request.app.state.clock()
+        )
         return form_failed(request, "entry.html", context, exc, form, error_key="renewal_error")
     if margin is None:
         flash(request, f"Entry {name} now renews by the global renewal policy.")
@@ -331,7 +343,9 @@ async def add_task(request: Request, name: str, user: Operator) -> Response:
                 secret=_secret(form),
             )
     except OpenSTIError as exc:
-        context = await run_in_threadpool(_entry_context, app, name, request.app.state.policy)
+        context = await run_in_threadpool(
+            _entry_context, app, name, request.app.state.policy, request.app.state.clock()
+        )
         return form_failed(request, "entry.html", context, exc, form, "secret")
     flash(request, f"Deployment task {text(form, 'task_name')} added.")
     return redirect(f"/certificates/{name}#tasks")

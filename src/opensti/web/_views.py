@@ -7,11 +7,14 @@ Reads only; every change goes through the services (``app.accounts``,
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased, joinedload
 
+from opensti.lifecycle.acquire import CertificateInfo
 from opensti.lifecycle.reconcile import (
     MarginSource,
     ReconcilePolicy,
@@ -19,10 +22,14 @@ from opensti.lifecycle.reconcile import (
     renew_margin,
 )
 from opensti.store import Certificate, CertificateEntry, CertificateState, active_certificate
+from opensti.web._charts import Span, timeline
 from opensti.web._forms import duration_text
 from opensti.web._health import RiskPolicy, entry_health
 
-__all__ = ["EntryRow", "RenewalView", "entry_rows", "renewal_view"]
+__all__ = ["EntryRow", "RenewalView", "certificate_timeline", "entry_rows", "renewal_view"]
+
+#: The newest certificates the entry page draws on its timeline (the table lists all).
+TIMELINE_CERTIFICATES = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,3 +142,29 @@ def renewal_view(session: Session, entry: CertificateEntry, policy: RiskPolicy) 
         applied=applied,
         renew_at=renew_at,
     )
+
+
+def certificate_timeline(
+    certificates: Sequence[CertificateInfo], now: dt.datetime, renew_at: dt.datetime | None
+) -> Markup | None:
+    """The entry's certificates as bars in time, newest on top; each one after the first
+    issued is a renewal. None before any certificate was issued."""
+    issued = sorted(
+        (c.not_before, c.id, c.not_after, c)
+        for c in certificates
+        if c.not_before is not None and c.not_after is not None
+    )
+    if not issued:
+        return None
+    first_id = issued[0][1]
+    spans = [
+        Span(
+            label=f"#{ident} {cert.serial[:8] if cert.serial else ''}".strip(),
+            start=start,
+            end=end,
+            state=cert.state,
+            renewal=ident != first_id,
+        )
+        for start, ident, end, cert in reversed(issued[-TIMELINE_CERTIFICATES:])
+    ]
+    return timeline("Certificate validity", spans, now=now, renew_at=renew_at)
