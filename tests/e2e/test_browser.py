@@ -149,6 +149,7 @@ def _add_entries_and_wait(page: Any) -> None:
         page.reload()
         assert page.locator("table .badge.pending").all_inner_texts() == ["waiting", "waiting"]
     for name in ("east", "west"):
+        page.get_by_role("link", name="Certificates").first.click()
         page.get_by_role("button", name=f"Renew {name} now").click()
         notice = " ".join(page.locator(".flash").all_inner_texts())
         assert f"New certificate for {name} is active" in notice

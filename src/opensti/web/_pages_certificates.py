@@ -125,12 +125,11 @@ async def add_entry(request: Request, user: Operator) -> Response:
         )
     except OpenSTIError as exc:
         return form_failed(request, "entry_new.html", context, exc, form, "token")
-    flash(request, f"Entry {name} added: it signs {entry.signs}.")
+    waits = "" if request_now else " It waits: Renew now requests its first certificate."
+    flash(request, f"Entry {name} added: it signs {entry.signs}.{waits}")
     _flash_notes(request, entry.notes)
     if request_now:
         await _request(request, app, name)
-    else:
-        flash(request, f"Entry {name} waits: press Renew now to request its first certificate.")
     return redirect(f"/certificates/{name}")
 
 
