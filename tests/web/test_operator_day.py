@@ -164,15 +164,8 @@ async def test_an_entry_added_without_request_now_waits(
     """Unticked, nothing is requested: the loop's plan leaves the entry alone until
     Renew now asks; then it is an ordinary entry."""
     account = world.ready()
-    added = await post(
-        ui,
-        "/certificates/new",
-        "/certificates/new",
-        name="east",
-        spc="123H",
-        acme_account=account,
-        stipa_account_id="123H",
-    )
+    entry = {"name": "east", "spc": "123H", "acme_account": account, "stipa_account_id": "123H"}
+    added = await post(ui, "/certificates/new", "/certificates/new", **entry)  # no request_now
     assert added.status_code == 303
     loop = reconciler_for(world.app)
     [plan] = loop.plans()
