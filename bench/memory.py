@@ -1,32 +1,32 @@
-"""Memory: RSS of the signing SIP redirect server while it logs every call to SQLite.
+"""Memory: RSS of ``opensti serve`` (every process) after calls through SIP and REST.
 
-Run on demand: ``.venv/bin/python bench/memory.py [--calls 200000] [--rate 1500]``.
-Loopback only; needs ``sipp``. See bench/README.md.
+Run on demand: ``.venv/bin/python bench/memory.py [--calls 1000000] [--rate 1500]``.
+Loopback only; needs ``sipp`` and ``wrk``. See bench/README.md.
 
-The server is bench/sip.py's sign mode (``serve(workers=2)``) with the SIP message log
-(:class:`opensti.calls.CallLog`, one writer thread per worker) on a fresh SQLite
-database. SIPp drives ``--calls`` calls in chunks; after each chunk the script waits
-until the log has written every call, then samples the resident memory of the parent
-and each worker. With fewer than a million calls the last line extrapolates linearly
-from the growth after the first chunk, and says so.
+The server is what users run (bench/sip.py's ``opensti_server``: the installed
+``opensti serve --workers N`` with a sandbox certificate, UDP sign and verify listeners,
+the SIP message log on its SQLite database). Each chunk sends half its calls as SIPp
+INVITEs to the sign listener and half as ``POST /stir/v1/signing`` (wrk, keep-alive,
+the signer token); the script then waits until the log has written every call and
+samples the resident memory of every process. With fewer than ``--target-calls`` calls
+the last line extrapolates linearly from the growth after the first chunk, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import rest as rest_bench  # bench/rest.py, next to this file
+from _served import Served
+
 import sip as sip_bench  # bench/sip.py, next to this file
-from opensti.sandbox.pki import DemoPKI, private_key_pem
-from opensti.store import upgrade
 
 TARGET_MB = 300
 MILLION = 1_000_000
@@ -62,13 +62,17 @@ def _rows(database: Path) -> int:
         return int(connection.execute("SELECT count(*) FROM sip_message").fetchone()[0])
 
 
-def _wait_logged(database: Path, expected: int, timeout: float = 60.0) -> int:
-    """Wait until the writer threads caught up; the log is off the call path."""
+def _settled_rows(database: Path, timeout: float = 60.0) -> int:
+    """The row count once the writers caught up (unchanged over a second: the log is
+    written off the call path, a batch at least every 0.2 s)."""
     deadline = time.monotonic() + timeout
     rows = _rows(database)
-    while rows < expected and time.monotonic() < deadline:
-        time.sleep(0.5)
-        rows = _rows(database)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _rows(database)
+        if now == rows:
+            break
+        rows = now
     return rows
 
 
@@ -87,14 +91,19 @@ def _print(sample: Sample) -> None:
     )
 
 
-def _opensti_serve_exists() -> bool:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "opensti"), "serve", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
+def _rest_calls(served: Served, count: int, rate: int, work: Path) -> int:
+    """About ``count`` REST signatures at about ``rate`` per second (wrk, 4 connections);
+    returns how many were answered 2xx."""
+    seconds = max(1, round(count / rate))
+    load = rest_bench.Load(seconds, 4, 1, work)
+    run = rest_bench._wrk(
+        f"{served.url}/stir/v1/signing",
+        rest_bench._signing_body(),
+        "application/json",
+        load,
+        served.auth_header,
     )
-    return result.returncode == 0
+    return int(run.rate * seconds) - run.errors
 
 
 def main() -> None:
@@ -104,36 +113,31 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1500, help="SIPp calls per second")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if shutil.which("sipp") is None:
-        raise SystemExit("sipp is not installed")
-    if _opensti_serve_exists():
-        print("note: `opensti serve` exists; this script measures opensti.sip.serve directly")
-    pki = DemoPKI(now=dt.datetime.now(dt.UTC))
-    key, _ = pki.issue("1234")
+    for tool in ("sipp", "wrk"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed")
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} (2 cores)", flush=True)
     samples: list[Sample] = []
+    failed = 0
     with tempfile.TemporaryDirectory(prefix="opensti-bench-memory-") as tmp:
         work = Path(tmp)
-        database = work / "calls.db"
-        upgrade(f"sqlite:///{database}")
-        (work / "sign.key").write_bytes(private_key_pem(key))
-        config = {
-            "key": str(work / "sign.key"),
-            "x5u": "https://sti-cr.example.net/1234.pem",
-            "database": f"sqlite:///{database}",
-        }
-        with sip_bench.sip_server("sign", work, config, args.workers) as (port, workers):
-            pids = [_parent(workers[0]), *workers]
-            print(f"server pids {pids} (parent first); SQLite at {database.name}", flush=True)
+        with sip_bench.opensti_server(work, args.workers) as (server, served):
+            database = work / "opensti" / "opensti" / "opensti.db"
+            pids = server.pids()
+            print(f"opensti serve pids {pids} (parent first); log {database}", flush=True)
             samples.append(_sample(pids, 0, _rows(database)))
             _print(samples[-1])
-            done = failed = 0
-            while done < args.calls:
+            done = _rows(database)
+            while args.calls - done >= args.chunk // 10:
                 count = min(args.chunk, args.calls - done)
-                run = sip_bench.run_sipp("sign.xml", port, args.rate, count / args.rate, work, [])
-                done += run.successful
+                sip_count = count // 2
+                port = server.ports["sign"]
+                run = sip_bench.run_sipp("sign.xml", port, args.rate, sip_count / args.rate,
+                                         work, [])  # fmt: skip
                 failed += run.failed
-                rows = _wait_logged(database, done)
-                samples.append(_sample(pids, done, rows))
+                _rest_calls(served, count - sip_count, args.rate, work)
+                done = _settled_rows(database)
+                samples.append(_sample(pids, done, done))
                 _print(samples[-1])
     _report(samples, failed)
 
@@ -141,7 +145,7 @@ def main() -> None:
 def _report(samples: list[Sample], failed: int) -> None:
     last = samples[-1]
     print()
-    print(f"calls driven: {last.calls:,} ({failed} failed), rows logged: {last.rows:,}")
+    print(f"calls logged (SIP + REST): {last.calls:,} ({failed} SIP calls failed)")
     print(f"server RSS after them: {last.rss_total:.1f} MiB (sum over processes), "
           f"PSS {last.pss:.1f} MiB; target < {TARGET_MB} MB at 1M calls")  # fmt: skip
     if last.calls >= MILLION or len(samples) < 3:

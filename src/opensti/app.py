@@ -12,6 +12,7 @@ when done (or use the app as a context manager)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 
 from opensti.config import Settings
@@ -28,6 +29,8 @@ from opensti.store import (
     open_database,
     upgrade,
 )
+from opensti.verification import fetch_policy
+from opensti.verification.resources import fetch_once
 
 __all__ = ["App"]
 
@@ -59,7 +62,11 @@ class App:
             database.dispose()
             raise
         accounts = AccountService(database, box, settings, clock=clock)
-        certificates = CertificateService(database, box, settings, accounts, clock=clock)
+        # An entry's rcd logo is fetched under the x5u rules of the settings.
+        icon_fetch = partial(fetch_once, policy=fetch_policy(settings))
+        certificates = CertificateService(
+            database, box, settings, accounts, clock=clock, icon_fetch=icon_fetch
+        )
         return cls(settings, database, box, accounts, certificates)
 
     def keyring(self) -> Keyring:

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     #: Verification: how often the trust list (file or URL) is read again; a failed
     #: read keeps the last good list.
     ca_trust_refresh_seconds: float = Field(default=3600.0, gt=0)
+    #: How often ``opensti serve`` (with its worker) fetches the entries' rcd logos
+    #: again and stores a changed rcdi digest; a failed fetch keeps the last digest.
+    rcd_icon_refresh_seconds: float = Field(default=3600.0, gt=0)
     #: Subject O of the certificate requests.
     organization: str = "opensti"
     #: SIP: a verification slower than this is answered No-TN-Validation (seconds).
@@ -127,9 +130,9 @@ class Settings(BaseSettings):
     trusted_proxies: WordList = Field(default_factory=list)
     #: The public STI-CR listener, ``host:port``; unset, it shares the internal one.
     sti_cr_listen: str | None = None
-    #: ``opensti serve``: processes answering HTTP (the STIR API above all); one per
-    #: core uses the machine. SIP and renewals run in the first one only.
-    http_workers: int = Field(default=1, ge=1, le=64)
+    #: ``opensti serve``: processes answering HTTP (the STIR API above all) and SIP on
+    #: the same sockets; one per core uses the machine. Renewals run in the first only.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @classmethod
     def settings_customise_sources(

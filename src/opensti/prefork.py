@@ -10,6 +10,7 @@ forking thread, and a loop carried across a fork is unusable.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -25,6 +26,11 @@ def fork_workers(count: int, run: Callable[[], None], *, name: str) -> list[int]
     """Fork ``count`` children that each call ``run`` and exit: 0 when it returns, 1 when
     it raises. ``os._exit``, so nothing the parent opened is flushed or closed twice."""
     children: list[int] = []
+    if count > 0:
+        # Objects made so far (imported modules above all) leave the collector's care:
+        # a collection in a child would otherwise write to their pages and copy them,
+        # so every child would pay again the memory the parent already has.
+        gc.freeze()
     for _ in range(count):
         pid = os.fork()
         if pid == 0:

@@ -1,11 +1,14 @@
 """Diverted (RFC 8946) and branded (RFC 9795) calls through the installed ``opensti
 serve``: the README's CLI flow to a signing entry, then SIPp as the SBC at the served
 node's UDP sign and verify listeners; the verifier fetches the x5u from the node's own
-STI-CR (plain HTTP on loopback) and trusts the sandbox CA."""
+STI-CR (plain HTTP on loopback) and trusts the sandbox CA. Logos are served over HTTPS
+on 127.0.0.1 by a test root the node is told to trust (``SSL_CERT_FILE``)."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,15 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from opensti.core.certs import load_certificate_chain
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
+from opensti.core.rcd import rcdi_digest
 from opensti.sip.message import SIPResponse
-from tests._servers import free_udp_port
-from tests.cli.test_cli_certificates import run_json, world
-from tests.cli.test_cli_routing import _invite, _readme_flow, _serving, free_port
+from tests._servers import Route, free_udp_port, make_tls_files, serve
+from tests.cli.test_cli_certificates import assert_refused, run_json, world
+from tests.cli.test_cli_routing import _eventually, _invite, _readme_flow, _serving, free_port
+from tests.core.core_support import VECTORS
 from tests.lifecycle.acquire_support import World
 from tests.sandbox.conftest import clock, sandbox_factory
 from tests.sip.sip_support import identity_fields, needs_sipp, request, run_sipp, udp_client
@@ -30,6 +36,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop, needs_sipp]
 
 CALLER, DIVERTED_FROM, FORWARDED = "12155550121", "12155550131", "12155550199"
 CALLS = 3
+LOGO = (VECTORS / "rcd" / "logo.png").read_bytes()
+BRAND = "Example Bank"
+SECSIPIDX = shutil.which("secsipidx")
+
+
+@pytest.fixture
+def logo(world: World, tmp_path: Path) -> Iterator[str]:
+    """A logo's https URL on 127.0.0.1, whose TLS root every opensti process of the
+    world trusts (requested before ``served``, which starts the node)."""
+    tls = make_tls_files(tmp_path / "logo-tls", label="logos")
+    world.env["SSL_CERT_FILE"] = str(tls.root_pem)
+    with serve(tls) as server:
+        server.routes["/logo.png"] = Route.body(LOGO, content_type="image/png")
+        yield server.url("/logo.png")
 
 
 @pytest.fixture
@@ -122,6 +142,66 @@ def test_a_branded_call_shows_its_verified_name_in_the_call_log(
     assert len(branded) == CALLS, branded
     assert {(c["action"], c["verstat"], c["rcd_name"]) for c in branded} == {
         ("verified", "TN-Validation-Passed", "Example Bank")
+    }
+
+
+def _rcd_of(response: SIPResponse) -> dict[str, Any] | None:
+    value = response.header("identity")
+    assert value is not None
+    payload = decode_passport(parse_identity(value).token).payload
+    return payload.get("rcd")  # type: ignore[no-any-return]
+
+
+def _secsipidx_verifies(identity: str, tmp_path: Path) -> None:
+    """secsipidx checks the SHAKEN PASSporT's signature with the x5u's leaf key."""
+    if SECSIPIDX is None:
+        pytest.skip("secsipidx not installed")
+    chain = httpx.get(parse_identity(identity).info, trust_env=False).content
+    public = load_certificate_chain(chain).leaf.public_key()
+    key = tmp_path / "leaf-public.pem"
+    key.write_bytes(
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (tmp_path / "identity.txt").write_text(identity)
+    checked = subprocess.run(
+        [SECSIPIDX, "-check", "-fidentity", str(tmp_path / "identity.txt"),
+         "-fpubkey", str(key), "-expire", "60"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_an_entry_brand_is_signed_by_the_sign_listener_and_shown_once_verified(
+    world: World, logo: str, served: tuple[str, str, str], tmp_path: Path
+) -> None:
+    _base, sign, verify = served
+    assert _rcd_of(_invite(_address(sign), CALLER, "plain@t")) is None
+    # Set while serve runs: the logo is fetched now, and the node's keyring follows.
+    entry = run_json(world, "cert", "set", "east", "--rcd-name", BRAND, "--rcd-icon", logo)
+    assert (entry["rcd_name"], entry["rcd_icon_digest"]) == (BRAND, rcdi_digest(LOGO))
+    assert_refused(world, 2, "https", "cert", "set", "east", "--rcd-icon", "http://a.example/")
+    missing = logo.replace("logo.png", "missing.png")
+    assert_refused(world, 2, "cannot be used", "cert", "set", "east", "--rcd-icon", missing)
+    _eventually(lambda: _rcd_of(_invite(_address(sign), CALLER, "brand@t")) is not None, "brand")
+    # SIPp as the SBC at the sign listener: a 302 with a SHAKEN Identity per call.
+    asyncio.run(run_sipp(sign, "brand_sign.xml", tmp_path, calls=CALLS))
+    response = _invite(_address(sign), CALLER, "branded@t")
+    identity = response.header("identity")
+    assert identity is not None
+    payload = decode_passport(parse_identity(identity).token).payload
+    assert payload["rcd"] == {"nam": BRAND, "icn": logo}
+    assert payload["rcdi"] == {"/icn": rcdi_digest(LOGO)}
+    # secsipidx (which knows no rcd) still verifies the SHAKEN PASSporT carrying it.
+    _secsipidx_verifies(identity, tmp_path)
+    # The terminating STI-VS fetches the logo, checks its rcdi and logs the name.
+    rows = identity_fields(tmp_path, [[identity]])
+    asyncio.run(run_sipp(verify, "verify.xml", tmp_path, inf=rows, calls=CALLS))
+    branded = _inbound(world)
+    assert len(branded) == CALLS, branded
+    assert {(c["verstat"], c["rcd_name"], c["rcd_icon"]) for c in branded} == {
+        ("TN-Validation-Passed", BRAND, logo)
     }
 
 

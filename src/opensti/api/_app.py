@@ -13,6 +13,7 @@ from opensti.api._context import APIContext, _utc_now
 from opensti.api._problems import install_problem_handlers
 from opensti.app import App
 from opensti.calls import CallLog
+from opensti.lifecycle.branding import IconFetch
 from opensti.signing import SigningService
 from opensti.verification import VerificationService
 
@@ -39,12 +40,15 @@ def create_api(
     verifier: VerificationService | None = None,
     call_log: CallLog | None = None,
     clock: Callable[[], dt.datetime] = _utc_now,
+    icon_fetch: IconFetch | None = None,
 ) -> FastAPI:
     """The FastAPI application over ``app``'s store and services.
 
     ``signer`` defaults to one over the entries' active certificates; without a
     ``verifier``, ``/verify`` answers 404. ``call_log`` records every sign and verify;
     whoever owns it starts and stops it (it is shared with the SIP server).
+    ``icon_fetch`` gets the logos signing requests name (default: the entries' fetcher,
+    which keeps no cache).
     """
     api = FastAPI(
         title="opensti",
@@ -60,6 +64,7 @@ def create_api(
         verifier=verifier,
         call_log=call_log,
         clock=clock,
+        icon_fetch=icon_fetch or app.certificates.icon_fetch,
     )
     install_problem_handlers(api)
     v1 = APIRouter(prefix=API_PREFIX)

@@ -33,7 +33,8 @@ from opensti.api.stir import _full_identity
 from opensti.calls import MAX_PAGE, call_dict, certificate_info, find_calls, list_calls
 from opensti.core.errors import InvalidInput, NotFound, OpenSTIError
 from opensti.core.rcd import build_rcd_claims
-from opensti.signing._extended import sign_branded, sign_div
+from opensti.lifecycle.branding import fetch_icon_digest
+from opensti.signing._extended import sign_div
 from opensti.store import Role
 
 __all__ = ["router"]
@@ -48,7 +49,7 @@ def _dests(value: str | list[str]) -> list[str]:
 
 
 def _sign_div(ctx: APIContext, body: SignIn) -> dict[str, Any]:
-    if body.attest is not None or body.rcd_name is not None:
+    if body.attest is not None or _rcd_given(body):
         raise InvalidInput("a div PASSporT carries no attest or rcd claims")
     assert body.div is not None
     signed = sign_div(
@@ -57,10 +58,28 @@ def _sign_div(ctx: APIContext, body: SignIn) -> dict[str, Any]:
     return {"identity": signed.identity, "entry": signed.entry, "x5u": signed.x5u}
 
 
-def _sign(ctx: APIContext, body: SignIn) -> dict[str, Any]:
+def _rcd_given(body: SignIn) -> bool:
+    return any(v is not None for v in (body.rcd_name, body.rcd_icon, body.rcd_reason))
+
+
+async def _rcd(ctx: APIContext, body: SignIn) -> dict[str, Any] | None:
+    """The request's own rcd claims (they replace the entry's), the logo fetched for
+    its rcdi digest; None when the request names none."""
+    if not _rcd_given(body):
+        return None
+    digest = None
+    if body.rcd_icon is not None:
+        digest = await fetch_icon_digest(ctx.icon_fetch, body.rcd_icon)
+    return build_rcd_claims(
+        name=body.rcd_name, icon=body.rcd_icon, icon_digest=digest, call_reason=body.rcd_reason
+    )
+
+
+async def _sign(ctx: APIContext, body: SignIn) -> dict[str, Any]:
     if body.div is not None:
         return _sign_div(ctx, body)
     dests = _dests(body.dest)
+    rcd = await _rcd(ctx, body)
     try:
         signed = ctx.signer.sign(
             body.orig,
@@ -69,14 +88,12 @@ def _sign(ctx: APIContext, body: SignIn) -> dict[str, Any]:
             origid=body.origid,
             entry=body.entry,
             now=body.iat,
+            rcd=rcd,
         )
     except OpenSTIError as error:
         if ctx.call_log is not None and not isinstance(error, InvalidInput):
             ctx.call_log.record_sign_failure(error, body.orig, dests, body.call_id)
         raise
-    if body.rcd_name is not None or body.rcd_reason is not None:
-        rcd = build_rcd_claims(name=body.rcd_name, call_reason=body.rcd_reason)
-        signed = sign_branded(signed, ctx.signer, rcd)
     if ctx.call_log is not None:
         ctx.call_log.record_signed(signed, call_id=body.call_id)
     return {
@@ -110,9 +127,9 @@ async def _verify(ctx: APIContext, body: VerifyIn) -> dict[str, Any]:
     return {**call.to_dict(), "result_class": result.result_class.value}
 
 
-def _sign_or_problem(ctx: APIContext, body: SignIn) -> dict[str, Any]:
+async def _sign_or_problem(ctx: APIContext, body: SignIn) -> dict[str, Any]:
     try:
-        return _sign(ctx, body)
+        return await _sign(ctx, body)
     except OpenSTIError as error:
         return error_problem(error)
 
@@ -127,14 +144,14 @@ async def _verify_or_problem(ctx: APIContext, body: VerifyIn) -> dict[str, Any]:
 @router.post("/sign", tags=["calls"], dependencies=Operator)
 async def sign(ctx: Context, body: SignIn) -> SignOut:
     """Sign one call: the Identity header value, the entry that signed and its x5u."""
-    return SignOut.model_validate(_sign(ctx, body))
+    return SignOut.model_validate(await _sign(ctx, body))
 
 
 @router.post("/sign/batch", tags=["calls"], dependencies=Operator)
 async def sign_batch(ctx: Context, body: SignBatchIn) -> SignBatchOut:
     """Sign up to 1000 calls; each result is a signature or that call's problem body."""
     return SignBatchOut.model_validate(
-        {"results": [_sign_or_problem(ctx, request) for request in body.requests]}
+        {"results": [await _sign_or_problem(ctx, request) for request in body.requests]}
     )
 
 

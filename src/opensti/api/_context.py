@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Request
 
 from opensti.app import App
 from opensti.calls import CallLog
+from opensti.lifecycle.branding import IconFetch
 from opensti.signing import SigningService
 from opensti.store import Database
 from opensti.verification import VerificationService
@@ -29,6 +30,8 @@ class APIContext:
     verifier: VerificationService | None
     call_log: CallLog | None
     clock: Callable[[], dt.datetime] = _utc_now
+    #: Fetches a logo a signing request names (cached in ``opensti serve``).
+    icon_fetch: IconFetch | None = None
 
     @property
     def database(self) -> Database:

@@ -186,6 +186,8 @@ def add_entry(ctx: Context, body: EntryIn) -> EntryInfo:
             add_prefixes=body.prefixes,
             attest=body.attest,
             enabled=body.enabled,
+            rcd_name=body.rcd_name,
+            rcd_icon=body.rcd_icon,
         ),
     )
     ctx.reload_signing()
@@ -195,8 +197,9 @@ def add_entry(ctx: Context, body: EntryIn) -> EntryInfo:
 @router.patch("/entries/{name}", tags=["certificates"], dependencies=Admin)
 def change_entry(ctx: Context, name: str, body: EntryChangeIn) -> EntryInfo:
     """Change which calls the entry signs (default signer, prefixes), its default
-    attestation, or enable/disable it. Refused with 409 naming the other entry when a
-    prefix is taken; making it the default moves the role (``notes`` says from whom)."""
+    attestation, the name and logo its calls assert, or enable/disable it. Refused
+    with 409 naming the other entry when a prefix is taken; making it the default moves
+    the role (``notes`` says from whom). A logo is fetched first (400 if unusable)."""
     entry = ctx.app.certificates.change_entry(name, body.routing())
     ctx.reload_signing()
     return entry

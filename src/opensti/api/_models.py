@@ -27,6 +27,7 @@ TN = Annotated[str, Field(min_length=1, max_length=256)]
 #: Calling-number prefixes (E.164 digits; checked by the store, which names the problem).
 Prefixes = Annotated[tuple[Annotated[str, Field(max_length=32)], ...], Field(max_length=1000)]
 Attest = Annotated[str, Field(max_length=1)]
+RCDName = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class _Request(BaseModel):
@@ -98,18 +99,25 @@ class EntryIn(_Request):
     prefixes: Prefixes = ()
     attest: Attest | None = None
     enabled: bool = True
+    #: Rich Call Data its calls assert (RFC 9795): display name and https logo URL
+    #: (fetched now for its rcdi digest).
+    rcd_name: RCDName | None = None
+    rcd_icon: Url | None = None
 
 
 class EntryChangeIn(_Request):
     """Which calls the entry signs and how; a field left out stays as it is.
 
-    ``prefixes`` replaces the entry's list (``[]`` clears it).
+    ``prefixes`` replaces the entry's list (``[]`` clears it); ``rcd_name`` and
+    ``rcd_icon`` set the name and logo its calls assert (``""`` removes one).
     """
 
     default_signer: bool | None = None
     prefixes: Prefixes | None = None
     attest: Attest | None = None
     enabled: bool | None = None
+    rcd_name: Annotated[str | None, Field(max_length=256)] = None
+    rcd_icon: Annotated[str | None, Field(max_length=2048)] = None
 
     def routing(self) -> RoutingChange:
         return RoutingChange(
@@ -118,6 +126,8 @@ class EntryChangeIn(_Request):
             clear_prefixes=self.prefixes is not None,
             attest=self.attest,
             enabled=self.enabled,
+            rcd_name=self.rcd_name,
+            rcd_icon=self.rcd_icon,
         )
 
 
@@ -178,9 +188,11 @@ class SignIn(_Request):
     iat: Annotated[int | None, Field(ge=0, le=MAX_TIME)] = None
     #: A div PASSporT (RFC 8946) instead: the number the call was diverted from.
     div: TN | None = None
-    #: Rich Call Data (RFC 9795) added to the SHAKEN PASSporT: name and call reason.
-    rcd_name: Annotated[str | None, Field(min_length=1, max_length=256)] = None
-    rcd_reason: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+    #: Rich Call Data (RFC 9795) added to the SHAKEN PASSporT instead of the entry's:
+    #: name, logo URL (fetched for its rcdi digest, cached) and call reason.
+    rcd_name: RCDName | None = None
+    rcd_icon: Url | None = None
+    rcd_reason: RCDName | None = None
 
 
 class SignOut(_Response):

@@ -19,7 +19,11 @@ are accepted: a TN as a string or a one-element array, ``identity`` with or with
 ``;info=...`` (rebuilt from the PASSporT's x5u when missing), ``iat``/``time`` as a
 number or numeric string. opensti extensions: ``entry`` in a signing request (names
 the signing entry) and ``identities`` (several Identity values) in a verification
-request.
+request. ATIS-1000082 defines no Rich Call Data or diverted-call fields, so these are
+extensions too: a signing request's ``rcd`` object (``nam``, ``icn``: the logo is
+fetched for its rcdi digest) and ``crn`` replace the entry's Rich Call Data (RFC
+9795); a verification response adds ``rcd`` (whether the name and logo verified)
+and, for a diverted call (RFC 8946), ``div`` (each link of the chain).
 
 Every endpoint but ``/health`` is closed by default (see :mod:`opensti.api._stir_access`):
 a refusal answers 401 or 403 with ``{"requestError": {"policyException": {"messageId",
@@ -44,6 +48,7 @@ from typing import Any
 from opensti.api import _vesper as vesper
 from opensti.api._stir_access import KnownToken, STIRAccess, TokenCache, parse_networks
 from opensti.core.bounds import check_origid, check_time
+from opensti.core.call import CallVerification
 from opensti.core.errors import (
     InvalidInput,
     NotAuthenticated,
@@ -55,7 +60,9 @@ from opensti.core.errors import (
 )
 from opensti.core.identity import format_identity
 from opensti.core.passport import decode_passport
+from opensti.core.rcd import build_rcd_claims
 from opensti.core.verify import VerificationResult
+from opensti.lifecycle.branding import IconFetch, fetch_icon_digest
 from opensti.metrics import Metrics
 from opensti.signing import SigningService
 from opensti.verification import FailurePolicy, VerificationService
@@ -173,8 +180,11 @@ class STIRApp:
         access: STIRAccess | None = None,
         health: Callable[[], str | None] | None = None,
         problems: Callable[[], Sequence[str]] | None = None,
+        icon_fetch: IconFetch | None = None,
     ) -> None:
         self.signer = signer
+        #: Fetches the logo a signing request's ``rcd.icn`` names (cached by the caller).
+        self.icon_fetch = icon_fetch
         #: Without an access policy nothing gets in: closed by default.
         self.access = access or STIRAccess()
         #: Why the node cannot work (e.g. the store is read-only), or None; blocking.
@@ -252,13 +262,25 @@ class STIRApp:
 
     # -- signing -----------------------------------------------------------------------
 
-    def _sign_one(self, request: object) -> dict[str, Any]:
+    async def _rcd(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The request's own rcd claims (extension ``rcd``, ``crn``), or None."""
+        rcd, crn = request.get("rcd"), _optional_str(request, "crn")
+        if rcd is None and crn is None:
+            return None
+        if not isinstance(rcd, dict) or set(rcd) - {"nam", "icn"}:
+            raise InvalidInput("rcd must be an object with nam and/or icn")
+        name, icon = _optional_str(rcd, "nam"), _optional_str(rcd, "icn")
+        digest = None if icon is None else await fetch_icon_digest(self.icon_fetch, icon)
+        return build_rcd_claims(name=name, icon=icon, icon_digest=digest, call_reason=crn)
+
+    async def _sign_one(self, request: object) -> dict[str, Any]:
         if self.signer is None:
             raise NotFound("signing is not enabled on this server")
         if not isinstance(request, dict):
             raise InvalidInput("signingRequest must be an object")
         started = self._timer()
         try:
+            rcd = await self._rcd(request)
             signed = self.signer.sign(
                 _one_tn(request.get("orig"), "orig"),
                 _tns(request.get("dest"), "dest"),
@@ -266,6 +288,7 @@ class STIRApp:
                 origid=check_origid(_optional_str(request, "origid")),
                 entry=_optional_str(request, "entry"),
                 now=_seconds(request.get("iat"), "iat"),
+                rcd=rcd,
             )
         except OpenSTIError as error:
             self.metrics.signed.inc(outcome=type(error).__name__)
@@ -277,16 +300,16 @@ class STIRApp:
     async def _signing(self, body: dict[str, Any]) -> dict[str, Any]:
         if vesper.is_vesper(body, "signingRequest"):
             try:
-                return {vesper.SIGNING: self._sign_one(vesper.signing_request(body))}
+                return {vesper.SIGNING: await self._sign_one(vesper.signing_request(body))}
             except OpenSTIError as error:
                 raise vesper.VesperAnswer.of(error, vesper.SIGNING) from None
-        return {"signingResponse": self._sign_one(_object(body, "signingRequest"))}
+        return {"signingResponse": await self._sign_one(_object(body, "signingRequest"))}
 
     async def _signing_batch(self, body: dict[str, Any]) -> dict[str, Any]:
         answers = []
         for request in _batch(body, "signingRequests"):
             try:
-                answers.append(self._sign_one(request))
+                answers.append(await self._sign_one(request))
             except OpenSTIError as error:
                 answers.append(_error_body(error))
         return {"signingResponses": answers}
@@ -294,23 +317,35 @@ class STIRApp:
     # -- verification ------------------------------------------------------------------
 
     async def _verify_one(self, request: object) -> dict[str, Any]:
-        return self._verification_response(await self._verify_result(request))
+        call = await self._verify_call(request)
+        answer = self._verification_response(call.result)
+        # Extensions (ATIS-1000082 has neither): the div chain and the Rich Call Data.
+        if call.divs:
+            answer["div"] = [link.to_dict() for link in call.divs]
+        if call.rcd is not None:
+            answer["rcd"] = call.rcd.to_dict()
+        return answer
 
     async def _verify_result(self, request: object) -> VerificationResult:
+        return (await self._verify_call(request)).result
+
+    async def _verify_call(self, request: object) -> CallVerification:
+        """The whole call: SHAKEN, any div PASSporTs (RFC 8946) and rcd (RFC 9795)."""
         if self.verifier is None:
             raise NotFound("verification is not enabled on this server")
         if not isinstance(request, dict):
             raise InvalidInput("verificationRequest must be an object")
         started = self._timer()
-        result = await self.verifier.verify(
+        call = await self.verifier.verify_call(
             _identities(request),
             _one_tn(request.get("from"), "from"),
             _tns(request.get("to"), "to"),
             date=_seconds(request.get("time"), "time"),
         )
+        result = call.result
         self.metrics.verified.inc(verstat=result.verstat.value, result=result.result_class.value)
         self.metrics.latency.observe(self._timer() - started, op="verify")
-        return result
+        return call
 
     def _verification_response(self, result: VerificationResult) -> dict[str, Any]:
         answer: dict[str, Any] = {"verstat": result.verstat.value}

@@ -21,7 +21,7 @@ from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.rcd import build_rcd_claims
 from opensti.core.tn import canonicalize_tn
 from opensti.verification.fetch import FetchPolicy
-from opensti.verification.resources import ResourceFetcher
+from opensti.verification.resources import fetch_once
 
 __all__ = ["PPT_TYPES", "RCDOptions", "fetch_resource", "sign_extended"]
 
@@ -41,12 +41,7 @@ class RCDOptions:
 
 def fetch_resource(url: str, policy: FetchPolicy) -> bytes:
     """One resource, fetched with the x5u rules (for the CLI: no cache worth keeping)."""
-
-    async def run() -> bytes:
-        async with ResourceFetcher(policy) as fetcher:
-            return await fetcher.fetch(url)
-
-    return asyncio.run(run())
+    return asyncio.run(fetch_once(url, policy))
 
 
 def _rcd_claims(options: RCDOptions, policy: FetchPolicy) -> dict[str, Any]:

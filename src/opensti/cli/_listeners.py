@@ -9,6 +9,7 @@ whose peer presented one; the STIR API's door reads it.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -29,6 +30,52 @@ try:  # httptools is the faster parser; h11 is always there.
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _FastProtocol
 except ImportError:  # pragma: no cover - depends on the installation
     _FastProtocol = H11Protocol  # type: ignore[misc,assignment]
+
+
+class _CoalescedWrites:
+    """A transport whose writes within one pass of the event loop leave as one send.
+
+    uvicorn writes a response's status line and headers, then its body, as two
+    ``transport.write`` calls; with TCP_NODELAY each is a send system call and a TCP
+    segment of its own, and on a kept-alive connection the first of them was about
+    half the server's time per STIR request. Joined, a response is one send. uvicorn
+    has no option for this, so it is done here, in front of the real transport: the
+    writes of one pass are kept and flushed by a callback at the next, before the
+    transport is closed. Everything else goes to the real transport.
+    """
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _CoalescingProtocol(_FastProtocol):
+    """uvicorn's HTTP protocol over :class:`_CoalescedWrites`."""
+
+    def connection_made(self, transport: Any) -> None:
+        writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+        super().connection_made(writes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +134,7 @@ class _ClientCertificateMixin:
             self.app = with_tls
 
 
-class _MutualTLSProtocol(_ClientCertificateMixin, _FastProtocol):
+class _MutualTLSProtocol(_ClientCertificateMixin, _CoalescingProtocol):
     pass
 
 
@@ -107,6 +154,7 @@ def uvicorn_server(
         # STIR allowlist count): only believed from the configured proxies.
         "proxy_headers": bool(trusted_proxies),
         "forwarded_allow_ips": ",".join(trusted_proxies) or "",
+        "http": _CoalescingProtocol,
     }
     if tls is not None:
         config.update(ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key))

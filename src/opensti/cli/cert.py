@@ -39,6 +39,21 @@ AttestOption = Annotated[
     str | None,
     typer.Option("--attest", help="Attestation (A, B or C) when the caller gives none."),
 ]
+RCDNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rcd-name",
+        help='Display name its calls assert (RFC 9795 rcd "nam", branded calling); "" removes it.',
+    ),
+]
+RCDIconOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rcd-icon",
+        help='Logo URL (https) its calls assert (rcd "icn"); fetched now for its rcdi '
+        'digest, so an unusable logo is refused. "" removes it.',
+    ),
+]
 EnableOption = Annotated[
     bool | None,
     typer.Option("--enable/--disable", help="A disabled entry neither renews nor signs."),
@@ -73,6 +88,7 @@ def _routing(
     attest: str | None,
     enabled: bool | None,
     clear_prefixes: bool = False,
+    rcd: tuple[str | None, str | None] = (None, None),
 ) -> RoutingChange:
     return RoutingChange(
         default_signer=default_signer,
@@ -80,6 +96,8 @@ def _routing(
         clear_prefixes=clear_prefixes,
         attest=None if attest is None else attest.strip().upper(),
         enabled=enabled,
+        rcd_name=rcd[0],
+        rcd_icon=rcd[1],
     )
 
 
@@ -111,9 +129,17 @@ def _print_entry(entry: EntryInfo) -> None:
         ("enabled", "yes" if entry.enabled else "no (neither renews nor signs)"),
         ("signs", entry.signs),
         ("attestation", f"{entry.attest} when the caller gives none"),
+        ("rcd name", entry.rcd_name or "-"),
+        ("rcd icon", _icon(entry)),
     )
     for label, value in rows:
         console.print(f"{label + ':':<20}{value}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _icon(entry: EntryInfo) -> str:
+    if entry.rcd_icon is None:
+        return "-"
+    return f"{entry.rcd_icon} (rcdi {entry.rcd_icon_digest})"
 
 
 @cert_app.command("add")
@@ -133,6 +159,8 @@ def cert_add(
     default_signer: DefaultSignerOption = None,
     prefix: PrefixOption = None,
     attest: AttestOption = None,
+    rcd_name: RCDNameOption = None,
+    rcd_icon: RCDIconOption = None,
     enable: EnableOption = None,
     json_output: JSONOption = False,
 ) -> None:
@@ -151,7 +179,7 @@ def cert_add(
             crl_url=crl_url,
             token_file=data,
             token=token,
-            routing=_routing(default_signer, prefix, attest, enable),
+            routing=_routing(default_signer, prefix, attest, enable, rcd=(rcd_name, rcd_icon)),
         )
     _show_changed(entry, json_output)
 
@@ -166,15 +194,18 @@ def cert_set(
         bool, typer.Option("--clear-prefixes", help="Drop the entry's prefixes (before --prefix).")
     ] = False,
     attest: AttestOption = None,
+    rcd_name: RCDNameOption = None,
+    rcd_icon: RCDIconOption = None,
     enable: EnableOption = None,
     json_output: JSONOption = False,
 ) -> None:
-    """Change which calls an entry signs, its attestation, or enable/disable it."""
-    change = _routing(default_signer, prefix, attest, enable, clear_prefixes)
+    """Change which calls an entry signs, its attestation, the name and logo its calls
+    assert (branded calling), or enable/disable it."""
+    change = _routing(default_signer, prefix, attest, enable, clear_prefixes, (rcd_name, rcd_icon))
     if change == RoutingChange():
         raise InvalidInput(
             "nothing to change: give --default-signer, --no-default-signer, --prefix, "
-            "--clear-prefixes, --attest, --enable or --disable"
+            "--clear-prefixes, --attest, --rcd-name, --rcd-icon, --enable or --disable"
         )
     with open_app(ctx) as application:
         entry = application.certificates.change_entry(name, change)

@@ -56,6 +56,7 @@ from opensti.cli.users import first_run_link
 from opensti.config import Settings, split_host_port
 from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.eventloop import run_server_loop
+from opensti.lifecycle.branding import IconFetch, refresh_icons
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
 from opensti.prefork import fork_workers, stop_workers
@@ -68,6 +69,7 @@ from opensti.sip import (
     RedirectPolicy,
     SIPServer,
     SIPServices,
+    bind_sip_listeners,
     parse_listeners,
 )
 from opensti.store import follow_store
@@ -116,8 +118,22 @@ class ServeOptions:
     worker_id: str | None = None
     #: The public STI-CR listener; None: the internal listener serves the STI-CR too.
     sti_cr_listen: tuple[str, int] | None = None
-    #: Processes answering HTTP: this one, plus forked ones without SIP or renewals.
-    http_workers: int = 1
+    #: Processes answering HTTP and SIP on the same sockets: this one (which alone
+    #: runs renewals), plus forked ones.
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BoundSockets:
+    """Listeners bound once before the workers fork, so every process shares them."""
+
+    http: list[socket.socket]
+    sip: list[socket.socket]
+
+    def close(self) -> None:
+        for sock in (*self.http, *self.sip):
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def check_front(options: ServeOptions) -> None:
@@ -181,13 +197,16 @@ def _management(
     verifier: Any,
     call_log: CallLog,
     policy: ReconcilePolicy,
+    icon_fetch: IconFetch,
 ) -> ASGI | None:
     """``/api/v1`` and the web UI, when this installation has them."""
     try:
         from opensti.api import API_PREFIX, create_api
     except ImportError:
         return None
-    api = create_api(application, signer=signing, verifier=verifier, call_log=call_log)
+    api = create_api(
+        application, signer=signing, verifier=verifier, call_log=call_log, icon_fetch=icon_fetch
+    )
     try:
         from opensti.web import create_web
     except ImportError:
@@ -218,9 +237,12 @@ def _warn_unserved(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> None:
                 err_console.print(f"warning: sign listener {spec}: {problem}", highlight=False)
 
 
-async def _verifier(application: App, stack: AsyncExitStack) -> VerificationService | None:
+async def _verifier(
+    application: App, stack: AsyncExitStack, resources: ResourceFetcher
+) -> VerificationService | None:
     """The STI-VS, when the STI-CA trust list is configured (OPENSTI_CA_TRUST_ANCHORS, or
-    OPENSTI_CA_TRUST_LIST_URL), with the list read again on a schedule."""
+    OPENSTI_CA_TRUST_LIST_URL), with the list read again on a schedule; rcd logos
+    come from ``resources``."""
     settings = application.settings
     source = settings.ca_trust_anchors or settings.ca_trust_list_url
     if source is None:
@@ -234,8 +256,6 @@ async def _verifier(application: App, stack: AsyncExitStack) -> VerificationServ
     refresh = asyncio.create_task(_refresh_trust_every(trust, settings.ca_trust_refresh_seconds))
     stack.push_async_callback(_cancel, refresh)
     fetcher = await stack.enter_async_context(X5UFetcher(fetch_policy(settings)))
-    # Rich Call Data logos are fetched under the same rules as x5u (RFC 9795 rcdi).
-    resources = await stack.enter_async_context(ResourceFetcher(fetch_policy(settings)))
     return VerificationService(fetcher, trust, policy=verify_policy(settings), resources=resources)
 
 
@@ -244,6 +264,14 @@ async def _refresh_trust(trust: TrustStore) -> None:
         await trust.refresh()
     except OpenSTIError as exc:
         _log.warning("trust list not refreshed, the last good one stays: %s", exc.message)
+
+
+async def _refresh_icons_every(application: App, seconds: float) -> None:
+    """The entries' rcd logos fetched again, a changed digest stored (and so signed)."""
+    while True:
+        await asyncio.sleep(seconds)
+        database, fetch = application.database, application.certificates.icon_fetch
+        await asyncio.to_thread(refresh_icons, database, fetch)
 
 
 async def _refresh_trust_every(trust: TrustStore, seconds: float) -> None:
@@ -290,6 +318,18 @@ class _Listener:
     server: uvicorn.Server
 
 
+def bind_all(options: ServeOptions) -> BoundSockets:
+    """Every listener of ``options``: HTTP (see :func:`bind_listeners`), then SIP."""
+    http = bind_listeners(options)
+    try:
+        sip = bind_sip_listeners(options.sip_listeners)
+    except BaseException:
+        for sock in http:
+            sock.close()
+        raise
+    return BoundSockets(http, sip)
+
+
 def bind_listeners(options: ServeOptions) -> list[socket.socket]:
     """The internal listener's socket, then the public STI-CR's when it has its own."""
     addresses = [(options.host, options.port)]
@@ -321,12 +361,14 @@ async def run_server(
     stop: asyncio.Event,
     *,
     ready: Callable[..., None] | None = None,
-    sockets: Sequence[socket.socket] | None = None,
+    sockets: BoundSockets | None = None,
+    first: bool = True,
 ) -> None:
     """Serve until ``stop`` is set; ``ready`` gets the internal address once it listens,
     then the public STI-CR's (with ``public=True``) when it has a listener of its own.
-    ``sockets``: listeners bound already (by :func:`bind_listeners`, shared with forked
-    HTTP workers); without them this call binds its own."""
+    ``sockets``: listeners bound already (by :func:`bind_all`, shared with forked
+    workers); without them this call binds its own. ``first``: the process that warns
+    about setup problems (the forked workers do not repeat them)."""
     check_front(options)
     settings = application.settings
     tls = _tls(options, settings)
@@ -348,7 +390,10 @@ async def run_server(
     async with AsyncExitStack() as stack:
         call_log.start()
         stack.callback(call_log.stop)
-        verifier = await _verifier(application, stack)
+        # Rich Call Data logos, fetched under the x5u rules (RFC 9795 rcdi) and cached:
+        # the verifier's, and those a signing request names.
+        resources = await stack.enter_async_context(ResourceFetcher(fetch_policy(settings)))
+        verifier = await _verifier(application, stack, resources)
         split = options.sti_cr_listen is not None
         internal = Dispatcher(
             None if split else repository,
@@ -358,21 +403,26 @@ async def run_server(
                 access=stir_access(application),
                 health=application.database.health,
                 problems=lambda: signing_problems(keyring, options.sip_listeners),
+                icon_fetch=resources.fetch,
             ),
-            _management(application, signing, verifier, call_log, options.policy),
+            _management(application, signing, verifier, call_log, options.policy, resources.fetch),
         )
         await repository.start()
         stack.push_async_callback(repository.stop)
         if options.sip_listeners:
-            _warn_unserved(keyring, options.sip_listeners)
+            if first:
+                _warn_unserved(keyring, options.sip_listeners)
             services = SIPServices(
                 signer=CallSignerAdapter(signing),
                 verifier=verifier,
                 log=call_log,
                 policy=sip_policy(settings),
             )
-            await stack.enter_async_context(SIPServer(options.sip_listeners, services))
-        bound = list(sockets) if sockets is not None else bind_listeners(options)
+            sip_server = SIPServer(
+                options.sip_listeners, services, sockets=None if sockets is None else sockets.sip
+            )
+            await stack.enter_async_context(sip_server)
+        bound = sockets.http if sockets is not None else bind_listeners(options)
         listeners = [_listen(internal, bound[0], tls, settings)]
         if options.sti_cr_listen is not None:
             public_tls = None if tls is None else TLSMaterial(tls.cert, tls.key)
@@ -394,6 +444,8 @@ async def run_server(
                 hooks=ReconcileHooks(published=repository.refresh, activated=watcher.refresh),
             )
             tasks.append(asyncio.create_task(reconciler.run(stop)))
+            icons = _refresh_icons_every(application, settings.rcd_icon_refresh_seconds)
+            stack.push_async_callback(_cancel, asyncio.create_task(icons))
         while not all(x.server.started for x in listeners) and not any(t.done() for t in serving):
             await asyncio.sleep(0.01)
         started = all(x.server.started for x in listeners)
@@ -461,13 +513,15 @@ def serve_command(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the reconcile loop here.")
     ] = False,
-    http_workers: Annotated[
+    workers: Annotated[
         int | None,
         typer.Option(
+            "--workers",
+            "--http-workers",
             min=1,
             max=64,
-            help="Processes answering HTTP on the same sockets (default: "
-            "$OPENSTI_HTTP_WORKERS, else 1); the number of cores uses them all.",
+            help="Processes answering HTTP and SIP on the same sockets (default: "
+            "$OPENSTI_WORKERS, else 1); one per core uses them all.",
         ),
     ] = None,
     tick: TickOption = _DEFAULTS.tick,
@@ -493,31 +547,30 @@ def serve_command(
         listen = sti_cr_listen or application.settings.sti_cr_listen
         if listen is not None:
             options = replace(options, sti_cr_listen=_host_port(listen))
-        options = replace(options, http_workers=http_workers or application.settings.http_workers)
+        options = replace(options, workers=workers or application.settings.workers)
         check_front(options)
         configure_logging(application.settings.log_level)
-        sockets = bind_listeners(options)
+        sockets = bind_all(options)
         children = fork_workers(
-            options.http_workers - 1,
-            lambda: _http_worker(ctx, options, sockets),
-            name="HTTP worker",
+            options.workers - 1, lambda: _worker(ctx, options, sockets), name="worker"
         )
         try:
             run_server_loop(_serve(application, options, sockets))
         finally:
             stop_workers(children)
+            sockets.close()
 
 
-def _http_worker(ctx: typer.Context, options: ServeOptions, sockets: list[socket.socket]) -> None:
-    """A forked process that answers HTTP on the inherited sockets, with a store, keyring
-    watch, verifier and call log of its own; SIP and renewals stay with the parent."""
-    only_http = replace(options, worker=False, sip_listeners=(), http_workers=1)
+def _worker(ctx: typer.Context, options: ServeOptions, sockets: BoundSockets) -> None:
+    """A forked process that answers HTTP and SIP on the inherited sockets, with a store,
+    keyring watch, verifier and call log of its own; renewals stay with the parent."""
+    serving_only = replace(options, worker=False, workers=1)
     with open_app(ctx) as application:
 
         async def main() -> None:
             stop = asyncio.Event()
             with stop_on_signals(stop):
-                await run_server(application, only_http, stop, sockets=sockets)
+                await run_server(application, serving_only, stop, sockets=sockets, first=False)
 
         run_server_loop(main())
 
@@ -545,7 +598,7 @@ def browser_url(application: App, scheme: str, host: str, port: int) -> str:
     return public.rstrip("/") if public else f"{scheme}://localhost:{port}"
 
 
-async def _serve(application: App, options: ServeOptions, sockets: Sequence[socket.socket]) -> None:
+async def _serve(application: App, options: ServeOptions, sockets: BoundSockets) -> None:
     stop = asyncio.Event()
     scheme = "https" if options.tls_cert else "http"
 

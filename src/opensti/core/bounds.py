@@ -8,12 +8,15 @@ import re
 from urllib.parse import urlsplit
 
 from opensti.core.errors import InvalidInput
+from opensti.core.rcd import MAX_NAME_LENGTH
 
 __all__ = [
     "MAX_IAT_SKEW",
     "MAX_ORIGID",
     "MAX_TIME",
+    "check_icon_url",
     "check_origid",
+    "check_rcd_name",
     "check_signing_iat",
     "check_time",
     "check_x5u",
@@ -63,11 +66,12 @@ def check_origid(origid: str | None) -> str | None:
     return origid
 
 
-def check_x5u(url: str, *, allow_http: bool = False) -> str:
+def check_x5u(url: str, *, allow_http: bool = False, what: str = "x5u") -> str:
     """An https URL (http only when allowed) that cannot break the Identity header."""
     if len(url) > _MAX_X5U or _X5U_FORBIDDEN.search(url):
         raise InvalidInput(
-            "the x5u URL may not contain spaces, control characters or any of <>\"';,\\{}|^`[]",
+            f"the {what} URL may not contain spaces, control characters or any of "
+            "<>\"';,\\{}|^`[]",
             value=url,
         )
     try:
@@ -77,5 +81,22 @@ def check_x5u(url: str, *, allow_http: bool = False) -> str:
         raise InvalidInput(f"not a URL: {url!r}", value=url) from None
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme.lower() not in schemes or not parts.hostname:
-        raise InvalidInput(f"the x5u must be an {' or '.join(schemes)} URL with a host: {url!r}")
+        raise InvalidInput(f"the {what} must be an {' or '.join(schemes)} URL with a host: {url!r}")
     return url
+
+
+def check_icon_url(url: str) -> str:
+    """A logo URL to sign as ``rcd.icn`` (RFC 9795): https only, whatever the x5u
+    policy, since a verifier fetches it from the open network."""
+    return check_x5u(url.strip(), what="rcd icon")
+
+
+def check_rcd_name(name: str) -> str:
+    """A display name to sign as ``rcd.nam``: 1 to :data:`MAX_NAME_LENGTH` characters,
+    no control characters (what the verifier's parser accepts)."""
+    value = name.strip()
+    if not value or len(value) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"the rcd name must have 1 to {MAX_NAME_LENGTH} characters")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise InvalidInput("the rcd name may not contain control characters", value=value)
+    return value

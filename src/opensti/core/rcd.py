@@ -179,10 +179,12 @@ def build_rcd_claims(
     name: str | None = None,
     icon: str | None = None,
     icon_content: bytes | None = None,
+    icon_digest: str | None = None,
     call_reason: str | None = None,
 ) -> dict[str, Any]:
     """The rcd/rcdi/crn claims to add to a payload; ``icon_content`` (the fetched
-    logo) adds the ``/icn`` integrity digest. Raise :class:`InvalidInput` if empty."""
+    logo), or its :func:`rcdi_digest` computed earlier (``icon_digest``), adds the
+    ``/icn`` integrity digest. Raise :class:`InvalidInput` if empty."""
     rcd: dict[str, Any] = {}
     if name is not None:
         rcd["nam"] = name
@@ -192,9 +194,11 @@ def build_rcd_claims(
         raise InvalidInput("rcd needs a name or an icon")
     claims: dict[str, Any] = {"rcd": rcd}
     if icon_content is not None:
+        icon_digest = rcdi_digest(icon_content)
+    if icon_digest is not None:
         if icon is None:
             raise InvalidInput("icon content given without an icon URL")
-        claims["rcdi"] = {"/icn": rcdi_digest(icon_content)}
+        claims["rcdi"] = {"/icn": icon_digest}
     if call_reason is not None:
         claims["crn"] = call_reason
     try:

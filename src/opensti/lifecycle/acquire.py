@@ -17,15 +17,13 @@ a pending certificate row that the next request (or the loop) resumes.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import os
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -41,6 +39,7 @@ from opensti.lifecycle.accounts import (
     profile_of,
     utc_now,
 )
+from opensti.lifecycle.branding import IconFetch, entry_rcd_claims, icon_digest, run_blocking
 from opensti.lifecycle.deploy import DeploymentMaterial, pkcs12_bundle
 from opensti.lifecycle.flow import FlowStep
 from opensti.lifecycle.reconcile import (
@@ -112,7 +111,6 @@ FIRST_DEFAULT_NOTE = (
 _REVOCABLE = (CertificateState.ACTIVE, CertificateState.SUPERSEDED, CertificateState.PENDING)
 #: The attestation of an entry that was given none: C, the level that claims least.
 DEFAULT_ATTEST = "C"
-_T = TypeVar("_T")
 
 
 #: Every step of a request, in order (the reconcile loop's steps).
@@ -174,6 +172,11 @@ class EntryInfo:
     prefixes: tuple[str, ...] = ()
     default_signer: bool = False
     attest: str = DEFAULT_ATTEST
+    #: The Rich Call Data its calls assert (RFC 9795): display name, logo URL and the
+    #: logo's rcdi digest as last fetched.
+    rcd_name: str | None = None
+    rcd_icon: str | None = None
+    rcd_icon_digest: str | None = None
     #: What the last change did besides what was asked (e.g. the default moved).
     notes: tuple[str, ...] = ()
 
@@ -274,17 +277,6 @@ def _x5u(cert: Certificate, public_base_url: str | None) -> str | None:
     return x5u_for(cert.id, public_base_url) if public_base_url else None
 
 
-def _run_blocking(work: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``work`` to the end from synchronous code, even when this thread already
-    runs an event loop (a caller that is itself async): then on a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(work)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, work).result()
-
-
 def _write(path: Path, data: bytes, mode: int) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as handle:
@@ -304,12 +296,28 @@ class CertificateService:
         accounts: AccountService,
         *,
         clock: Clock = utc_now,
+        icon_fetch: IconFetch | None = None,
     ) -> None:
         self.db = db
         self.box = box
         self.settings = settings
         self.accounts = accounts
         self.clock = clock
+        #: Fetches an entry's rcd logo (x5u rules) when it is set; None: refused.
+        self.icon_fetch = icon_fetch
+
+    def _icon_digest(
+        self, change: RoutingChange, known: tuple[str | None, str | None] = (None, None)
+    ) -> str | None:
+        """The digest of the logo ``change`` sets, fetched now (before any write);
+        ``known`` is the entry's (URL, digest), kept without a fetch for the same URL
+        (a form saved again), since the refresh loop follows the logo's content."""
+        url = change.new_icon
+        if url is None:
+            return None
+        if known[0] == url and known[1] is not None:
+            return known[1]
+        return icon_digest(self.icon_fetch, url)
 
     @property
     def public_base_url(self) -> str | None:
@@ -337,6 +345,7 @@ class CertificateService:
         ``routing`` says which calls it signs (see :func:`opensti.store.change_routing`);
         ``hold`` keeps the renewal loop off it until its first certificate is requested."""
         routing = routing or RoutingChange()
+        digest = self._icon_digest(routing)
         bundle = _bundle(token_file, token, crl_url)
         if renew_before is not None:
             renew_before = check_renew_before(renew_before)
@@ -369,7 +378,9 @@ class CertificateService:
                 spc_pattern=self.settings.spc_pattern,
                 enabled=True if routing.enabled is None else routing.enabled,
             )
-            notes = change_routing(session, entry, replace(routing, enabled=None))
+            notes = change_routing(
+                session, entry, replace(routing, enabled=None), icon_digest=digest
+            )
             if bundle is not None:
                 set_entry_spc_token(session, self.box, entry, Secret.from_text(bundle.token))
             if hold:
@@ -377,11 +388,16 @@ class CertificateService:
             return self._entry_info(session, entry, notes)
 
     def change_entry(self, name: str, change: RoutingChange) -> EntryInfo:
-        """Change which calls the entry signs, its attestation, or enable/disable it
-        (a disabled entry neither renews nor signs; its chains stay published)."""
+        """Change which calls the entry signs, its attestation, its Rich Call Data, or
+        enable/disable it (a disabled entry neither renews nor signs; its chains stay
+        published). A logo is fetched first: one that cannot be used changes nothing."""
+        with self.db.read_session() as session:
+            entry = get_entry(session, name)
+            known = (entry.rcd_icon_url, entry.rcd_icon_digest)
+        digest = self._icon_digest(change, known)
         with self.db.session() as session:
             entry = get_entry(session, name)
-            notes = change_routing(session, entry, change)
+            notes = change_routing(session, entry, change, icon_digest=digest)
             return self._entry_info(session, entry, notes)
 
     def remove_entry(self, name: str, *, revoke: bool = False) -> RemovedEntry:
@@ -439,6 +455,9 @@ class CertificateService:
             prefixes=tuple(entry.orig_prefixes or ()),
             default_signer=entry.is_default_signer,
             attest=entry.default_attest or DEFAULT_ATTEST,
+            rcd_name=entry.rcd_name,
+            rcd_icon=entry.rcd_icon_url,
+            rcd_icon_digest=entry.rcd_icon_digest,
             notes=tuple(notes),
         )
 
@@ -483,7 +502,7 @@ class CertificateService:
         reconciler = Reconciler(
             self.db, self.box, self.settings, self.accounts, clock=self.clock, holder=holder
         )
-        certificate_id, steps = _run_blocking(reconciler.run_now(name, progress=progress))
+        certificate_id, steps = run_blocking(reconciler.run_now(name, progress=progress))
         with self.db.read_session() as session:
             cert = get_certificate(session, certificate_id)
             assert cert.chain_pem is not None  # an active certificate has its chain
@@ -551,6 +570,7 @@ class CertificateService:
                         is_default=entry.is_default_signer,
                         attest=entry.default_attest or DEFAULT_ATTEST,
                         certificate_id=str(cert.id) if cert is not None and key else None,
+                        rcd=entry_rcd_claims(entry),
                     )
                 )
         return entries

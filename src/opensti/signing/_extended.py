@@ -1,22 +1,22 @@
-"""STI-AS for diverted calls (RFC 8946 div PASSporT) and branded calls (RFC 9795 rcd).
+"""STI-AS for diverted calls (RFC 8946 div PASSporT).
 
-Beside :class:`SigningService.sign` (the SHAKEN hot path, left as it is): the entry
-is chosen the same way, by name or by the calling number's longest prefix.
+Beside :class:`SigningService.sign` (the SHAKEN hot path, which adds an entry's or a
+request's Rich Call Data itself): the entry is chosen the same way, by name or by the
+calling number's longest prefix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from opensti.core.div import DIV_PPT, DivClaims
 from opensti.core.errors import InvalidInput
 from opensti.core.identity import format_identity
 from opensti.core.tn import canonicalize_tn
-from opensti.signing._service import SignedCall, SigningService, _dest_tns
+from opensti.signing._service import SigningService, _dest_tns
 
-__all__ = ["SignedDiv", "sign_branded", "sign_div"]
+__all__ = ["SignedDiv", "sign_div"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +56,4 @@ def sign_div(
         entry=chosen.name,
         x5u=signer.x5u,
         claims=claims,
-    )
-
-
-def sign_branded(signed: SignedCall, service: SigningService, rcd: Mapping[str, Any]) -> SignedCall:
-    """``signed`` re-signed with rcd claims (RFC 9795) added to its SHAKEN payload."""
-    _, signer = service.keyring.snapshot.select(signed.claims.orig, signed.entry)
-    token = signer.sign_as("shaken", {**signed.claims.to_payload(), **rcd})
-    return SignedCall(
-        identity=format_identity(token, signer.x5u),
-        entry=signed.entry,
-        x5u=signer.x5u,
-        claims=signed.claims,
-        certificate_id=signed.certificate_id,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -43,6 +44,9 @@ class SigningEntry:
     attest: str = "C"
     #: The certificate's id in the store, recorded with each signed call.
     certificate_id: str | None = None
+    #: Rich Call Data claims (``rcd``, ``rcdi``; RFC 9795) added to every SHAKEN
+    #: PASSporT this entry signs, built once from the entry's settings.
+    rcd: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.attest not in ATTESTATION_LEVELS:

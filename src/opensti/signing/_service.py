@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opensti.core.bounds import check_origid, check_signing_iat
 from opensti.core.errors import InvalidInput
@@ -84,12 +85,15 @@ class SigningService:
         origid: str | None = None,
         entry: str | None = None,
         now: int | None = None,
+        rcd: Mapping[str, Any] | None = None,
     ) -> SignedCall:
         """Sign a call from ``orig`` to ``dest`` (numbers or tel/sip URIs).
 
         The entry is ``entry`` by name, else the one with the longest prefix of the
         calling number, else the default; ``attest`` defaults to the entry's. ``now``
-        becomes ``iat`` (the request's own time when it gives one). Raises
+        becomes ``iat`` (the request's own time when it gives one). The entry's Rich
+        Call Data claims are added, or ``rcd`` (built by
+        :func:`~opensti.core.rcd.build_rcd_claims`) instead when given. Raises
         :class:`~opensti.core.errors.InvalidInput` for bad numbers or attestation,
         :class:`~opensti.core.errors.NoSigningEntry` and
         :class:`~opensti.core.errors.NoActiveCertificate` when it cannot sign.
@@ -110,7 +114,11 @@ class SigningService:
             attest=level,
             origid=origid or _origid(),
         )
-        token = signer.sign(claims)
+        branded = chosen.rcd if rcd is None else rcd
+        if branded:
+            token = signer.sign_payload({**claims.to_payload(), **branded})
+        else:
+            token = signer.sign(claims)
         return SignedCall(
             identity=format_identity(token, signer.x5u),
             entry=chosen.name,

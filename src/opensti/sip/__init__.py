@@ -28,6 +28,7 @@ from opensti.sip.server import (
     ServerLimits,
     SIPServer,
     SIPServices,
+    bind_sip_listeners,
     parse_listeners,
     serve,
 )
@@ -53,6 +54,7 @@ __all__ = (
     "ServerTransactions",
     "StreamFramer",
     "TransactionStats",
+    "bind_sip_listeners",
     "build_response",
     "parse_listeners",
     "parse_message",

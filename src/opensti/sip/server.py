@@ -65,6 +65,7 @@ __all__ = [
     "SIPServer",
     "SIPServices",
     "ServerLimits",
+    "bind_sip_listeners",
     "parse_listeners",
     "serve",
 ]
@@ -175,6 +176,28 @@ def _bind(spec: ListenerSpec, *, reuse_port: bool, udp_receive_buffer: int = 0) 
         sock.close()
         raise
     return sock
+
+
+def _bind_listener(
+    spec: ListenerSpec, limits: ServerLimits, *, reuse_port: bool = False
+) -> socket.socket:
+    return _bind(spec, reuse_port=reuse_port, udp_receive_buffer=limits.udp_receive_buffer)
+
+
+def bind_sip_listeners(
+    listeners: Sequence[ListenerSpec], limits: ServerLimits | None = None
+) -> list[socket.socket]:
+    """Bind every listener once, before worker processes are forked to share them."""
+    limits = limits or ServerLimits()
+    sockets: list[socket.socket] = []
+    try:
+        for spec in listeners:
+            sockets.append(_bind_listener(spec, limits))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 #: Datagrams read per wake-up before the loop serves other work (TCP, timers, tasks).
@@ -353,10 +376,17 @@ class SIPServer:
         *,
         limits: ServerLimits | None = None,
         reuse_port: bool = False,
+        sockets: Sequence[socket.socket] | None = None,
     ) -> None:
         self._listeners = list(listeners)
         self._limits = limits or ServerLimits()
         self._reuse_port = reuse_port
+        #: Sockets bound by :func:`bind_sip_listeners` before a fork, one per listener:
+        #: every process reads the same UDP socket (the kernel hands each datagram to
+        #: one of them, whatever its source) and accepts on the same TCP socket.
+        self._bound = list(sockets) if sockets is not None else None
+        if self._bound is not None and len(self._bound) != len(self._listeners):
+            raise ValueError("one bound socket per listener")
         self._handlers = [
             RedirectHandler(
                 replace(services.policy, mode=spec.mode, failure_policy=spec.failure_policy),
@@ -377,11 +407,13 @@ class SIPServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            for spec, handler in zip(self._listeners, self._handlers, strict=True):
-                sock = _bind(
-                    spec,
-                    reuse_port=self._reuse_port,
-                    udp_receive_buffer=self._limits.udp_receive_buffer,
+            for index, (spec, handler) in enumerate(
+                zip(self._listeners, self._handlers, strict=True)
+            ):
+                sock = (
+                    self._bound[index]
+                    if self._bound is not None
+                    else _bind_listener(spec, self._limits, reuse_port=self._reuse_port)
                 )
                 self.addresses.append((spec, sock.getsockname()[:2]))
                 if spec.transport == "udp":

@@ -37,7 +37,17 @@ __all__ = [
 CERTIFICATES_CHANNEL = "opensti_certificates"
 
 #: What the STI-AS reads from an entry (besides its active certificate).
-SIGNING_COLUMNS = ("name", "spc", "enabled", "orig_prefixes", "is_default_signer", "default_attest")
+SIGNING_COLUMNS = (
+    "name",
+    "spc",
+    "enabled",
+    "orig_prefixes",
+    "is_default_signer",
+    "default_attest",
+    "rcd_name",
+    "rcd_icon_url",
+    "rcd_icon_digest",
+)
 _PUBLISHED_STATES = (CertificateState.ACTIVE, CertificateState.SUPERSEDED)
 
 

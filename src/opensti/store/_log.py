@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -156,11 +156,17 @@ def remote_certificate_ids(
     return {fingerprint: ident for fingerprint, ident in found}
 
 
+#: The call log's table, for Core inserts.
+_SIP_TABLE: Table = SipMessage.__table__  # type: ignore[assignment]
+
+
 def append_sip_messages(session: Session, records: Iterable[SipRecord]) -> int:
     """Insert a batch in one executemany; returns how many rows were written."""
     rows = [{name: getattr(record, name) for name in _SIP_FIELDS} for record in records]
     if rows:
-        session.execute(insert(SipMessage), rows)
+        # The table, not the mapped class: a Core executemany skips the ORM's per-row
+        # bookkeeping, which cost more CPU than the insert itself under call load.
+        session.execute(insert(_SIP_TABLE), rows)
     return len(rows)
 
 

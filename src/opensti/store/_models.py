@@ -260,6 +260,12 @@ class CertificateEntry(_Timestamps, Base):
     orig_prefixes: Mapped[list[str]] = mapped_column(default=list)
     is_default_signer: Mapped[bool] = mapped_column(Boolean, default=False)
     default_attest: Mapped[str | None] = mapped_column(String(1))
+    #: Rich Call Data (RFC 9795) asserted in every call the entry signs: the display
+    #: name, the logo URL, and the logo's rcdi digest (fetched at set time and on
+    #: refresh, never per call).
+    rcd_name: Mapped[str | None] = mapped_column(String(256))
+    rcd_icon_url: Mapped[str | None] = mapped_column(String(URL_LENGTH))
+    rcd_icon_digest: Mapped[str | None] = mapped_column(String(128))
     #: An SPC token the operator brought (token file or --token), sealed like any secret.
     spc_token_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Reconcile state: backoff and failure episodes.

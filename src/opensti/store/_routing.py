@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from opensti.core.bounds import check_icon_url, check_rcd_name
 from opensti.core.errors import Conflict, InvalidInput
 from opensti.store._models import CertificateEntry
 from opensti.store._validate import check_attest
@@ -47,7 +48,8 @@ class RoutingChange:
     """What to change on an entry; None (or empty) leaves a setting as it is.
 
     ``add_prefixes`` are added to the entry's own, after ``clear_prefixes`` empties
-    them (both together replace the list).
+    them (both together replace the list). ``rcd_name`` and ``rcd_icon`` set the Rich
+    Call Data the entry asserts; ``""`` removes one.
     """
 
     default_signer: bool | None = None
@@ -55,6 +57,13 @@ class RoutingChange:
     clear_prefixes: bool = False
     attest: str | None = None
     enabled: bool | None = None
+    rcd_name: str | None = None
+    rcd_icon: str | None = None
+
+    @property
+    def new_icon(self) -> str | None:
+        """The logo URL to fetch (checked: https), when the change sets one."""
+        return check_icon_url(self.rcd_icon) if self.rcd_icon else None
 
 
 def check_prefixes(values: Sequence[str]) -> list[str]:
@@ -106,9 +115,30 @@ def refuse_default_leaving(entry: CertificateEntry, what: str) -> None:
     )
 
 
-def change_routing(session: Session, entry: CertificateEntry, change: RoutingChange) -> list[str]:
-    """Apply ``change`` to ``entry``, all checked first; notes for the operator."""
+def _change_rcd(entry: CertificateEntry, change: RoutingChange, icon_digest: str | None) -> None:
+    if change.rcd_name is not None:
+        entry.rcd_name = check_rcd_name(change.rcd_name) if change.rcd_name.strip() else None
+    if change.new_icon is not None:
+        if icon_digest is None:
+            raise InvalidInput("the rcd icon's digest is needed with its URL")
+        entry.rcd_icon_url, entry.rcd_icon_digest = change.new_icon, icon_digest
+    elif change.rcd_icon is not None:
+        entry.rcd_icon_url = entry.rcd_icon_digest = None
+
+
+def change_routing(
+    session: Session,
+    entry: CertificateEntry,
+    change: RoutingChange,
+    *,
+    icon_digest: str | None = None,
+) -> list[str]:
+    """Apply ``change`` to ``entry``, all checked first; notes for the operator.
+    ``icon_digest`` is the rcdi digest of the logo at ``change.rcd_icon``."""
     notes: list[str] = []
+    rcd_name = change.rcd_name
+    if rcd_name is not None and rcd_name.strip():
+        check_rcd_name(rcd_name)
     prefixes = [] if change.clear_prefixes else list(entry.orig_prefixes or ())
     prefixes += [p for p in check_prefixes(change.add_prefixes) if p not in prefixes]
     attest = check_attest(change.attest)
@@ -136,6 +166,7 @@ def change_routing(session: Session, entry: CertificateEntry, change: RoutingCha
     entry.enabled = enabled
     if attest is not None:
         entry.default_attest = attest
+    _change_rcd(entry, change, icon_digest)
     session.flush()
     return notes
 

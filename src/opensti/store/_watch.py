@@ -48,8 +48,8 @@ _NOTHING_SEEN = object()
 
 def signing_state(session: Session) -> tuple[Hashable, ...]:
     """Everything the STI-AS takes from the store, in one small query: each enabled
-    entry's signing settings and active certificate (an entry without one still
-    claims its calls)."""
+    entry's signing settings (Rich Call Data included) and active certificate (an
+    entry without one still claims its calls)."""
     query = (
         select(
             CertificateEntry.id,
@@ -58,6 +58,9 @@ def signing_state(session: Session) -> tuple[Hashable, ...]:
             CertificateEntry.orig_prefixes,
             CertificateEntry.is_default_signer,
             CertificateEntry.default_attest,
+            CertificateEntry.rcd_name,
+            CertificateEntry.rcd_icon_url,
+            CertificateEntry.rcd_icon_digest,
             Certificate.id,
         )
         .outerjoin(

@@ -18,7 +18,7 @@ from opensti.core.errors import BadIdentityInfo
 from opensti.verification._cache import CacheInfo, TTLCache
 from opensti.verification.fetch import FetchPolicy, TLSVerify, X5UFetcher
 
-__all__ = ["ICON_MAX_BYTES", "ResourceFetcher"]
+__all__ = ["ICON_MAX_BYTES", "ResourceFetcher", "fetch_once"]
 
 #: Logos are small images; RFC 9795 leaves the bound to policy.
 ICON_MAX_BYTES = 256 * 1024
@@ -108,3 +108,14 @@ class ResourceFetcher:
 
     def cache_info(self) -> CacheInfo:
         return self._cache.info()
+
+    def cache_clear(self) -> None:
+        """Forget every logo (the next call fetches again)."""
+        self._cache.clear()
+
+
+async def fetch_once(url: str, policy: FetchPolicy) -> bytes:
+    """One resource, fetched now under ``policy`` with a client of its own (no cache
+    kept): for checks made once, such as a logo the operator sets on an entry."""
+    async with ResourceFetcher(policy) as fetcher:
+        return await fetcher.fetch(url)

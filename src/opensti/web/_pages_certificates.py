@@ -272,18 +272,23 @@ def _signing_values(entry: EntryInfo) -> dict[str, str]:
         "prefixes": " ".join(entry.prefixes),
         "attest": entry.attest,
         "enabled": "on" if entry.enabled else "",
+        "rcd_name": entry.rcd_name or "",
+        "rcd_icon": entry.rcd_icon or "",
     }
 
 
 def _routing(form: Any) -> RoutingChange:
-    """Default signer, prefixes and attestation: the fields the Add form and the entry's
-    Signing form share (checked by the service, the same way for both)."""
+    """Default signer, prefixes, attestation, caller name and logo: the fields the Add
+    form and the entry's Signing form share (checked by the service, the same way for
+    both; an empty name or logo removes it)."""
     prefixes = (optional(form, "prefixes") or "").replace(",", " ").split()
     return RoutingChange(
         default_signer=checkbox(form, "default_signer"),
         add_prefixes=tuple(prefixes),
         clear_prefixes=True,
         attest=text(form, "attest").upper() or None,
+        rcd_name=text(form, "rcd_name"),
+        rcd_icon=text(form, "rcd_icon"),
     )
 
 
