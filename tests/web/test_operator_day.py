@@ -246,3 +246,18 @@ async def test_eab_fields_are_not_folded(ui: httpx.AsyncClient, world: World) ->
     assert refused.status_code == 400
     assert "sandbox requires External Account Binding" in _alert(refused.text)
     assert re.search(r'id="f-eab_kid"[^>]*aria-invalid="true"', refused.text)
+
+
+@pytest.mark.integration
+async def test_a_ca_that_asks_for_eab_marks_the_eab_fields(
+    ui: httpx.AsyncClient, world: World
+) -> None:
+    """A custom CA not listed as needing EAB that answers externalAccountRequired: the
+    error points at the EAB fields (which the page's script then shows)."""
+    world.app.accounts.add_ca("plain", world.sandbox.ca_directory_url, needs_eab=False)
+    refused = await post(
+        ui, "/accounts/new", "/accounts/new", ca="plain", email="ops@example.net", agree_tos="on"
+    )
+    assert refused.status_code >= 400
+    assert "requires External Account Binding" in _alert(refused.text)
+    assert re.search(r'id="f-eab_kid"[^>]*aria-invalid="true"', refused.text)

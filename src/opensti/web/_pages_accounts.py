@@ -145,6 +145,15 @@ async def _create(app: Any, form: Any) -> Any:
     )
 
 
+def _eab_refusal(exc: OpenSTIError) -> OpenSTIError:
+    """A CA that wants EAB (RFC 8555 ``externalAccountRequired``) points at the EAB
+    fields, so they are marked and in view even for a CA not listed as needing it."""
+    said = str(exc)
+    if "externalAccountRequired" in said or "External Account Binding" in said:
+        return FieldErrors({"eab_kid": said})
+    return exc
+
+
 @router.post("/accounts/new")
 async def add_account(request: Request, user: Operator) -> Response:
     app = backend(request)
@@ -152,7 +161,8 @@ async def add_account(request: Request, user: Operator) -> Response:
     try:
         info = await _create(app, form)
     except OpenSTIError as exc:
-        return form_failed(request, "account_new.html", _form_context(app), exc, form, *_SECRETS)
+        error = _eab_refusal(exc)
+        return form_failed(request, "account_new.html", _form_context(app), error, form, *_SECRETS)
     flash(request, f"ACME account {info.name} is ready ({info.status}) at {info.ca}.")
     return redirect(f"/accounts/{info.name}")
 

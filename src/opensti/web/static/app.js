@@ -47,7 +47,9 @@ document.addEventListener("DOMContentLoaded", function () {
   if (select && eab) {
     var update = function () {
       var option = select.options[select.selectedIndex];
-      eab.hidden = !(option && option.dataset.eab);
+      // Shown too when the CA refused the account for want of EAB.
+      var refused = eab.querySelector("[aria-invalid=true]");
+      eab.hidden = !(option && option.dataset.eab) && !refused;
     };
     select.addEventListener("change", update);
     update();
