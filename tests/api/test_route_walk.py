@@ -41,7 +41,7 @@ HUGE = "99999999999999999999999"
 RANK = {Role.SIGNER: -1, Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 #: Open on purpose: the API's own description, sign-in and first-run pages, assets.
 PUBLIC_API = {"/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"}
-PUBLIC_WEB = {"/login", "/logout", "/setup"}
+PUBLIC_WEB = {"/login", "/logout", "/setup", "/favicon.ico"}
 PASSWORD = "correct horse battery"
 
 

@@ -40,6 +40,10 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+PORTAL_FINGERPRINT = "SPC token fingerprint (paste this)"
+THUMBPRINT = "JWK thumbprint (RFC 7638, base64url)"
+
+
 def sign_in(page: Any, server: str, password: str = PASSWORD) -> None:
     page.goto(f"{server}/")
     assert page.url.startswith(f"{server}/login")
@@ -87,14 +91,16 @@ def _add_ca_and_account(page: Any, served: Served) -> None:
     page.get_by_label("Certificate Authority").select_option("sandbox")
     page.get_by_label("Contact email").fill("ops@example.net")
     page.get_by_label("I agree to the CA's terms of service").check()
-    page.get_by_text("Advanced").click()
-    page.get_by_label("Account name").fill("main")
+    # The CA requires EAB: its fields are in view, not folded under Advanced.
     page.get_by_label("EAB key id").fill(kid)
     page.get_by_label("EAB HMAC key").fill(hmac_key)
+    page.get_by_text("Advanced").click()
+    page.get_by_label("Account name").fill("main")
     page.get_by_role("button", name="Add account").click()
     assert page.url == f"{served.url}/accounts/main"
-    thumbprint = cli_json(served, "account", "show", "main")["thumbprint"]
-    assert page.get_by_label("JWK thumbprint (RFC 7638)").input_value() == thumbprint
+    shown = cli_json(served, "account", "show", "main")
+    assert page.get_by_label(PORTAL_FINGERPRINT, exact=True).input_value() == shown["fingerprint"]
+    assert page.get_by_label(THUMBPRINT, exact=True).input_value() == shown["thumbprint"]
 
 
 def _set_stipa(page: Any, served: Served) -> None:
@@ -119,8 +125,9 @@ def _set_stipa(page: Any, served: Served) -> None:
 
 
 def _add_entries_and_wait(page: Any) -> None:
-    """Two entries left to the server's loop (no "request now"): both become active.
-    West is given its own calls (prefix 1301, attestation B) in the Add form."""
+    """Two entries added without "request now": they wait, the server's loop leaves
+    them alone, until Renew now on the Certificates page requests each one's first
+    certificate. West is given its own calls (prefix 1301, attestation B) in the Add form."""
     for name, spc, prefixes in (("east", "123H", ""), ("west", "456J", "1301")):
         page.get_by_role("link", name="Certificates").first.click()
         page.get_by_role("link", name="Add entry").click()
@@ -137,6 +144,16 @@ def _add_entries_and_wait(page: Any) -> None:
     assert "it signs calls from numbers starting 1301" in page.locator(".flash").inner_text()
     assert "B when the caller gives none" in page.locator("main").inner_text()
     page.get_by_role("link", name="Certificates").first.click()
+    for _ in range(3):  # a few passes of the server's loop (--tick=0.3): still waiting
+        time.sleep(0.5)
+        page.reload()
+        assert page.locator("table .badge.pending").all_inner_texts() == ["waiting", "waiting"]
+    for name in ("east", "west"):
+        page.get_by_role("link", name="Certificates").first.click()
+        page.get_by_role("button", name=f"Renew {name} now").click()
+        notice = " ".join(page.locator(".flash").all_inner_texts())
+        assert f"New certificate for {name} is active" in notice
+    page.get_by_role("link", name="Certificates").first.click()
     reload_until(page, lambda: page.locator("table .badge.active").count() == 2, "two certs")
     assert "All 2 certificate entries are healthy" in page.locator("#health").inner_text()
     shot(page, "certificates")
@@ -149,7 +166,7 @@ def _sign_a_call(page: Any, served: Served, call_id: str) -> str:
     page.get_by_label("New token name").fill("sbc")
     page.get_by_label("Role").select_option("operator")
     page.get_by_role("button", name="Create token").click()
-    token = page.get_by_label("Bearer token").input_value()
+    token = page.get_by_label("Bearer token", exact=True).input_value()
     body = {"orig": "12025550100", "dest": "12025550199", "entry": "east", "call_id": call_id}
     response = httpx.post(
         f"{served.url}/api/v1/sign",
@@ -183,11 +200,11 @@ def _first_run(page: Any, served: Served) -> None:
 def test_seed_workflows(served: Served, browser_page: Any) -> None:
     page = browser_page
     _first_run(page, served)
-    assert "No certificate entries yet" in page.locator("#health").inner_text()
+    assert "Getting started: no certificate entries yet" in page.locator("#health").inner_text()
     _add_ca_and_account(page, served)
-    thumbprint = page.get_by_label("JWK thumbprint (RFC 7638)").input_value()
-    page.locator("button[data-copy=thumbprint]").click()
-    assert page.evaluate("navigator.clipboard.readText()") == thumbprint
+    fingerprint = page.get_by_label(PORTAL_FINGERPRINT, exact=True).input_value()
+    page.get_by_role("button", name=f"Copy {PORTAL_FINGERPRINT}").click()
+    assert page.evaluate("navigator.clipboard.readText()") == fingerprint
     shot(page, "account")
     _set_stipa(page, served)
     shot(page, "stipa")
@@ -214,7 +231,8 @@ def test_seed_workflows(served: Served, browser_page: Any) -> None:
     [signer] = [
         c for c in cli_json(served, "cert", "show", "east")["certificates"] if c["x5u"] == x5u
     ]
-    assert page.get_by_label("SHA-256 fingerprint").input_value() == signer["fingerprint"]
+    fingerprint = page.get_by_label("SHA-256 fingerprint", exact=True).input_value()
+    assert fingerprint == signer["fingerprint"]
     assert "BEGIN CERTIFICATE" in page.locator("pre.pem").inner_text()
     shot(page, "call-certificate")
 

@@ -309,7 +309,7 @@ async def test_webhook_posts_signed_json(store: Store, hook: Hook) -> None:
         entry,
         "notify-lb",
         "webhook",
-        {"url": hook.url, "headers": {"X-Env": "test"}},
+        {"url": hook.url, "headers": {"X-Env": "test"}, "allow_http": True},
         secret=key,
     )
     result = (await _run(store, entry))["notify-lb"]
@@ -331,7 +331,14 @@ async def test_webhook_posts_signed_json(store: Store, hook: Hook) -> None:
 async def test_webhook_non_2xx_and_timeout_fail(store: Store, hook: Hook) -> None:
     entry = store.entry()
     store.certificate(entry)
-    _add_task(store, entry, "hook", "webhook", {"url": hook.url, "include_chain": False}, timeout=1)
+    _add_task(
+        store,
+        entry,
+        "hook",
+        "webhook",
+        {"url": hook.url, "include_chain": False, "allow_http": True},
+        timeout=1,
+    )
     hook.status = 500
     refused = (await _run(store, entry))["hook"]
     assert (refused.ok, refused.error) == (False, "webhook answered HTTP 500")
@@ -345,7 +352,9 @@ async def test_webhook_non_2xx_and_timeout_fail(store: Store, hook: Hook) -> Non
 async def test_webhook_unreachable(store: Store) -> None:
     entry = store.entry()
     store.certificate(entry)
-    _add_task(store, entry, "hook", "webhook", {"url": "http://127.0.0.1:9/closed"})
+    _add_task(
+        store, entry, "hook", "webhook", {"url": "http://127.0.0.1:9/closed", "allow_http": True}
+    )
     result = (await _run(store, entry))["hook"]
     assert not result.ok
     assert (result.error or "").startswith("webhook unreachable: ConnectError")
@@ -365,8 +374,11 @@ async def test_webhook_unreachable(store: Store) -> None:
         ("script", {"command": ["relative.sh"]}),
         ("script", {"command": ["/bin/true"], "env": {"OPENSTI_SPC": "x"}}),
         ("webhook", {"url": "ftp://127.0.0.1/"}),
-        ("webhook", {"url": "http://127.0.0.1/", "include_chain": 1}),
-        ("webhook", {"url": "http://127.0.0.1/", "headers": {"X": "a\r\nInjected: 1"}}),
+        ("webhook", {"url": "https://127.0.0.1/", "include_chain": 1}),
+        ("webhook", {"url": "https://127.0.0.1/", "headers": {"X": "a\r\nInjected: 1"}}),
+        # Plain http:// only when the task's config allows it explicitly.
+        ("webhook", {"url": "http://127.0.0.1/"}),
+        ("webhook", {"url": "http://127.0.0.1/", "allow_http": "yes"}),
         ("carrier-pigeon", {}),
     ],
 )

@@ -259,21 +259,22 @@ async def test_failure_episode_sends_one_mail_then_one_recovery(
 async def test_at_risk_sends_one_mail(store: Store, mailbox: Mailbox, now: dt.datetime) -> None:
     _configure(store, mailbox.port)
     entry = store.entry()
-    store.certificate(entry, days=1)
+    store.certificate(entry, days=7)
     notifier = Notifier(store.db, store.box)
-    assert await notifier.observe_entry(entry.id, now=now) == []  # 24 h left: not yet
-    later = now + dt.timedelta(hours=2)
+    day6 = now + dt.timedelta(days=6)
+    assert await notifier.observe_entry(entry.id, now=day6) == []  # 24 h left: not yet
+    later = day6 + dt.timedelta(hours=2)
     _set_failing(store, entry, "SPC token refused", later)
     sent = await notifier.observe_entry(entry.id, now=later)
     assert sent == [NoticeKind.FAILING, NoticeKind.AT_RISK]
     for hours in (3, 10, 20):
-        assert await notifier.observe_entry(entry.id, now=now + dt.timedelta(hours=hours)) == []
+        assert await notifier.observe_entry(entry.id, now=day6 + dt.timedelta(hours=hours)) == []
     assert mailbox.subjects()[1] == "[opensti] main (SPC 123H): certificate at risk of expiring"
     assert "in 22 h 0 min" in mailbox.messages[1].get_content()
     # The renewal succeeds: a fresh certificate ends the episode with one email.
     _set_failing(store, entry, None, later)
-    store.certificate(entry, days=7)
-    assert await notifier.observe_entry(entry.id, now=now + dt.timedelta(hours=21)) == [
+    store.certificate(entry, days=14)
+    assert await notifier.observe_entry(entry.id, now=day6 + dt.timedelta(hours=21)) == [
         NoticeKind.RECOVERED
     ]
     assert len(mailbox.messages) == 3
@@ -284,10 +285,29 @@ async def test_threshold_is_configurable(store: Store, mailbox: Mailbox, now: dt
     with store.db.session() as session:
         set_policy(session, NotifyPolicy(at_risk_hours=72))
     entry = store.entry()
-    store.certificate(entry, days=2)
-    assert await Notifier(store.db, store.box).observe_entry(entry.id, now=now) == [
+    store.certificate(entry, days=30)
+    notifier = Notifier(store.db, store.box)
+    assert await notifier.observe_entry(entry.id, now=now + dt.timedelta(days=26)) == []
+    assert await notifier.observe_entry(entry.id, now=now + dt.timedelta(days=28)) == [
         NoticeKind.AT_RISK
     ]
+
+
+async def test_a_short_lived_certificate_is_not_at_risk_from_birth(
+    store: Store, mailbox: Mailbox, now: dt.datetime
+) -> None:
+    """The 24 h default scaled to a sixth of the life: a 6-hour certificate is at risk
+    in its last hour, not from the moment it is issued."""
+    _configure(store, mailbox.port)
+    entry = store.entry()
+    store.certificate(entry, days=0.25)
+    notifier = Notifier(store.db, store.box)
+    assert await notifier.observe_entry(entry.id, now=now) == []
+    assert await notifier.observe_entry(entry.id, now=now + dt.timedelta(hours=4, minutes=55)) == []
+    assert await notifier.observe_entry(entry.id, now=now + dt.timedelta(hours=5, minutes=5)) == [
+        NoticeKind.AT_RISK
+    ]
+    assert "AT RISK" not in Notifier(store.db, store.box).summary_text(now=now)
 
 
 async def test_undelivered_notice_is_sent_at_the_next_observation(

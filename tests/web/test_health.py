@@ -39,8 +39,14 @@ def _policy(at_risk_hours: float = 24, renew_before: float | None = None) -> Ris
         (_cert(21, 30), _policy(), "renewal overdue since 2026-02-28 12:00 UTC"),
         # A global margin of 2 days moves the renewal to day 28.
         (_cert(21, 30), _policy(renew_before=2 * 86400), None),
-        # The notification threshold (here 10 days) says at risk before the renewal.
-        (_cert(21, 30), _policy(240, 2 * 86400), "certificate expires 2026-03-10 12:00 UTC"),
+        # The notification threshold (here 10 days) is capped at a sixth of the life
+        # (5 days of 30): 9 days left is fine, 4 days left is at risk.
+        (_cert(21, 30), _policy(240, 2 * 86400), None),
+        (_cert(26, 30), _policy(240, 2 * 86400), "certificate expires 2026-03-05 12:00 UTC"),
+        # A 30-minute certificate is not "at risk" from birth under the 24 h default:
+        # its threshold is 5 minutes.
+        (_cert(1 / (24 * 60), 30 / (24 * 60)), _policy(), None),
+        (_cert(26 / (24 * 60), 30 / (24 * 60)), _policy(), "certificate expires 2026-03-01 12:04"),
         (_cert(31, 30), _policy(), "certificate expired"),
         (None, _policy(), "no active certificate"),
     ],

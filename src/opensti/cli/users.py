@@ -13,7 +13,6 @@ import datetime as dt
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from opensti.app import App
 from opensti.cli._app import app, console, err_console, group, print_json
@@ -22,12 +21,12 @@ from opensti.core.errors import InvalidInput
 from opensti.store import (
     Role,
     Secret,
-    User,
     create_setup_token,
     create_user,
     end_user_sessions,
     get_user,
     has_users,
+    list_users,
     set_user_password,
 )
 
@@ -112,7 +111,7 @@ def user_list(
     with open_app(ctx) as application, application.database.read_session() as session:
         users = [
             {"name": u.name, "role": u.role.value, "email": u.email, "enabled": u.enabled}
-            for u in session.scalars(select(User).order_by(User.name))
+            for u in list_users(session)
         ]
     if json_output:
         print_json(users)

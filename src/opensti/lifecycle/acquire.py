@@ -42,7 +42,13 @@ from opensti.lifecycle.accounts import (
 from opensti.lifecycle.branding import IconFetch, entry_rcd_claims, icon_digest, run_blocking
 from opensti.lifecycle.deploy import DeploymentMaterial, pkcs12_bundle
 from opensti.lifecycle.flow import FlowStep
-from opensti.lifecycle.reconcile import Reconciler, check_renew_before, default_holder
+from opensti.lifecycle.reconcile import (
+    Reconciler,
+    check_renew_before,
+    default_holder,
+    hold_entry,
+    release_hold,
+)
 from opensti.repository import x5u_for
 from opensti.signing import SigningEntry
 from opensti.stipa import (
@@ -331,11 +337,13 @@ class CertificateService:
         token: str | None = None,
         renew_before: dt.timedelta | None = None,
         routing: RoutingChange | None = None,
+        hold: bool = False,
     ) -> EntryInfo:
         """A new entry; an SPC token brought here (file, or JWT + CRL URL) is checked
         now against the SPC and the account key, so a wrong one is refused at once.
         ``renew_before`` is the entry's own renewal margin (None: the global one);
-        ``routing`` says which calls it signs (see :func:`opensti.store.change_routing`)."""
+        ``routing`` says which calls it signs (see :func:`opensti.store.change_routing`);
+        ``hold`` keeps the renewal loop off it until its first certificate is requested."""
         routing = routing or RoutingChange()
         digest = self._icon_digest(routing)
         bundle = _bundle(token_file, token, crl_url)
@@ -375,6 +383,8 @@ class CertificateService:
             )
             if bundle is not None:
                 set_entry_spc_token(session, self.box, entry, Secret.from_text(bundle.token))
+            if hold:
+                hold_entry(session, entry.id)
             return self._entry_info(session, entry, notes)
 
     def change_entry(self, name: str, change: RoutingChange) -> EntryInfo:
@@ -397,6 +407,7 @@ class CertificateService:
             entry = get_entry(session, name)
             check_removable(session, entry)
             revoked = self._revoke_all(session, entry) if revoke else ()
+            release_hold(session, entry.id)
             kept = delete_entry(session, entry, now=self.clock())
         return RemovedEntry(name=name, still_published=kept, revoked=revoked)
 

@@ -297,6 +297,9 @@ class WebhookConfig:
     headers: tuple[tuple[str, str], ...] = ()
     signature_header: str = "X-Opensti-Signature"
     include_chain: bool = True
+    #: Plain http:// only when the task's config says so: the body carries the chain
+    #: and the HMAC-signed notice, so by default it travels over TLS.
+    allow_http: bool = False
 
     @classmethod
     def parse(cls, raw: object) -> WebhookConfig:
@@ -304,6 +307,13 @@ class WebhookConfig:
         url = config.get("url", str)
         if not _is_http_url(url):
             raise InvalidInput("webhook task: 'url' must be an http(s) URL", value=url)
+        allow_http = config.get("allow_http", bool, cls.allow_http)
+        if not allow_http and not url.lower().startswith("https://"):
+            raise InvalidInput(
+                "webhook task: the URL must start with https:// (plain http:// only with "
+                "'allow_http': true in the task's config, e.g. through the API)",
+                value=url,
+            )
         headers = config.get("headers", dict, {})
         if not all(isinstance(v, str) and "\n" not in v + k for k, v in headers.items()):
             raise InvalidInput("webhook task: 'headers' maps names to one-line strings")
@@ -312,6 +322,7 @@ class WebhookConfig:
             headers=tuple(headers.items()),
             signature_header=config.get("signature_header", str, cls.signature_header),
             include_chain=config.get("include_chain", bool, cls.include_chain),
+            allow_http=allow_http,
         )
         config.done()
         return parsed

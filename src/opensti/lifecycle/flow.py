@@ -94,6 +94,7 @@ from opensti.store import (
 __all__ = [
     "DEFAULT_SIGNER_STEP",
     "FORCE_PREFIX",
+    "HOLD_PREFIX",
     "FlowAttempt",
     "FlowContext",
     "FlowStep",
@@ -107,6 +108,9 @@ __all__ = [
 DEFAULT_SIGNER_STEP = "default-signer"
 #: Setting rows ``lifecycle.force.<entry id>``: renew that entry even if not due.
 FORCE_PREFIX = "lifecycle.force."
+#: Setting rows ``lifecycle.hold.<entry id>``: an entry added without "request now";
+#: the loop leaves it alone until its first certificate is asked for.
+HOLD_PREFIX = "lifecycle.hold."
 # Problems a CA answers while an order still exists (transient); others mean it is gone.
 _TRANSIENT_PROBLEMS = ("serverInternal", "rateLimited", "badNonce")
 _log = logging.getLogger(__name__)
@@ -458,6 +462,7 @@ class FlowAttempt:
             entry.failure_count, entry.failing_since = 0, None
             entry.last_error, entry.next_attempt_at = None, None
             delete_setting(session, f"{FORCE_PREFIX}{self.entry_id}")
+            delete_setting(session, f"{HOLD_PREFIX}{self.entry_id}")
             self.record(session, FlowStep.ACTIVATE, certificate_id=certificate_id)
             if entry.is_default_signer and not was_default:
                 self._note_first_default(session, entry, certificate_id)

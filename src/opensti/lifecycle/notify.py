@@ -6,7 +6,8 @@ username, from address; the password sealed in ``smtp.password``), ``notify.cont
 
 An entry's *episode* starts when it is failing (the reconcile loop keeps
 ``CertificateEntry.failing_since`` set while it fails) or at risk (its active
-certificate has less than the threshold, 24 h by default, of life left). Within one
+certificate has less life left than the threshold, 24 h by default, scaled down to a
+sixth of a shorter-lived certificate's life: :func:`at_risk_threshold`). Within one
 episode the contact gets at most one "failing" email (with the error) and one "at
 risk" email; when the episode ends, one "recovered" email. The episode's state is a
 setting row per entry (``notify.entry.<id>``), written after each successful send, so a
@@ -47,12 +48,14 @@ from opensti.store import (
 )
 
 __all__ = [
+    "AT_RISK_FRACTION",
     "NoticeKind",
     "Notifier",
     "NotifyPolicy",
     "SMTPSecurity",
     "SMTPSettings",
     "SummaryPeriod",
+    "at_risk_threshold",
     "get_contacts",
     "get_policy",
     "load_smtp_settings",
@@ -254,16 +257,35 @@ class EpisodeState:
         return self.failing_sent or self.at_risk_sent
 
 
+#: A certificate is at risk with less than this share of its life left (and less than
+#: the policy's hours): half the default renewal margin (a third), so a short-lived
+#: certificate is not "at risk" from birth, nor at the very moment it is due.
+AT_RISK_FRACTION = 1 / 6
+
+
+def at_risk_threshold(
+    threshold: dt.timedelta, not_before: dt.datetime | None, not_after: dt.datetime | None
+) -> dt.timedelta:
+    """The policy's threshold, scaled down to a certificate's life: the one rule behind
+    the at-risk email, the summary and the web UI's status line."""
+    if not_before is None or not_after is None:
+        return threshold
+    return min(threshold, (not_after - not_before) * AT_RISK_FRACTION)
+
+
 @dataclass(frozen=True)
 class Observation:
-    """An entry as the loop leaves it: failing or not, and its active certificate's expiry."""
+    """An entry as the loop leaves it: failing or not, and its active certificate's life."""
 
     failing: bool
     error: str | None = None
     not_after: dt.datetime | None = None
+    not_before: dt.datetime | None = None
 
     def at_risk(self, now: dt.datetime, threshold: dt.timedelta) -> bool:
-        return self.not_after is not None and self.not_after - now < threshold
+        if self.not_after is None:
+            return False
+        return self.not_after - now < at_risk_threshold(threshold, self.not_before, self.not_after)
 
 
 def due_notices(
@@ -380,6 +402,7 @@ class Notifier:
                 failing=entry.enabled and entry.failing_since is not None,
                 error=entry.last_error,
                 not_after=active.not_after if active is not None and entry.enabled else None,
+                not_before=active.not_before if active is not None else None,
             )
         return await self.observe(entry_id, observation, now=now)
 
@@ -419,7 +442,10 @@ class Notifier:
                 active = active_certificate(session, entry.id)
                 not_after = active.not_after if active is not None else None
                 observation = Observation(
-                    entry.failing_since is not None, entry.last_error, not_after
+                    entry.failing_since is not None,
+                    entry.last_error,
+                    not_after,
+                    active.not_before if active is not None else None,
                 )
                 lines.append(
                     f"{_describe(entry)}: {_entry_state(entry, observation, now, threshold)}"

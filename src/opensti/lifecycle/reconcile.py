@@ -45,6 +45,7 @@ from opensti.lifecycle.accounts import AccountService, Clock, utc_now
 from opensti.lifecycle.deploy import run_deployment_tasks
 from opensti.lifecycle.flow import (
     FORCE_PREFIX,
+    HOLD_PREFIX,
     FlowAttempt,
     FlowContext,
     FlowStep,
@@ -71,10 +72,12 @@ from opensti.store import (
     pending_certificate,
     put_setting,
     release_lease,
+    setting_keys,
 )
 
 __all__ = [
     "RENEW_BEFORE_KEY",
+    "WAITING",
     "AttemptResult",
     "EntryStatus",
     "FlowStep",
@@ -87,8 +90,11 @@ __all__ = [
     "default_holder",
     "entry_statuses",
     "get_renew_before",
+    "held_entries",
+    "hold_entry",
     "next_renewal",
     "reconciler_for",
+    "release_hold",
     "renew_at",
     "renew_before",
     "renew_margin",
@@ -324,6 +330,21 @@ def _forced(session: Session, entry_id: int) -> bool:
     return bool(get_setting(session, f"{FORCE_PREFIX}{entry_id}", False))
 
 
+def hold_entry(session: Session, entry_id: int) -> None:
+    """Keep the loop off a new entry until its first certificate is requested (by a
+    request, Renew now, or ``opensti cert renew``); activation lifts the hold."""
+    put_setting(session, f"{HOLD_PREFIX}{entry_id}", True)
+
+
+def release_hold(session: Session, entry_id: int) -> None:
+    delete_setting(session, f"{HOLD_PREFIX}{entry_id}")
+
+
+def held_entries(session: Session) -> set[int]:
+    """The ids of the entries waiting for a first request (one query)."""
+    return {int(key.removeprefix(HOLD_PREFIX)) for key in setting_keys(session, HOLD_PREFIX)}
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """An entry's situation as one read of the store saw it."""
@@ -358,6 +379,10 @@ def next_renewal(
     return renew_at(entry, active, get_renew_before(session), policy.renew_fraction)
 
 
+#: The plan of an entry held for a first request.
+WAITING = "waiting for its certificate to be requested"
+
+
 def _plan(
     session: Session, entry: CertificateEntry, policy: ReconcilePolicy, now: dt.datetime
 ) -> _Plan:
@@ -365,6 +390,8 @@ def _plan(
     if pending_certificate(session, entry.id) is not None:
         reason = "a pending certificate to finish"
     elif renew_at is None:
+        if not _forced(session, entry.id) and get_setting(session, f"{HOLD_PREFIX}{entry.id}"):
+            return _Plan(entry.id, entry.name, False, None, WAITING)
         reason = "no active certificate"
     elif now >= renew_at:
         reason = "the active certificate is due for renewal"

@@ -23,10 +23,12 @@ from opensti.store._accounts import (
 )
 from opensti.store._auth import (
     authenticate_api_token,
+    change_user,
     create_api_token,
     create_user,
     get_user,
     list_api_tokens,
+    list_users,
     revoke_api_token,
     set_user_password,
     verify_user_password,
@@ -107,6 +109,7 @@ from opensti.store._settings import (
     get_setting,
     put_secret_setting,
     put_setting,
+    setting_keys,
 )
 from opensti.store._setup import (
     SETUP_TOKEN_TTL,
@@ -204,6 +207,7 @@ __all__ = (
     "certificate_key",
     "change_deployment_task",
     "change_routing",
+    "change_user",
     "charge_sign_in_attempt",
     "check_prefixes",
     "check_removable",
@@ -252,6 +256,7 @@ __all__ = (
     "list_entries",
     "list_events",
     "list_stipa_accounts",
+    "list_users",
     "load_secret_box",
     "notify_change",
     "open_database",
@@ -274,6 +279,7 @@ __all__ = (
     "set_entry_spc_token",
     "set_stipa_account",
     "set_user_password",
+    "setting_keys",
     "setup_token_valid",
     "sign_in_locked_until",
     "signing_state",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from opensti.core.errors import InvalidInput
+from opensti.core.errors import Conflict, InvalidInput
 from opensti.store._common import add, ensure_absent, get_by
 from opensti.store._models import ApiToken, Role, User
 from opensti.store._secrets import Secret
@@ -22,10 +22,13 @@ from opensti.store._validate import check_email, check_name
 __all__ = [
     "TOKEN_PREFIX",
     "authenticate_api_token",
+    "change_user",
+    "check_password",
     "create_api_token",
     "create_user",
     "get_user",
     "list_api_tokens",
+    "list_users",
     "revoke_api_token",
     "set_user_password",
     "verify_user_password",
@@ -69,7 +72,7 @@ def create_user(
     check_name(name, "user")
     if role is Role.SIGNER:
         raise InvalidInput("the signer role is for API tokens (SBCs), not for users")
-    _check_password(password)
+    check_password(password)
     user = User(
         name=name,
         email=email and check_email(email),
@@ -80,7 +83,8 @@ def create_user(
     return add(session, user, "user")
 
 
-def _check_password(password: Secret) -> None:
+def check_password(password: Secret) -> None:
+    """A user password's length rule (8 to 1024 characters)."""
     if not _MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
         raise InvalidInput(f"a password has {_MIN_PASSWORD} to {_MAX_PASSWORD} characters")
 
@@ -89,7 +93,7 @@ def set_user_password(session: Session, name: str, password: Secret) -> User:
     """A new password; every web session of the user ends with the old one."""
     from opensti.store._web_sessions import end_user_sessions
 
-    _check_password(password)
+    check_password(password)
     user = get_user(session, name)
     user.password_hash = hash_password(password)
     end_user_sessions(session, user.id)
@@ -99,6 +103,38 @@ def set_user_password(session: Session, name: str, password: Secret) -> User:
 
 def get_user(session: Session, name: str) -> User:
     return get_by(session, User, "user", name=name)
+
+
+def list_users(session: Session) -> Sequence[User]:
+    return session.scalars(select(User).order_by(User.name)).all()
+
+
+def change_user(
+    session: Session, name: str, *, role: Role | None = None, enabled: bool | None = None
+) -> User:
+    """A new role, or disabled / enabled again; the last enabled admin stays one, so
+    someone can always manage the installation. Disabling ends the user's web sessions."""
+    from opensti.store._web_sessions import end_user_sessions
+
+    if role is Role.SIGNER:
+        raise InvalidInput("the signer role is for API tokens (SBCs), not for users")
+    user = get_user(session, name)
+    new_role = user.role if role is None else role
+    new_enabled = user.enabled if enabled is None else enabled
+    stops_admin = new_role is not Role.ADMIN or not new_enabled
+    if user.role is Role.ADMIN and user.enabled and stops_admin:
+        admins = session.scalars(
+            select(User.id).filter_by(role=Role.ADMIN, enabled=True).limit(2)
+        ).all()
+        if len(admins) < 2:
+            raise Conflict(
+                f"{name} is the last enabled admin: make another user admin first", value=name
+            )
+    user.role, user.enabled = new_role, new_enabled
+    if not new_enabled:
+        end_user_sessions(session, user.id)
+    session.flush()
+    return user
 
 
 def verify_user_password(session: Session, name: str, password: Secret) -> User | None:

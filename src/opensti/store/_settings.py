@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opensti.core.errors import InvalidInput
@@ -16,6 +17,7 @@ __all__ = [
     "get_setting",
     "put_secret_setting",
     "put_setting",
+    "setting_keys",
 ]
 
 
@@ -63,3 +65,10 @@ def delete_setting(session: Session, key: str) -> bool:
     session.delete(row)
     session.flush()
     return True
+
+
+def setting_keys(session: Session, prefix: str) -> list[str]:
+    """The keys starting with ``prefix`` (one query for a family of per-entry rows)."""
+    return list(
+        session.scalars(select(Setting.key).where(Setting.key.startswith(prefix, autoescape=True)))
+    )

@@ -11,8 +11,10 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
 from opensti.core.errors import OpenSTIError, StoreUnavailable, http_status
@@ -25,10 +27,11 @@ from opensti.web import (
     _pages_settings,
     _pages_setup,
     _pages_stipa,
+    _pages_users,
 )
 from opensti.web._auth import CSRFRefused, Forbidden, SignInRequired, csrf_protect
 from opensti.web._middleware import SecurityHeadersMiddleware, SessionMiddleware, session_key
-from opensti.web._render import redirect, render, templates_env
+from opensti.web._render import redirect, render, templates_env, ui_text
 from opensti.web._throttle import SignInThrottle
 
 __all__ = ["create_web", "page_routers"]
@@ -74,6 +77,7 @@ def create_web(
     for router in page_routers():
         protected.include_router(router)
     web.include_router(protected)
+    web.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
     web.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_handlers(web)
     web.add_middleware(SessionMiddleware, key=session_key(_secret_key_bytes(app)))
@@ -89,6 +93,7 @@ _PAGES = (
     _pages_stipa,
     _pages_calls,
     _pages_settings,
+    _pages_users,
 )
 
 
@@ -97,7 +102,44 @@ def page_routers() -> list[APIRouter]:
     return [module.router for module in _PAGES]
 
 
+async def _favicon() -> Response:
+    """Browsers ask for /favicon.ico on every site: the icon the pages link to."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
+
+
+def _form_page(web: FastAPI, path: str) -> str | None:
+    """The page a POST-only URL's form lives on: the nearest parent path a GET serves,
+    with the rest as its anchor (``/certificates/east/tasks`` -> ``/certificates/east#tasks``)."""
+    parts = path.rstrip("/").split("/")
+    for cut in range(len(parts) - 1, 0, -1):
+        candidate = "/".join(parts[:cut]) or "/"
+        scope = {"type": "http", "path": candidate, "method": "GET"}
+        if any(route.matches(scope)[0] is Match.FULL for route in web.router.routes):
+            anchor = parts[cut]
+            return f"{candidate}#{anchor}" if anchor else candidate
+    return None
+
+
 def _add_handlers(web: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """A reload of a POST-only URL (after a form was sent) goes back to its form's
+        page; any other 404/405 is a page, not JSON."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405 and request.method == "GET":
+            target = _form_page(web, request.url.path)
+            if target is not None:
+                return redirect(target)
+        if exc.status_code not in (404, 405):
+            return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+        title = "Not found" if exc.status_code == 404 else "Not available here"
+        message = (
+            "There is no page at this address."
+            if exc.status_code == 404
+            else "This address only takes a form's submission."
+        )
+        context = {"title": title, "message": message}
+        return render(request, "error.html", context, status_code=exc.status_code)
+
     async def sign_in_required(request: Request, _exc: Exception) -> Response:
         target = request.url.path if request.method == "GET" else "/"
         if request.url.query and request.method == "GET":
@@ -109,7 +151,7 @@ def _add_handlers(web: FastAPI) -> None:
         return render(
             request,
             "error.html",
-            {"title": "Not allowed", "message": f"Your role cannot do this: it {exc}."},
+            {"title": "Not allowed", "message": f"Your role cannot do this: {exc}."},
             status_code=403,
         )
 
@@ -127,10 +169,11 @@ def _add_handlers(web: FastAPI) -> None:
         status = http_status(exc)
         unavailable = isinstance(exc, StoreUnavailable)
         title = "Service unavailable" if unavailable else HTTPStatus(status).phrase
-        message = f"{exc}: try again later." if unavailable else str(exc)
+        message = f"{exc}: try again later." if unavailable else ui_text(str(exc))
         context = {"title": title, "message": message}
         return render(request, "error.html", context, status_code=status)
 
+    web.add_exception_handler(HTTPException, http_error)
     web.add_exception_handler(OpenSTIError, opensti_error)
     web.add_exception_handler(SignInRequired, sign_in_required)
     web.add_exception_handler(Forbidden, forbidden)

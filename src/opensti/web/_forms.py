@@ -4,12 +4,58 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.datastructures import FormData, UploadFile
 
-from opensti.core.errors import InvalidInput
+from opensti.core.errors import InvalidInput, OpenSTIError
 
-__all__ = ["checkbox", "duration", "duration_text", "optional", "text", "upload", "values_of"]
+__all__ = [
+    "FieldErrors",
+    "FormCheck",
+    "checkbox",
+    "duration",
+    "duration_text",
+    "optional",
+    "text",
+    "upload",
+    "values_of",
+]
+
+_T = TypeVar("_T")
+
+
+class FieldErrors(InvalidInput):
+    """Every refused field of one form (field name -> message), reported at once."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+class FormCheck:
+    """Runs the store's own checks field by field and keeps one message per field, so
+    a form says everything that is wrong in one go instead of one error per submit."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def field(self, name: str, check: Callable[..., _T], *args: Any) -> _T | None:
+        try:
+            return check(*args)
+        except OpenSTIError as exc:
+            self.errors.setdefault(name, str(exc))
+            return None
+
+    def fail(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, message)
+
+    def done(self) -> None:
+        """Raise :class:`FieldErrors` if any field was refused."""
+        if self.errors:
+            raise FieldErrors(dict(self.errors))
+
 
 #: The largest file a form accepts (SPC token files and key PEMs are a few kB).
 MAX_UPLOAD = 64 * 1024

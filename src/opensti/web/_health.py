@@ -16,7 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opensti.lifecycle.notify import Observation, get_policy
-from opensti.lifecycle.reconcile import ReconcilePolicy, get_renew_before, renew_at
+from opensti.lifecycle.reconcile import (
+    ReconcilePolicy,
+    get_renew_before,
+    held_entries,
+    renew_at,
+)
 from opensti.store import Certificate, CertificateEntry, CertificateState
 
 __all__ = ["EntryHealth", "Health", "RiskPolicy", "entry_health", "health_summary"]
@@ -35,6 +40,8 @@ class RiskPolicy:
     renew_fraction: float = _LOOP.renew_fraction
     #: How long past its renewal time a certificate may still be in the works.
     grace: dt.timedelta = dt.timedelta(seconds=_LOOP.tick + _LOOP.attempt_timeout)
+    #: Entries added without "request now": they wait for a first request.
+    held: frozenset[int] = frozenset()
 
     @classmethod
     def load(cls, session: Session, loop: ReconcilePolicy) -> RiskPolicy:
@@ -45,6 +52,7 @@ class RiskPolicy:
             get_renew_before(session),
             loop.renew_fraction,
             dt.timedelta(seconds=loop.tick + loop.attempt_timeout),
+            frozenset(held_entries(session)),
         )
 
     def renew_at(self, entry: CertificateEntry, cert: Certificate | None) -> dt.datetime | None:
@@ -80,6 +88,8 @@ def _problem(
 ) -> str | None:
     if entry.failing_since is not None:
         return f"renewal failing since {_at(entry.failing_since)}"
+    if cert is None and entry.id in policy.held:
+        return "waiting: Renew now requests its first certificate"
     if cert is None or cert.not_after is None:
         return "no active certificate"
     if cert.not_after <= now:
@@ -87,7 +97,8 @@ def _problem(
     due = policy.renew_at(entry, cert)
     if due is not None and now > due + policy.grace:
         return f"renewal overdue since {_at(due)}; certificate expires {_at(cert.not_after)}"
-    if Observation(failing=False, not_after=cert.not_after).at_risk(now, policy.at_risk):
+    observation = Observation(failing=False, not_after=cert.not_after, not_before=cert.not_before)
+    if observation.at_risk(now, policy.at_risk):
         return f"certificate expires {_at(cert.not_after)}"
     return None
 

@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opensti.core.errors import InvalidInput, OpenSTIError
+from opensti.core.errors import OpenSTIError
 from opensti.store import Secret
+from opensti.store._validate import check_eab_hmac_key, check_email
 from opensti.web._deps import Admin, Operator, Viewer, backend
-from opensti.web._forms import checkbox, optional, text, upload
+from opensti.web._forms import FieldErrors, FormCheck, checkbox, optional, text, upload
 from opensti.web._render import flash, form_failed, redirect, render
 
 router = APIRouter()
@@ -21,11 +22,27 @@ router = APIRouter()
 _SECRETS = ("eab_hmac_key",)
 
 
+#: What the fingerprint the STI-PA binds tokens to is a hash of, per CA profile.
+FINGERPRINT_OF = {
+    "jwk_thumbprint": "SHA-256 JWK thumbprint of the account key (RFC 9448)",
+    "spki_sha256": "SHA-256 of the account key's SPKI",
+}
+
+
+def fingerprint_methods(app: Any) -> dict[str, str]:
+    """Each CA's fingerprint method in words, by CA name."""
+    return {
+        ca.name: FINGERPRINT_OF.get(ca.fingerprint_algorithm, ca.fingerprint_algorithm)
+        for ca in app.accounts.list_cas()
+    }
+
+
 def _accounts_context(app: Any) -> dict[str, Any]:
     return {
         "title": "Certificate Authorities",
         "cas": app.accounts.list_cas(),
         "accounts": app.accounts.list_accounts(),
+        "methods": fingerprint_methods(app),
     }
 
 
@@ -70,6 +87,34 @@ async def new_account_page(request: Request, user: Operator) -> Response:
     return render(request, "account_new.html", {**_form_context(app), "values": {}})
 
 
+def _check_registration(app: Any, form: Any) -> Secret | None:
+    """Every field of the register form through the store's own checks, all at once;
+    the EAB HMAC key as a secret."""
+    check = FormCheck()
+    check.field("email", check_email, text(form, "email"))
+    if not checkbox(form, "agree_tos"):
+        check.fail("agree_tos", "agree to the CA's terms of service to register an account")
+    kid, hmac_text = optional(form, "eab_kid"), optional(form, "eab_hmac_key")
+    hmac_key = (
+        None
+        if hmac_text is None
+        else check.field("eab_hmac_key", check_eab_hmac_key, Secret.from_text(hmac_text))
+    )
+    ca = next((c for c in app.accounts.list_cas() if c.name == text(form, "ca")), None)
+    if ca is None:
+        check.fail("ca", f"choose a Certificate Authority ({text(form, 'ca')!r} is not one)")
+    elif ca.needs_eab and kid is None and hmac_text is None:
+        check.fail("eab_kid", f"{ca.name} requires External Account Binding: give the EAB key id")
+        check.fail(
+            "eab_hmac_key", f"{ca.name} requires External Account Binding: give the EAB HMAC key"
+        )
+    elif (kid is None) != (hmac_text is None):
+        missing = "eab_kid" if kid is None else "eab_hmac_key"
+        check.fail(missing, "give both the EAB key id and the EAB HMAC key, or neither")
+    check.done()
+    return hmac_key
+
+
 async def _create(app: Any, form: Any) -> Any:
     """Register a new account, or import one when a key file is given."""
     key_pem = await upload(form, "key_file", "account key file")
@@ -84,9 +129,9 @@ async def _create(app: Any, form: Any) -> Any:
                 name=optional(form, "name"),
             )
         )
-    if not checkbox(form, "agree_tos"):
-        raise InvalidInput("agree to the CA's terms of service to register an account")
-    hmac_key = optional(form, "eab_hmac_key")
+    if checkbox(form, "import"):
+        raise FieldErrors({"key_file": "choose the account key file (PEM) to import"})
+    hmac_key = await run_in_threadpool(_check_registration, app, form)
     return await run_in_threadpool(
         lambda: app.accounts.add_account(
             text(form, "ca"),
@@ -94,10 +139,19 @@ async def _create(app: Any, form: Any) -> Any:
             agree_tos=True,
             staging=staging,
             eab_kid=optional(form, "eab_kid"),
-            eab_hmac_key=None if hmac_key is None else Secret.from_text(hmac_key),
+            eab_hmac_key=hmac_key,
             name=optional(form, "name"),
         )
     )
+
+
+def _eab_refusal(exc: OpenSTIError) -> OpenSTIError:
+    """A CA that wants EAB (RFC 8555 ``externalAccountRequired``) points at the EAB
+    fields, so they are marked and in view even for a CA not listed as needing it."""
+    said = str(exc)
+    if "externalAccountRequired" in said or "External Account Binding" in said:
+        return FieldErrors({"eab_kid": said})
+    return exc
 
 
 @router.post("/accounts/new")
@@ -107,16 +161,20 @@ async def add_account(request: Request, user: Operator) -> Response:
     try:
         info = await _create(app, form)
     except OpenSTIError as exc:
-        return form_failed(request, "account_new.html", _form_context(app), exc, form, *_SECRETS)
+        error = _eab_refusal(exc)
+        return form_failed(request, "account_new.html", _form_context(app), error, form, *_SECRETS)
     flash(request, f"ACME account {info.name} is ready ({info.status}) at {info.ca}.")
     return redirect(f"/accounts/{info.name}")
 
 
 @router.get("/accounts/{name}")
 async def account_page(request: Request, name: str, user: Viewer) -> Response:
+    app = backend(request)
     try:
-        info = backend(request).accounts.show_account(name)
+        info = app.accounts.show_account(name)
     except OpenSTIError as exc:
         context = {"title": "Not found", "message": str(exc)}
         return render(request, "error.html", context, status_code=404)
-    return render(request, "account.html", {"title": f"Account {name}", "account": info})
+    method = fingerprint_methods(app).get(info.ca, "")
+    context = {"title": f"Account {name}", "account": info, "method": method}
+    return render(request, "account.html", context)

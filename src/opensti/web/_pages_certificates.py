@@ -18,6 +18,7 @@ from opensti.lifecycle.acquire import DEFAULT_ATTEST, EntryInfo
 from opensti.lifecycle.deploy import (
     create_deployment_task,
     delete_task,
+    parse_task_config,
     run_deployment_tasks,
     update_deployment_task,
 )
@@ -33,9 +34,18 @@ from opensti.store import (
     get_entry,
     list_deployment_tasks,
 )
+from opensti.store._validate import check_name, check_spc, check_url
 from opensti.web._dashboard import call_charts
 from opensti.web._deps import Operator, Viewer, backend
-from opensti.web._forms import checkbox, duration, duration_text, optional, text, upload
+from opensti.web._forms import (
+    FormCheck,
+    checkbox,
+    duration,
+    duration_text,
+    optional,
+    text,
+    upload,
+)
 from opensti.web._health import RiskPolicy
 from opensti.web._render import flash, form_failed, redirect, render
 from opensti.web._views import certificate_timeline, entry_rows, renewal_view
@@ -60,21 +70,50 @@ def _choices(app: Any) -> dict[str, Any]:
 @router.get("/certificates/new")
 async def new_entry_page(request: Request, user: Operator) -> Response:
     app = backend(request)
+    choices = _choices(app)
     values = {"request_now": "on", "attest": DEFAULT_ATTEST}
+    if len(choices["stipa"]) == 1:  # the one STI-PA account: the likely source
+        values["stipa_account_id"] = choices["stipa"][0].account_id
     return render(
         request,
         "entry_new.html",
-        {"title": "Add certificate entry", "values": values, **_choices(app)},
+        {"title": "Add certificate entry", "values": values, **choices},
     )
+
+
+def _check_entry(app: Any, form: Any, token_file: bytes | None) -> None:
+    """The Add form's fields through the store's own checks, all reported at once."""
+    check = FormCheck()
+    check.field("name", check_name, text(form, "name"), "entry")
+    check.field("spc", check_spc, text(form, "spc"), app.settings.spc_pattern)
+    if not text(form, "acme_account"):
+        check.fail("acme_account", "choose the ACME account (add one first)")
+    token = optional(form, "token")
+    if optional(form, "stipa_account_id") is None and token_file is None and token is None:
+        check.fail(
+            "stipa_account_id",
+            "choose an STI-PA account, or bring an SPC token (a token file, or the token "
+            "with its CRL URL)",
+        )
+    if token is not None and optional(form, "crl_url") is None:
+        check.fail("crl_url", "a pasted token needs the CRL URL of the STI-PA that issued it")
+    if optional(form, "crl_url") is not None:
+        check.field("crl_url", check_url, text(form, "crl_url"), "CRL URL")
+    check.field("renew_before", duration, form, "renew_before", "the renewal margin")
+    check.done()
 
 
 @router.post("/certificates/new")
 async def add_entry(request: Request, user: Operator) -> Response:
+    """Add the entry; without "request now" it waits (the loop leaves it alone) until
+    Renew now requests its first certificate."""
     app = backend(request)
     form = await request.form()
     context = {"title": "Add certificate entry", **_choices(app)}
+    request_now = checkbox(form, "request_now")
     try:
         token_file = await upload(form, "token_file", "SPC token file")
+        _check_entry(app, form, token_file)
         name = text(form, "name")
         entry = await run_in_threadpool(
             app.certificates.add_entry,
@@ -87,12 +126,14 @@ async def add_entry(request: Request, user: Operator) -> Response:
             token=optional(form, "token"),
             renew_before=duration(form, "renew_before", "the renewal margin"),
             routing=_routing(form),
+            hold=not request_now,
         )
     except OpenSTIError as exc:
         return form_failed(request, "entry_new.html", context, exc, form, "token")
-    flash(request, f"Entry {name} added: it signs {entry.signs}.")
+    waits = "" if request_now else " It waits: Renew now requests its first certificate."
+    flash(request, f"Entry {name} added: it signs {entry.signs}.{waits}")
     _flash_notes(request, entry.notes)
-    if checkbox(form, "request_now"):
+    if request_now:
         await _request(request, app, name)
     return redirect(f"/certificates/{name}")
 
@@ -187,6 +228,22 @@ def _task_config(kind: DeploymentTaskKind, target: str, kept: dict[str, Any]) ->
         except ValueError as exc:
             raise InvalidInput(f"the command does not parse: {exc}") from None
     return {**kept, _TARGET_KEY[kind]: value}
+
+
+def _check_task(form: Any) -> tuple[DeploymentTaskKind, dict[str, Any]]:
+    """A new task's name, kind and target through the same checks as storing it."""
+    check = FormCheck()
+    check.field("task_name", check_name, text(form, "task_name"), "deployment task")
+    kind = check.field("kind", _kind, text(form, "kind"))
+    config = None
+    if kind is not None:
+        config = check.field("target", _task_config, kind, text(form, "target"), {})
+        if config is not None:
+            check.field("target", parse_task_config, kind, config)
+    check.done()
+    assert kind is not None
+    assert config is not None
+    return kind, config
 
 
 def task_target(task: DeploymentTask) -> str:
@@ -331,7 +388,7 @@ async def add_task(request: Request, name: str, user: Operator) -> Response:
     app = backend(request)
     form = await request.form()
     try:
-        kind = _kind(text(form, "kind"))
+        kind, config = _check_task(form)
         with app.database.session() as session:
             create_deployment_task(
                 session,
@@ -339,7 +396,7 @@ async def add_task(request: Request, name: str, user: Operator) -> Response:
                 name,
                 name=text(form, "task_name"),
                 kind=kind,
-                config=_task_config(kind, text(form, "target"), {}),
+                config=config,
                 secret=_secret(form),
             )
     except OpenSTIError as exc:
@@ -400,6 +457,24 @@ async def edit_task(request: Request, name: str, task: str, user: Operator) -> R
         return form_failed(request, "task_edit.html", context, exc, form, "secret")
     flash(request, f"Deployment task {task} saved.")
     return redirect(f"/certificates/{name}#tasks")
+
+
+@router.get("/certificates/{name}/tasks/{task}/delete")
+async def delete_task_page(request: Request, name: str, task: str, user: Operator) -> Response:
+    """The confirmation step: a task is deleted only from this page's button."""
+    try:
+        _task_page_context(backend(request), name, task)
+    except OpenSTIError as exc:
+        return _not_found(request, exc)
+    context = {
+        "title": f"Delete deployment task {task}",
+        "message": f"Entry {name} stops running it after each new certificate; its "
+        "settings and stored secret are deleted. Files it already deployed stay where they are.",
+        "action": f"/certificates/{name}/tasks/{task}/delete",
+        "button": f"Delete task {task}",
+        "cancel": f"/certificates/{name}#tasks",
+    }
+    return render(request, "confirm.html", context)
 
 
 @router.post("/certificates/{name}/tasks/{task}/delete")

@@ -213,6 +213,26 @@ async def create_token(request: Request, user: Admin) -> Response:
     return render(request, "settings.html", context)
 
 
+@router.get("/settings/tokens/{name}/revoke")
+async def revoke_token_page(request: Request, name: str, user: Admin) -> Response:
+    """The confirmation step: what revoking means for whoever uses the token."""
+    with backend(request).database.read_session() as session:
+        token = next((t for t in list_api_tokens(session) if t.name == name), None)
+        if token is None or token.revoked:
+            context = {"title": "Not found", "message": f"no active API token {name!r}"}
+            return render(request, "error.html", context, status_code=404)
+        role = token.role.value
+    context = {
+        "title": f"Revoke API token {name}",
+        "message": f"Every client using this {role} token is refused from now on "
+        "(an SBC signing with it stops getting Identity headers). This cannot be undone.",
+        "action": f"/settings/tokens/{name}/revoke",
+        "button": f"Revoke token {name}",
+        "cancel": "/settings#tokens",
+    }
+    return render(request, "confirm.html", context)
+
+
 @router.post("/settings/tokens/{name}/revoke")
 async def revoke_token(request: Request, name: str, user: Admin) -> Response:
     app = backend(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,21 +15,58 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from opensti.core.errors import OpenSTIError, http_status
 from opensti.web._auth import CSRF_FIELD, SignedIn, csrf_token
-from opensti.web._forms import values_of
+from opensti.web._forms import FieldErrors, values_of
 from opensti.web._health import health_summary
 
-__all__ = ["NAV", "flash", "form_failed", "redirect", "render", "templates_env"]
+__all__ = ["NAV", "flash", "form_failed", "redirect", "render", "templates_env", "ui_text"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
-#: (path, label) of the main navigation, in order.
+#: (path, label, role needed) of the main navigation, in order: a link shows only to
+#: a user whose role may open it (no link that answers 403).
 NAV = (
-    ("/", "Certificates"),
-    ("/accounts", "Certificate Authorities"),
-    ("/stipa", "STI-PA"),
-    ("/calls", "SIP Messages"),
-    ("/settings", "Settings"),
+    ("/", "Certificates", "read-only"),
+    ("/accounts", "Certificate Authorities", "read-only"),
+    ("/stipa", "STI-PA", "read-only"),
+    ("/calls", "SIP Messages", "read-only"),
+    ("/users", "Users", "admin"),
+    ("/settings", "Settings", "admin"),
 )
+
+#: The services' messages serve the CLI too; in the web UI, the CLI's flags and
+#: commands they mention become the page or field that does the same.
+_CLI_WORDS = (
+    (re.compile(r" \(--stipa\)"), ""),
+    (
+        re.compile(r"\(--token-file, or --token with --crl-url\)"),
+        "(a token file, or the token and its CRL URL)",
+    ),
+    (re.compile(r" \(--eab-kid\)"), ""),
+    (re.compile(r"\(set them with: opensti stipa set\)"), "(set them on the STI-PA page)"),
+    (re.compile(r"\(opensti notify set-(smtp|contact)\)"), "(Settings, Email notifications)"),
+    (
+        re.compile(r"\(opensti cert set \S+ --clear-prefixes \.\.\.\)"),
+        "(on that entry's page, Signing)",
+    ),
+    (re.compile(r"\(opensti cert set OTHER --default-signer\)"), "(on its page, Signing)"),
+    (re.compile(r"\(--no-default-signer\)"), "(untick Default signer)"),
+    (re.compile(r"\(run: opensti cert request (\S+)\)"), "(Renew now on its page)"),
+    (re.compile(r"add users with `opensti user add`"), "an admin adds users on the Users page"),
+    # Anything else that still names a command or a flag: dropped, not shown raw.
+    (
+        re.compile(
+            r" ?\((?:run: |set them with: )?`?opensti [^)]*\)|`opensti [^`]*`| ?\(--[^)]*\)"
+        ),
+        "",
+    ),
+)
+
+
+def ui_text(message: str) -> str:
+    """A service message in the web UI's words (no CLI flags or commands)."""
+    for pattern, words in _CLI_WORDS:
+        message = pattern.sub(words, message)
+    return message
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -64,7 +102,7 @@ def templates_env() -> Environment:
 
 def flash(request: Request, message: str, kind: str = "ok") -> None:
     """A one-time notice shown on the next page (after a POST-redirect-GET)."""
-    request.session.setdefault("flash", []).append([kind, message])
+    request.session.setdefault("flash", []).append([kind, ui_text(message)])
 
 
 def redirect(path: str) -> RedirectResponse:
@@ -115,9 +153,14 @@ def form_failed(
     form that was sent."""
     # The form's input over the page's stored values, so other forms stay filled.
     values = {**context.get("values", {}), **values_of(form, *secret_fields)}
+    errors = (
+        {name: ui_text(message) for name, message in exc.errors.items()}
+        if isinstance(exc, FieldErrors)
+        else {}
+    )
     return render(
         request,
         template,
-        {**context, "values": values, error_key: str(exc)},
+        {**context, "values": values, error_key: ui_text(str(exc)), "errors": errors},
         status_code=http_status(exc),
     )

@@ -53,11 +53,13 @@ class EntryRow:
     prefixes: tuple[str, ...] = ()
 
 
-def _state(entry: CertificateEntry, cert: Certificate | None) -> str:
+def _state(entry: CertificateEntry, cert: Certificate | None, held: frozenset[int]) -> str:
     if not entry.enabled:
         return "disabled"
     if entry.failing_since is not None:
         return "failing"
+    if cert is None and entry.id in held:
+        return "waiting"
     return "active" if cert is not None else "no certificate"
 
 
@@ -83,7 +85,7 @@ def entry_rows(session: Session, now: dt.datetime, loop: ReconcilePolicy) -> lis
             stipa_account_id=entry.stipa_account.account_id if entry.stipa_account else None,
             acme_account=entry.acme_account.name,
             ca=entry.acme_account.ca.name,
-            state=_state(entry, cert),
+            state=_state(entry, cert, policy.held),
             not_after=cert.not_after if cert else None,
             next_renewal=policy.renew_at(entry, cert),
             retry_at=entry.next_attempt_at if entry.failing_since is not None else None,
