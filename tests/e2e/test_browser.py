@@ -261,11 +261,16 @@ def _search_and_pictures(page: Any) -> None:
     chart = page.get_by_role("img", name="Certificate validity")
     assert chart.locator("rect.bar").count() == 2
     assert chart.locator("path.renewal").count() == 1
+    shot(page, "entry-timeline")
     page.set_viewport_size({"width": 390, "height": 844})
     box = chart.bounding_box()
     assert box is not None
     assert box["x"] + box["width"] <= 390
+    shot(page, "entry-390")
+    page.get_by_role("link", name="Certificates").first.click()
+    shot(page, "certificates-390")
     page.set_viewport_size({"width": 1280, "height": 860})
+    shot(page, "dashboard")
 
 
 def test_core_flows_work_without_javascript(served_with_admin: Served, no_script_page: Any) -> None:
@@ -329,7 +334,7 @@ def test_edit_disable_and_remove_an_entry(served_with_admin: Served, browser_pag
     served, page = served_with_admin, browser_page
     _entries_from_the_cli(served)
     sign_in(page, served.url)
-    assert "default signer" in page.locator("table").inner_text()
+    assert "default signer" in page.locator("#entries").inner_text()
     page.get_by_role("link", name="west", exact=True).click()
     assert page.locator("#signs").inner_text() == "no calls: no prefixes and not the default signer"
 
