@@ -22,6 +22,8 @@ from opensti.store._migrate import MIGRATIONS_DIR
 
 from .conftest import assert_schema_matches_the_models, revisions
 
+pytestmark = pytest.mark.db_dialect
+
 
 def _tables(url: str) -> set[str]:
     database = open_database(url)
