@@ -108,7 +108,7 @@ def _probe_round(world: World, report: SoakReport) -> None:
     bad = {name: why for name, why in problems.items() if why is not None}
     if bad:
         report.bad_seconds += 1
-        report.bad_by_entry.update(bad)
+        report.bad_by_entry.update(bad.keys())  # one bad second per entry named
         if len(report.incidents) < 100:
             report.incidents.extend((report.probes, name, why) for name, why in bad.items())
     report.probes += 1

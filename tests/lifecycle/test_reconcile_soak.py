@@ -1,8 +1,8 @@
 """A short run of the soak (bench/soak.py runs the full ten minutes with 2-minute
 certificates): ``opensti serve`` under random CA/STI-PA faults, probed every second; no
 second may go without a valid published certificate for any entry. The certificates
-live 40 s here, and the faults and backoffs shrink with them (see soak_support), so
-45 s see every entry renewed under the same mix of faults."""
+live 60 s here, and the faults and backoffs shrink with them (see soak_support), so
+50 s see every entry renewed under the same mix of faults."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from tests.lifecycle.soak_support import ENTRIES, run_soak
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SECONDS = float(os.environ.get("OPENSTI_SOAK_SECONDS", "45"))
-VALIDITY = float(os.environ.get("OPENSTI_SOAK_VALIDITY", "40"))
+SECONDS = float(os.environ.get("OPENSTI_SOAK_SECONDS", "50"))
+VALIDITY = float(os.environ.get("OPENSTI_SOAK_VALIDITY", "60"))
 
 
 def test_soak_keeps_a_valid_certificate_published(tmp_path: Path) -> None:
