@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from tests._databases import PostgresServer, is_postgresql, postgres_installed, throwaway_cluster
 
 DB_URL_ENV = "OPENSTI_TEST_DATABASE_URL"
+POSTGRES_URL_ENV = "OPENSTI_TEST_POSTGRES_URL"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,6 +27,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get(DB_URL_ENV, ""),
         help=f"run the database tests on this PostgreSQL server (env {DB_URL_ENV}); "
         "default: a SQLite file per test",
+    )
+    parser.addoption(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL_ENV, ""),
+        help="the PostgreSQL server for the PostgreSQL-only tests of a SQLite run "
+        f"(env {POSTGRES_URL_ENV}); default: a throwaway cluster per worker",
     )
 
 
@@ -63,11 +71,13 @@ def database_url(db_server: PostgresServer | None, tmp_path: Path) -> Iterator[s
 
 
 @pytest.fixture(scope="session")
-def postgres_server(db_server: PostgresServer | None) -> Iterator[PostgresServer]:
+def postgres_server(
+    db_server: PostgresServer | None, request: pytest.FixtureRequest
+) -> Iterator[PostgresServer]:
     """A PostgreSQL server whatever --db-url says: for tests of PostgreSQL-only behaviour.
 
-    The --db-url server, else a throwaway cluster; skipped when psycopg or the
-    PostgreSQL binaries are missing.
+    The --db-url server, else the --postgres-url one, else a throwaway cluster;
+    skipped when psycopg or the PostgreSQL binaries are missing.
     """
     if db_server is not None:
         yield db_server
@@ -76,7 +86,8 @@ def postgres_server(db_server: PostgresServer | None) -> Iterator[PostgresServer
         pytest.skip("psycopg is not installed")
     if not postgres_installed():
         pytest.skip("PostgreSQL is not installed")
-    with throwaway_cluster() as url:
+    given = request.config.getoption("--postgres-url")
+    with nullcontext(given) if given else throwaway_cluster() as url:
         server = PostgresServer(url)
         yield server
         server.close()

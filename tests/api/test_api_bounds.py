@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from opensti.store import Role
 from tests.api.api_support import Mgmt
 
+pytestmark = pytest.mark.db_dialect
+
 HUGE = "99999999999999999999999"
 ORIG, DEST = "12155550121", "12155550131"
 OPENSTI = str(Path(sys.executable).with_name("opensti"))

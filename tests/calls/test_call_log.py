@@ -26,6 +26,8 @@ from opensti.store import (
 )
 from tests._site import SPC, Site
 
+pytestmark = pytest.mark.db_dialect
+
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 

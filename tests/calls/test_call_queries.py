@@ -11,6 +11,8 @@ from opensti.core.errors import InvalidInput, NotFound
 from opensti.store import SipAction, SipDirection, SipRecord
 from tests._site import Site
 
+pytestmark = pytest.mark.db_dialect
+
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 

@@ -33,7 +33,7 @@ from tests.calls.test_calls_cli import run
 from tests.sip.sip_support import request, udp_client
 from tests.web.conftest import PASSWORD, sign_in
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.db_dialect]
 
 PEER_SPC = "456Z"
 ORIG, DEST = "12025550100", "12025550199"

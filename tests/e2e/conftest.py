@@ -177,34 +177,42 @@ def served_with_admin(served: Served) -> Served:
     return served
 
 
-def _launch(tmp_path: Path, *, javascript: bool) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the module's tests on this worker (starting one costs
+    seconds); each test gets a context of its own, as fresh as a new profile."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=list(FLAGS),
-            viewport={"width": 1280, "height": 860},
-            java_script_enabled=javascript,
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=list(FLAGS)
         )
-        if javascript:
-            context.grant_permissions(["clipboard-read", "clipboard-write"])
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(30_000)
         try:
-            yield page
+            yield browser
         finally:
-            context.close()
+            browser.close()
+
+
+def _page(browser: Any, *, javascript: bool) -> Iterator[Any]:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 860}, java_script_enabled=javascript
+    )
+    if javascript:
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        context.close()
 
 
 @pytest.fixture
-def browser_page(tmp_path: Path) -> Iterator[Any]:
-    """A page in a fresh Chromium profile; clipboard permissions granted for Copy."""
-    yield from _launch(tmp_path, javascript=True)
+def browser_page(chromium: Any) -> Iterator[Any]:
+    """A page in a fresh browser context; clipboard permissions granted for Copy."""
+    yield from _page(chromium, javascript=True)
 
 
 @pytest.fixture
-def no_script_page(tmp_path: Path) -> Iterator[Any]:
-    """A page in a fresh Chromium profile with JavaScript switched off."""
-    yield from _launch(tmp_path, javascript=False)
+def no_script_page(chromium: Any) -> Iterator[Any]:
+    """A page in a fresh browser context with JavaScript switched off."""
+    yield from _page(chromium, javascript=False)

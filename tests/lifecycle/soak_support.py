@@ -2,7 +2,9 @@
 STI-PA faults while a probe checks, every second, that each entry's current x5u serves
 a chain that is valid right now.
 
-Shared by the slow test (a few minutes) and ``bench/soak.py`` (ten minutes). The figure
+Shared by the test (under a minute) and ``bench/soak.py`` (ten minutes). Every interval
+(outage gaps and lengths, retry backoff) scales with the certificates' life, so the short
+run meets the same faults, in proportion, as the long one. The figure
 that matters is ``seconds without a valid published cert``: a second counts when, for
 any entry, the x5u of its active certificate (what the STI-AS signs with) cannot be
 fetched from the STI-CR or its chain does not validate against the STI-PA trust list
@@ -29,10 +31,12 @@ from sqlalchemy import func, select
 from opensti.store import CertificateState, EventOutcome, LifecycleEvent
 from tests.lifecycle.reconcile_support import SPCS, World, start_world
 
-__all__ = ["SoakReport", "run_soak"]
+__all__ = ["ENTRIES", "SoakReport", "run_soak"]
 
 OPENSTI = str(Path(sys.executable).with_name("opensti"))
 ENTRIES = tuple(f"e{spc}" for spc in SPCS)
+#: The certificate life (s) the fault timings below are written for.
+REFERENCE_VALIDITY = 120.0
 
 
 @dataclass
@@ -79,18 +83,19 @@ class SoakReport:
 class _Faults(threading.Thread):
     """Random outages of the CA or the STI-PA (503 on every request) for a few seconds."""
 
-    def __init__(self, world: World, rng: random.Random, report: SoakReport) -> None:
+    def __init__(self, world: World, rng: random.Random, report: SoakReport, scale: float) -> None:
         super().__init__(daemon=True, name="soak-faults")
         self.world = world
         self.rng = rng
         self.report = report
+        self.scale = scale
         self.stop = threading.Event()
 
     def run(self) -> None:
         faults = self.world.sandbox.state.faults
-        while not self.stop.wait(self.rng.uniform(20, 50)):
+        while not self.stop.wait(self.rng.uniform(20, 50) * self.scale):
             role = self.rng.choice(("ca", "stipa"))
-            length = self.rng.uniform(3, 15)
+            length = self.rng.uniform(3, 15) * self.scale
             faults.set(role, "refuse")  # type: ignore[arg-type]
             self.report.outages.append((role, time.monotonic(), length))
             self.stop.wait(length)
@@ -103,7 +108,7 @@ def _probe_round(world: World, report: SoakReport) -> None:
     bad = {name: why for name, why in problems.items() if why is not None}
     if bad:
         report.bad_seconds += 1
-        report.bad_by_entry.update(bad)
+        report.bad_by_entry.update(bad.keys())  # one bad second per entry named
         if len(report.incidents) < 100:
             report.incidents.extend((report.probes, name, why) for name, why in bad.items())
     report.probes += 1
@@ -144,7 +149,7 @@ def run_soak(
     tmp_path: Path,
     duration: float,
     *,
-    cert_validity: float = 120.0,
+    cert_validity: float = REFERENCE_VALIDITY,
     fail_rate: float = 0.05,
     seed: int = 1,
     log: Any = print,
@@ -152,6 +157,7 @@ def run_soak(
     """Run the soak for ``duration`` seconds after the first certificates are active."""
     rng = random.Random(seed)
     report = SoakReport(duration, cert_validity, fail_rate)
+    scale = cert_validity / REFERENCE_VALIDITY
     with start_world(
         tmp_path, cert_validity=dt.timedelta(seconds=cert_validity), repository=False
     ) as world:
@@ -159,13 +165,13 @@ def run_soak(
         port = world.base_url.rpartition(":")[2]
         command = [
             OPENSTI, "serve", "--insecure-http", f"--port={port}", "--tick=0.5",
-            "--backoff-initial=1", "--backoff-max=8", "--lease-ttl=60",
+            f"--backoff-initial={scale:g}", f"--backoff-max={8 * scale:g}", "--lease-ttl=60",
         ]  # fmt: skip
         stderr = (tmp_path / "serve.log").open("wb")
         server = subprocess.Popen(
             command, env=world.env(), stdout=subprocess.DEVNULL, stderr=stderr
         )
-        faults = _Faults(world, rng, report)
+        faults = _Faults(world, rng, report, scale)
         try:
             _wait_first_certificates(world, 60)
             first_activations = _count(world, LifecycleEvent.step == "activate")

@@ -39,7 +39,7 @@ from opensti.store import (
 from tests.api.api_support import add_tokens
 from tests.lifecycle.reconcile_support import World, start_world, states
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.db_dialect]
 
 FULL_FLOW = [
     FlowStep.SPC_TOKEN,

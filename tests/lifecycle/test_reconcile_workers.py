@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from opensti.store import CertificateState
-from tests._databases import PostgresServer, postgres_installed, throwaway_cluster
+from tests._databases import PostgresServer
 from tests.lifecycle.cluster_support import (
     activations,
     first_event_after,
@@ -38,15 +38,9 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "sqlite":
         yield ""
         return
-    if not postgres_installed():
-        pytest.skip("PostgreSQL is not installed")
-    with throwaway_cluster() as url:
-        server = PostgresServer(url)
-        try:
-            with server.database() as database:
-                yield database
-        finally:
-            server.close()
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with server.database() as url:
+        yield url
 
 
 @pytest.fixture

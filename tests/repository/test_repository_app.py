@@ -17,6 +17,8 @@ from opensti.repository import PublishedChains, RepositoryApp, x5u_for
 from opensti.store import CertificateState, follow_store, open_database, set_certificate_state
 from tests.lifecycle.lifecycle_support import Store
 
+pytestmark = pytest.mark.db_dialect
+
 BASE = "https://cr.example.test"
 HOUR = dt.timedelta(hours=1)
 

@@ -12,7 +12,7 @@ from opensti.repository import create_repository_app, x5u_for
 from tests._servers import serve_asgi
 from tests.lifecycle.lifecycle_support import Store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.db_dialect]
 
 
 async def test_serves_old_and_new_chains_over_a_socket(store: Store) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -50,7 +51,10 @@ def workers() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         yield process, port
     finally:
         if process.poll() is None:
-            process.kill()
+            # The workers outlive a killed parent: kill them too, or every run leaks two.
+            for pid in [*child_pids(process.pid), process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         process.wait(10)
         if process.stderr is not None:
             process.stderr.close()

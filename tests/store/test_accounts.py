@@ -31,6 +31,8 @@ from opensti.store import (
 
 from .conftest import add_account, add_ca, key_pem, row_counts
 
+pytestmark = pytest.mark.db_dialect
+
 EAB_KEY = Secret(b"zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W")
 
 

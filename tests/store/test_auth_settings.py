@@ -27,6 +27,8 @@ from opensti.store import (
 
 from .conftest import NOW, db_bytes, row_counts
 
+pytestmark = pytest.mark.db_dialect
+
 
 def test_api_token_is_shown_once_and_stored_hashed(db) -> None:  # type: ignore[no-untyped-def]
     with db.session() as session:

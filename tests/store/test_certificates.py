@@ -36,6 +36,8 @@ from opensti.store import (
 
 from .conftest import NOW, add_entry, key_pem, row_counts
 
+pytestmark = pytest.mark.db_dialect
+
 LATER = NOW + dt.timedelta(hours=1)
 
 

@@ -14,6 +14,8 @@ from opensti.store._database import BUSY_TIMEOUT_MS, normalize_url
 
 from .conftest import add_ca
 
+pytestmark = pytest.mark.db_dialect
+
 
 def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 'wal.db'}")  # SQLite whatever --db-url says

@@ -24,6 +24,8 @@ from opensti.store import (
 
 from .conftest import NOW, add_entry, race_for_lease, row_counts
 
+pytestmark = pytest.mark.db_dialect
+
 TTL = dt.timedelta(minutes=5)
 
 

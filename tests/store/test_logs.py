@@ -28,6 +28,8 @@ from opensti.store import (
 
 from .conftest import NOW, add_entry
 
+pytestmark = pytest.mark.db_dialect
+
 
 def _minutes(n: int) -> dt.datetime:
     return NOW + dt.timedelta(minutes=n)

@@ -25,6 +25,8 @@ from opensti.store._types import UTCDateTime
 
 from .conftest import assert_schema_matches_the_models, revisions
 
+pytestmark = pytest.mark.db_dialect
+
 
 def _tables(url: str) -> set[str]:
     database = open_database(url)

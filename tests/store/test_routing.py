@@ -25,6 +25,8 @@ from opensti.store import (
 from .conftest import NOW, add_entry, row_counts
 from .test_certificates import _active_cert, _issue
 
+pytestmark = pytest.mark.db_dialect
+
 
 def _change(db, name: str, **change: object) -> list[str]:  # type: ignore[no-untyped-def]
     with db.session() as session:

@@ -96,6 +96,7 @@ def test_key_from_the_environment_value(tmp_path: Path) -> None:
         load_secret_box(tmp_path, "not base64 at all!")
 
 
+@pytest.mark.db_dialect
 def test_no_plaintext_secret_reaches_the_database_file(db, box, pki) -> None:  # type: ignore[no-untyped-def]
     account_key = key_pem()
     eab_key = Secret(b"c2VjcmV0LWVhYi1obWFjLWtleS12YWx1ZS0xMjM0NTY3OA")

@@ -21,6 +21,8 @@ from opensti.store import (
 
 from .conftest import NOW
 
+pytestmark = pytest.mark.db_dialect
+
 
 def _delay(failures: int) -> dt.timedelta:
     return dt.timedelta(seconds=0 if failures < 3 else 10 * failures)

@@ -29,6 +29,8 @@ from opensti.store import (
 
 from .conftest import NOW
 
+pytestmark = pytest.mark.db_dialect
+
 ROWS = 10_000
 CALL_ID, FROM_TN, TO_TN = (f"ix_sip_message_{c}" for c in ("call_id", "from_tn", "to_tn"))
 AT = "ix_sip_message_at_id"  # the page order (at, id)

@@ -35,6 +35,8 @@ from opensti.store import (
 
 from .conftest import NOW, add_entry
 
+pytestmark = pytest.mark.db_dialect
+
 #: A deadline for the watcher, not a measurement: the promise is "within seconds".
 DEADLINE = 10.0
 

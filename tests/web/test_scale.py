@@ -14,6 +14,8 @@ from opensti.app import App
 from opensti.store import Role, SipAction, SipDirection, SipRecord, append_sip_messages
 from tests.web.conftest import SignIn
 
+pytestmark = pytest.mark.db_dialect
+
 CALLS = 10_000
 
 

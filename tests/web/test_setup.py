@@ -68,6 +68,7 @@ async def _submit(client: httpx.AsyncClient, token: str, **fields: str) -> httpx
     return await client.post("/setup", data={**data, "token": token, "csrf_token": form_token})
 
 
+@pytest.mark.db_dialect
 async def test_the_link_creates_the_first_admin_once(
     browser: httpx.AsyncClient, empty_app: App, clock: _Clock
 ) -> None:
@@ -93,6 +94,7 @@ async def test_the_link_creates_the_first_admin_once(
         create_setup_token(session, now=clock.now)
 
 
+@pytest.mark.db_dialect
 async def test_an_expired_link_does_nothing(
     browser: httpx.AsyncClient, empty_app: App, clock: _Clock
 ) -> None:
@@ -107,6 +109,7 @@ async def test_an_expired_link_does_nothing(
         get_user(session, "late")
 
 
+@pytest.mark.db_dialect
 async def test_a_newer_link_replaces_the_older(empty_app: App, clock: _Clock) -> None:
     older = _token(empty_app, clock.now)
     newer = _token(empty_app, clock.now)
