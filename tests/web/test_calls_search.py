@@ -13,6 +13,9 @@ from opensti.calls import _search
 from opensti.store import Role, SipAction, SipDirection, SipRecord, append_sip_messages
 from tests.web.conftest import SignIn
 
+# The prefix search is a range query whose plan differs by database (tests/README.md).
+pytestmark = pytest.mark.db_dialect
+
 NOW = dt.datetime.now(dt.UTC)
 
 

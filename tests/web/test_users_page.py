@@ -7,11 +7,15 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from opensti.app import App
 from opensti.store import Role, get_user, list_users
 from opensti.web import create_web
 from tests.web.conftest import PASSWORD, SignIn, csrf, csrf_of, sign_in
+
+# Users are listed and changed by store functions only these tests reach (tests/README.md).
+pytestmark = pytest.mark.db_dialect
 
 
 def _users(app: App) -> dict[str, tuple[str, bool]]:
