@@ -40,6 +40,7 @@ def upgrade() -> None:
             sa.Enum(
                 "signed",
                 "verified",
+                "not-signed",
                 name="action",
                 native_enum=False,
                 create_constraint=True,
