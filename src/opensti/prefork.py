@@ -14,12 +14,27 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["fork_workers", "stop_workers"]
+__all__ = ["bind_each", "fork_workers", "stop_workers"]
 
 logger = logging.getLogger(__name__)
+
+
+def bind_each(binders: Iterable[Callable[[], socket.socket]]) -> list[socket.socket]:
+    """Bind every listener before the fork; if one cannot be bound, the ones bound so
+    far are closed before the error goes on (a half-bound server never serves)."""
+    sockets: list[socket.socket] = []
+    try:
+        for bind in binders:
+            sockets.append(bind())
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def fork_workers(count: int, run: Callable[[], None], *, name: str) -> list[int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -59,7 +60,7 @@ from opensti.eventloop import run_server_loop
 from opensti.lifecycle.branding import IconFetch, refresh_icons
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
-from opensti.prefork import fork_workers, stop_workers
+from opensti.prefork import bind_each, fork_workers, stop_workers
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, Keyring, SigningService
@@ -335,15 +336,7 @@ def bind_listeners(options: ServeOptions) -> list[socket.socket]:
     addresses = [(options.host, options.port)]
     if options.sti_cr_listen is not None:
         addresses.append(options.sti_cr_listen)
-    sockets: list[socket.socket] = []
-    try:
-        for host, port in addresses:
-            sockets.append(bind_socket(host, port))
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
+    return bind_each(functools.partial(bind_socket, host, port) for host, port in addresses)
 
 
 def _listen(

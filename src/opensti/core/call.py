@@ -264,6 +264,8 @@ def _verify_divs(
 
 def _base_payload(shaken: Sequence[str], base: VerificationResult) -> Mapping[str, Any]:
     """The payload of the SHAKEN PASSporT that passed (its extension claims)."""
+    if base.payload is not None:
+        return base.payload
     for value in shaken:
         try:
             header = parse_identity(value)

@@ -10,8 +10,8 @@ the fetching beforehand (and may cache validated chains), so nothing here blocks
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -65,6 +65,9 @@ class VerificationResult:
     x5u: str | None = None
     certificate: ValidatedCertificate | None = None
     error: PassportError | None = None
+    #: The verified PASSporT's payload (its extension claims, such as rcd), kept so a
+    #: caller need not decode the token again.
+    payload: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -172,6 +175,7 @@ def _verify_one(
         claims=claims,
         x5u=x5u,
         certificate=certificate,
+        payload=passport.payload,
     )
 
 

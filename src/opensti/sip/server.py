@@ -39,7 +39,7 @@ from typing import Any, cast
 
 from opensti.core.errors import InvalidInput, SIPParseError
 from opensti.eventloop import run_server_loop
-from opensti.prefork import fork_workers
+from opensti.prefork import bind_each, fork_workers
 from opensti.sip.message import (
     MAX_MESSAGE_SIZE,
     SIPMessage,
@@ -188,16 +188,8 @@ def bind_sip_listeners(
     listeners: Sequence[ListenerSpec], limits: ServerLimits | None = None
 ) -> list[socket.socket]:
     """Bind every listener once, before worker processes are forked to share them."""
-    limits = limits or ServerLimits()
-    sockets: list[socket.socket] = []
-    try:
-        for spec in listeners:
-            sockets.append(_bind_listener(spec, limits))
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
+    chosen = limits or ServerLimits()
+    return bind_each(functools.partial(_bind_listener, spec, chosen) for spec in listeners)
 
 
 #: Datagrams read per wake-up before the loop serves other work (TCP, timers, tasks).
