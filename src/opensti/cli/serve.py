@@ -70,7 +70,7 @@ from opensti.sip import (
     RedirectPolicy,
     SIPServer,
     SIPServices,
-    bind_sip_listeners,
+    bind_sip_listener,
     parse_listeners,
 )
 from opensti.store import follow_store
@@ -320,23 +320,23 @@ class _Listener:
 
 
 def bind_all(options: ServeOptions) -> BoundSockets:
-    """Every listener of ``options``: HTTP (see :func:`bind_listeners`), then SIP."""
-    http = bind_listeners(options)
-    try:
-        sip = bind_sip_listeners(options.sip_listeners)
-    except BaseException:
-        for sock in http:
-            sock.close()
-        raise
-    return BoundSockets(http, sip)
+    """Every listener of ``options``, HTTP then SIP; none stays bound if one fails."""
+    http = _http_binders(options)
+    sip = [functools.partial(bind_sip_listener, spec) for spec in options.sip_listeners]
+    bound = bind_each([*http, *sip])
+    return BoundSockets(bound[: len(http)], bound[len(http) :])
 
 
 def bind_listeners(options: ServeOptions) -> list[socket.socket]:
     """The internal listener's socket, then the public STI-CR's when it has its own."""
+    return bind_each(_http_binders(options))
+
+
+def _http_binders(options: ServeOptions) -> list[Callable[[], socket.socket]]:
     addresses = [(options.host, options.port)]
     if options.sti_cr_listen is not None:
         addresses.append(options.sti_cr_listen)
-    return bind_each(functools.partial(bind_socket, host, port) for host, port in addresses)
+    return [functools.partial(bind_socket, host, port) for host, port in addresses]
 
 
 def _listen(

@@ -43,7 +43,6 @@ from opensti.core.passport import (
     Passport,
     ShakenClaims,
     decode_passport,
-    shaken_claims,
     verify_signature,
 )
 from opensti.core.rcd import RichCallData, check_rcdi, parse_rich_call_data
@@ -262,21 +261,6 @@ def _verify_divs(
     return replace(base, reason="verified (div chain)"), tuple(links[i] for i in order)
 
 
-def _base_payload(shaken: Sequence[str], base: VerificationResult) -> Mapping[str, Any]:
-    """The payload of the SHAKEN PASSporT that passed (its extension claims)."""
-    if base.payload is not None:
-        return base.payload
-    for value in shaken:
-        try:
-            header = parse_identity(value)
-            passport = decode_passport(header.token)
-            if header.info == base.x5u and shaken_claims(passport) == base.claims:
-                return passport.payload
-        except PassportError:
-            continue
-    return {}
-
-
 def _rcd_passport(
     header: IdentityHeader, claims: ShakenClaims, checks: _Checks
 ) -> Mapping[str, Any]:
@@ -328,7 +312,8 @@ def _rcd_result(
         if sorted_.rcd:
             return RCDResult(False, "not shown: the SHAKEN PASSporT did not verify")
         return None
-    result = _verify_rcd(_base_payload(sorted_.shaken, base), base.certificate, fetch, "shaken")
+    # The payload of the SHAKEN PASSporT that passed: its rcd claims, if any.
+    result = _verify_rcd(base.payload or {}, base.certificate, fetch, "shaken")
     for header in sorted_.rcd:
         if result is not None and result.verified:
             break

@@ -28,7 +28,7 @@ from opensti.sip.server import (
     ServerLimits,
     SIPServer,
     SIPServices,
-    bind_sip_listeners,
+    bind_sip_listener,
     parse_listeners,
     serve,
 )
@@ -54,7 +54,7 @@ __all__ = (
     "ServerTransactions",
     "StreamFramer",
     "TransactionStats",
-    "bind_sip_listeners",
+    "bind_sip_listener",
     "build_response",
     "parse_listeners",
     "parse_message",

@@ -39,7 +39,7 @@ from typing import Any, cast
 
 from opensti.core.errors import InvalidInput, SIPParseError
 from opensti.eventloop import run_server_loop
-from opensti.prefork import bind_each, fork_workers
+from opensti.prefork import fork_workers
 from opensti.sip.message import (
     MAX_MESSAGE_SIZE,
     SIPMessage,
@@ -65,7 +65,7 @@ __all__ = [
     "SIPServer",
     "SIPServices",
     "ServerLimits",
-    "bind_sip_listeners",
+    "bind_sip_listener",
     "parse_listeners",
     "serve",
 ]
@@ -184,12 +184,9 @@ def _bind_listener(
     return _bind(spec, reuse_port=reuse_port, udp_receive_buffer=limits.udp_receive_buffer)
 
 
-def bind_sip_listeners(
-    listeners: Sequence[ListenerSpec], limits: ServerLimits | None = None
-) -> list[socket.socket]:
-    """Bind every listener once, before worker processes are forked to share them."""
-    chosen = limits or ServerLimits()
-    return bind_each(functools.partial(_bind_listener, spec, chosen) for spec in listeners)
+def bind_sip_listener(spec: ListenerSpec, limits: ServerLimits | None = None) -> socket.socket:
+    """Bind one listener before worker processes are forked to share it."""
+    return _bind_listener(spec, limits or ServerLimits())
 
 
 #: Datagrams read per wake-up before the loop serves other work (TCP, timers, tasks).
@@ -373,7 +370,7 @@ class SIPServer:
         self._listeners = list(listeners)
         self._limits = limits or ServerLimits()
         self._reuse_port = reuse_port
-        #: Sockets bound by :func:`bind_sip_listeners` before a fork, one per listener:
+        #: Sockets bound by :func:`bind_sip_listener` before a fork, one per listener:
         #: every process reads the same UDP socket (the kernel hands each datagram to
         #: one of them, whatever its source) and accepts on the same TCP socket.
         self._bound = list(sockets) if sockets is not None else None
