@@ -13,17 +13,27 @@ from typer.testing import CliRunner
 from opensti.cli import app
 
 
-# Typer >= 0.29 bundles its own click, so groups are told by their commands, not class.
+# Typer >= 0.29 bundles its own click, so groups are told by list_commands, not class.
+# The root loads a command's module when asked for it, so its commands are listed and
+# got through click's group interface, not read from a dict.
+def _subcommands(command: Any) -> Iterator[tuple[str, Any]]:
+    if not hasattr(command, "list_commands"):
+        return
+    ctx = command.context_class(command)
+    for name in command.list_commands(ctx):
+        yield name, command.get_command(ctx, name)
+
+
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
-    for name, sub in getattr(command, "commands", {}).items():
+    for name, sub in _subcommands(command):
         yield from _commands(sub, (*path, name))
 
 
 def _command(path: tuple[str, ...]) -> Any:
     command: Any = typer.main.get_command(app)
     for name in path:
-        command = command.commands[name]
+        command = dict(_subcommands(command))[name]
     return command
 
 

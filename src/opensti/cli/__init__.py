@@ -1,6 +1,8 @@
 """The ``opensti`` command line.
 
-Every command module registers itself on :data:`app`; :func:`main` is the one place
+Every command module registers itself on :data:`app` when imported, which happens
+only for the command that runs (:class:`~opensti.cli._app.LazyCommands`, whose table
+names each command's modules); :func:`main` is the one place
 where an exception becomes a one-line message and an exit code
 (:func:`opensti.core.errors.cli_exit_code`): no traceback reaches the user.
 """
@@ -14,21 +16,6 @@ import typer
 
 from opensti.cli._app import app, err_console
 from opensti.core.errors import OpenSTIError, cli_exit_code
-
-# Command modules attach their commands to ``app`` on import.
-from opensti.cli import passport as _passport  # noqa: F401  isort: skip
-from opensti.cli import demo as _demo  # noqa: F401  isort: skip
-from opensti.cli import sandbox as _sandbox  # noqa: F401  isort: skip
-from opensti.cli import db as _db  # noqa: F401  isort: skip
-from opensti.cli import accounts as _accounts  # noqa: F401  isort: skip
-from opensti.cli import stipa as _stipa  # noqa: F401  isort: skip
-from opensti.cli import cert as _cert  # noqa: F401  isort: skip
-from opensti.cli import token as _token  # noqa: F401  isort: skip
-from opensti.cli import calls as _calls  # noqa: F401  isort: skip
-from opensti.cli import lifecycle as _lifecycle  # noqa: F401  isort: skip
-from opensti.cli import lifecycle_loop as _lifecycle_loop  # noqa: F401  isort: skip
-from opensti.cli import serve as _serve  # noqa: F401  isort: skip
-from opensti.cli import users as _users  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

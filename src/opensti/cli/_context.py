@@ -8,47 +8,26 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
 from opensti.app import App
-from opensti.cli._app import app, err_console, read_input_file
+from opensti.cli._app import GlobalOptions, err_console, read_input_file
 from opensti.config import Settings, load_settings
 from opensti.core.errors import InvalidInput
 from opensti.store import Secret
 
-__all__ = ["StepProgress", "copy_to_clipboard", "open_app", "read_secret", "settings_of"]
-
-
-@dataclass(frozen=True, slots=True)
-class GlobalOptions:
-    data_dir: Path | None = None
-    config: Path | None = None
-
-
-@app.callback()
-def global_options(
-    ctx: typer.Context,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Data directory (database, secret key). Default: $OPENSTI_DATA_DIR "
-            "or ~/.local/share/opensti.",
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="TOML settings file (default: $OPENSTI_CONFIG)."),
-    ] = None,
-) -> None:
-    """STIR/SHAKEN for voice service providers: certificates, signing, verification."""
-    ctx.obj = GlobalOptions(data_dir, config)
+__all__ = [
+    "GlobalOptions",
+    "StepProgress",
+    "copy_to_clipboard",
+    "open_app",
+    "read_secret",
+    "settings_of",
+]
 
 
 def settings_of(ctx: typer.Context) -> Settings:

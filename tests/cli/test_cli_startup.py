@@ -1,0 +1,59 @@
+"""A command loads what it needs: ``opensti cert list`` does not import the web
+stack, the sandbox or the other commands' modules (each of them cost every ``opensti``
+start time, in scripts and deployment hooks too)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = """
+import json, sys
+from opensti.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+HEAVY = ("fastapi", "starlette", "uvicorn", "opensti.api", "opensti.web", "opensti.sandbox.server")
+OTHER_COMMANDS = (
+    "opensti.cli.serve",
+    "opensti.cli.demo",
+    "opensti.cli.sandbox",
+    "opensti.cli.calls",
+)
+
+
+def _modules_after(tmp_path: Path, *args: str) -> tuple[int, set[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, "--data-dir", str(tmp_path / "data"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(result.stdout.splitlines()[-1])
+    return report["code"], set(report["modules"])
+
+
+def test_a_store_command_leaves_the_web_stack_and_other_commands_unloaded(tmp_path: Path) -> None:
+    code, modules = _modules_after(tmp_path, "cert", "list", "--json")
+    assert code == 0
+    assert "opensti.cli.cert" in modules
+    assert not modules & {*HEAVY, *OTHER_COMMANDS}
+
+
+def test_help_lists_every_command_from_the_lazy_table(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("opensti")), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for name in ("account", "ca", "cert", "passport", "sandbox", "serve", "worker", "user"):
+        assert f"\n  {name} " in result.stdout, result.stdout
