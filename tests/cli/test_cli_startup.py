@@ -1,6 +1,7 @@
 """A command loads what it needs: ``opensti cert list`` does not import the web
-stack, the sandbox or the other commands' modules (each of them cost every ``opensti``
-start time, in scripts and deployment hooks too)."""
+stack, the sandbox or the other commands' modules, and ``opensti passport`` not even
+the store (each of them cost every ``opensti`` start time, in scripts and deployment
+hooks too)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def test_a_store_command_leaves_the_web_stack_and_other_commands_unloaded(tmp_pa
     assert code == 0
     assert "opensti.cli.cert" in modules
     assert not modules & {*HEAVY, *OTHER_COMMANDS}
+
+
+def test_a_passport_command_leaves_the_store_unloaded(tmp_path: Path) -> None:
+    code, modules = _modules_after(tmp_path, "passport", "decode", "not-a-passport")
+    assert code != 0  # the bad token is refused; what matters is what got loaded
+    assert not modules & {*HEAVY, "sqlalchemy", "opensti.store", "opensti.app", "alembic"}
 
 
 def test_help_lists_every_command_from_the_lazy_table(tmp_path: Path) -> None:

@@ -10,15 +10,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
-from opensti.app import App
 from opensti.cli._app import GlobalOptions, err_console, read_input_file
 from opensti.config import Settings, load_settings
 from opensti.core.errors import InvalidInput
-from opensti.store import Secret
+
+if TYPE_CHECKING:  # the store and services load only for the commands that open them
+    from opensti.app import App
+    from opensti.store import Secret
 
 __all__ = [
     "GlobalOptions",
@@ -43,6 +46,8 @@ def settings_of(ctx: typer.Context) -> Settings:
 @contextmanager
 def open_app(ctx: typer.Context) -> Iterator[App]:
     """The application for one command, from the settings and the global options."""
+    from opensti.app import App
+
     settings = settings_of(ctx)
     with App.from_settings(settings) as application:
         yield application
@@ -57,6 +62,8 @@ def read_secret(*, from_stdin: bool, path: Path | None, what: str) -> Secret:
     """A secret from stdin or a file, never from the command line (ps would show it)."""
     if from_stdin == (path is not None):
         raise InvalidInput(f"give the {what} with exactly one of --{what}-stdin or --{what}-file")
+    from opensti.store import Secret
+
     data = sys.stdin.buffer.read(64 * 1024) if from_stdin else read_input_file(path, what)  # type: ignore[arg-type]
     try:
         return Secret.from_text(_strip_newline(data).decode("utf-8"))
