@@ -227,9 +227,10 @@ def test_demo_runs_offline_and_exits_zero(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_shows_renewals_with_short_lived_certificates(tmp_path: Path) -> None:
-    # 2-minute certificates issued 30 s back-dated are renewed after about 50 s.
+    # 90-second certificates issued 30 s back-dated are renewed with 30 s left, about
+    # 30 s after they are issued.
     proc = subprocess.run(
-        [str(OPENSTI), "demo", "--data-dir", str(tmp_path / "demo"), "--watch-renewals", "80"],
+        [str(OPENSTI), "demo", "--data-dir", str(tmp_path / "demo"), "--watch-renewals", "50"],
         capture_output=True,
         text=True,
         timeout=240,

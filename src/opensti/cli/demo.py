@@ -230,7 +230,7 @@ def _sbc_credential(application: App, directory: Path) -> None:
 
 
 #: Certificate lifetime when the demo shows renewals: renewal starts with a third left.
-_SHORT_VALIDITY = dt.timedelta(seconds=120)
+_SHORT_VALIDITY = dt.timedelta(seconds=90)
 
 
 def _watch_renewals(application: App, seconds: float) -> int:
@@ -284,7 +284,7 @@ def demo(
         typer.Option(
             "--watch-renewals",
             min=0,
-            help="Then run the renewal loop this many seconds, with 2-minute certificates.",
+            help="Then run the renewal loop this many seconds, with 90-second certificates.",
         ),
     ] = 0,
 ) -> int:
