@@ -22,17 +22,17 @@ import hashlib
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opensti.api._stir_messages import Headers, STIRRequest
 from opensti.core.errors import InvalidInput, NotAuthenticated, OpenSTIError, PermissionDenied
 
 __all__ = [
     "KnownToken",
     "STIRAccess",
     "TokenCache",
-    "client_certificate",
     "parse_networks",
     "store_tokens",
 ]
@@ -158,14 +158,8 @@ def store_tokens(database: Any) -> TokenCache:
     return TokenCache(load=load, touch=touch)
 
 
-def client_certificate(scope: MutableMapping[str, Any]) -> bool:
-    """Whether the TLS handshake of this request verified a client certificate."""
-    tls = scope.get("extensions", {}).get("tls") or {}
-    return bool(tls.get("client_cert_chain"))
-
-
-def _bearer(scope: MutableMapping[str, Any]) -> str | None:
-    for name, value in scope.get("headers", ()):
+def _bearer(headers: Headers) -> str | None:
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, credential = bytes(value).decode("latin-1").partition(" ")
             token = credential.strip()
@@ -181,8 +175,7 @@ class STIRAccess:
     allow: tuple[Network, ...] = ()
     client_certificates: bool = False
 
-    def _allowed_address(self, scope: MutableMapping[str, Any]) -> bool:
-        client = scope.get("client")
+    def _allowed_address(self, client: tuple[str, int] | None) -> bool:
         if not self.allow or not client:
             return False
         try:
@@ -191,12 +184,12 @@ class STIRAccess:
             return False
         return any(address in network for network in self.allow)
 
-    async def check(self, scope: MutableMapping[str, Any], *, metrics: bool = False) -> None:
+    async def check(self, request: STIRRequest, *, metrics: bool = False) -> None:
         """Return if the request may go on; else raise NotAuthenticated/PermissionDenied."""
-        value = _bearer(scope)
+        value = _bearer(request.headers)
         if value is None:
-            if self._allowed_address(scope) or (
-                self.client_certificates and client_certificate(scope)
+            if self._allowed_address(request.client) or (
+                self.client_certificates and bool(request.client_cert_chain)
             ):
                 return
             raise NotAuthenticated(

@@ -47,6 +47,7 @@ from typing import Any
 
 from opensti.api import _vesper as vesper
 from opensti.api._stir_access import KnownToken, STIRAccess, TokenCache, parse_networks
+from opensti.api._stir_messages import JSON_HEADERS, STIRRequest, STIRResponse
 from opensti.core.bounds import check_origid, check_time
 from opensti.core.call import CallVerification
 from opensti.core.errors import (
@@ -71,6 +72,8 @@ __all__ = [
     "KnownToken",
     "STIRAccess",
     "STIRApp",
+    "STIRRequest",
+    "STIRResponse",
     "TokenCache",
     "create_stir_app",
     "parse_networks",
@@ -81,7 +84,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_JSON = [(b"content-type", b"application/json")]
 MAX_BODY = 1024 * 1024
 MAX_BATCH = 1000
 
@@ -167,7 +169,8 @@ def _refusal_body(error: NotAuthenticated | PermissionDenied) -> dict[str, Any]:
 
 
 class STIRApp:
-    """ASGI app serving the STIR endpoints for the services it is given."""
+    """The STIR endpoints for the services it is given: :meth:`handle` answers a
+    request, the app itself is its ASGI face."""
 
     def __init__(
         self,
@@ -203,62 +206,82 @@ class STIRApp:
             "/stir/v1/signing/batch": self._signing_batch,
             "/stir/v1/verification/batch": self._verification_batch,
         }
+        #: (method, path) of the requests an HTTP front may hand to :meth:`handle`
+        #: directly: what SBCs send (the rest come through ASGI, to the same answer).
+        self.targets = frozenset(
+            {(b"POST", path.encode()) for path in self._routes}
+            | {(b"GET", b"/health"), (b"GET", b"/metrics")}
+        )
+        #: The longest request body read (a longer one is answered 400).
+        self.max_body = MAX_BODY
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI face of :meth:`handle`."""
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        path, method = scope["path"], scope["method"]
+        body, oversized = await _read_body(receive)
+        tls = scope.get("extensions", {}).get("tls") or {}
+        request = STIRRequest(
+            scope["method"],
+            scope["path"],
+            scope["headers"],
+            body,
+            scope.get("client"),
+            tls.get("client_cert_chain") or (),
+            oversized,
+        )
+        response = await self.handle(request)
+        length = (b"content-length", str(len(response.body)).encode())
+        headers = [*response.headers, length]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def handle(self, request: STIRRequest) -> STIRResponse:
+        """The answer to one request: the whole STIR API, whatever carried the request.
+
+        It suspends only to wait for I/O (a token store reload, an x5u fetch, the health
+        check's store query): signing, and verifying with a cached certificate, finish in
+        the first step."""
+        path, method = request.path, request.method
         if path == "/health" and method == "GET":
-            await self._report_health(send)
-            return
+            return await self._report_health()
         try:
-            await self.access.check(scope, metrics=path == "/metrics")
+            await self.access.check(request, metrics=path == "/metrics")
         except (NotAuthenticated, PermissionDenied) as error:
-            await _refuse(send, error)
-            return
+            return _refusal(error)
         except OpenSTIError as error:  # the token store cannot be read
-            await _respond(send, http_status(error), json.dumps(_error_body(error)).encode(), _JSON)
-            return
+            return _json(http_status(error), _error_body(error))
         if path == "/metrics" and method == "GET":
             body = self.metrics.render().encode()
-            ctype = Metrics.CONTENT_TYPE.encode()
-            await _respond(send, 200, body, [(b"content-type", ctype)])
-            return
+            return STIRResponse(200, body, ((b"content-type", Metrics.CONTENT_TYPE.encode()),))
         handler = self._routes.get(path)
         try:
             if handler is None:
                 raise NotFound(f"no such endpoint: {path}")
             if method != "POST":
                 raise _MethodNotAllowed(f"{path} takes POST")
-            answer = await handler(await _read_json(receive))
+            answer = await handler(_json_body(request))
         except vesper.VesperAnswer as shaped:
-            await _respond(send, shaped.status, json.dumps(shaped.body).encode(), _JSON)
-            return
+            return _json(shaped.status, shaped.body)
         except _MethodNotAllowed as error:
-            await _respond(send, 405, json.dumps(_error_body(error)).encode(), _JSON)
-            return
+            return _json(405, _error_body(error))
         except OpenSTIError as error:
-            await _respond(send, http_status(error), json.dumps(_error_body(error)).encode(), _JSON)
-            return
-        await _respond(send, 200, json.dumps(answer, separators=(",", ":")).encode(), _JSON)
+            return _json(http_status(error), _error_body(error))
+        return STIRResponse(200, json.dumps(answer, separators=(",", ":")).encode())
 
-    async def _report_health(self, send: Send) -> None:
+    async def _report_health(self) -> STIRResponse:
         """503 when the store cannot be used; 200 "degraded" with the problems when the
         node works but cannot do all it is asked (a sign listener no entry serves)."""
         problem = None if self._health is None else await asyncio.to_thread(self._health)
         if problem is not None:
-            body = json.dumps({"status": "unavailable", "database": problem}).encode()
-            await _respond(send, 503, body, _JSON)
-            return
+            return _json(503, {"status": "unavailable", "database": problem})
         problems = list(self.problems()) if self.problems is not None else []
         if not problems:
-            await _respond(send, 200, b'{"status":"ok"}', _JSON)
-            return
-        body = json.dumps({"status": "degraded", "problems": problems}).encode()
-        await _respond(send, 200, body, _JSON)
+            return STIRResponse(200, b'{"status":"ok"}')
+        return _json(200, {"status": "degraded", "problems": problems})
 
     # -- signing -----------------------------------------------------------------------
 
@@ -412,7 +435,8 @@ def _verifier_lines(verifier: VerificationService) -> list[str]:
     return lines
 
 
-async def _read_json(receive: Receive) -> dict[str, Any]:
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request body, or (b"", True) once it grows past :data:`MAX_BODY`."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -420,12 +444,17 @@ async def _read_json(receive: Receive) -> dict[str, Any]:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise InvalidInput(f"request body is larger than {MAX_BODY} bytes")
+            return b"", True
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
+            return b"".join(chunks), False
+
+
+def _json_body(request: STIRRequest) -> dict[str, Any]:
+    if request.oversized:
+        raise InvalidInput(f"request body is larger than {MAX_BODY} bytes")
     try:
-        body = json.loads(b"".join(chunks))
+        body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(f"request body is not JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -433,19 +462,17 @@ async def _read_json(receive: Receive) -> dict[str, Any]:
     return body
 
 
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _json(status: int, body: dict[str, Any]) -> STIRResponse:
+    return STIRResponse(status, json.dumps(body).encode())
 
 
-async def _refuse(send: Send, error: NotAuthenticated | PermissionDenied) -> None:
-    headers = list(_JSON)
+def _refusal(error: NotAuthenticated | PermissionDenied) -> STIRResponse:
+    body = json.dumps(_refusal_body(error)).encode()
     if isinstance(error, NotAuthenticated):
-        headers.append((b"www-authenticate", b"Bearer"))
-    await _respond(send, http_status(error), json.dumps(_refusal_body(error)).encode(), headers)
+        return STIRResponse(
+            http_status(error), body, (*JSON_HEADERS, (b"www-authenticate", b"Bearer"))
+        )
+    return STIRResponse(http_status(error), body)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
