@@ -69,10 +69,10 @@ class _Recorded(asyncio.Transport):
 async def test_a_response_written_in_two_parts_leaves_in_one_send() -> None:
     """uvicorn writes the head, then the body; the HTTP front joins them into one send
     (one TCP segment with TCP_NODELAY, half the system calls per STIR request)."""
-    from opensti.cli._listeners import _CoalescedWrites
+    from opensti.api._http_protocol import CoalescedWrites
 
     transport = _Recorded()
-    writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())
     writes.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     writes.write(b"{}")
     assert transport.sent == []  # nothing yet: the pass of the loop goes on

@@ -36,7 +36,7 @@ import typer
 import uvicorn
 
 from opensti.api._stir_access import STIRAccess, parse_networks, store_tokens
-from opensti.api.stir import create_stir_app
+from opensti.api.stir import STIRApp, create_stir_app
 from opensti.app import App
 from opensti.calls import CallLog, keyring_certificates
 from opensti.cli._app import app, console, err_console
@@ -340,10 +340,20 @@ def _http_binders(options: ServeOptions) -> list[Callable[[], socket.socket]]:
 
 
 def _listen(
-    app: ASGI, sock: socket.socket, tls: TLSMaterial | None, settings: Settings
+    app: ASGI,
+    sock: socket.socket,
+    tls: TLSMaterial | None,
+    settings: Settings,
+    *,
+    stir: STIRApp | None = None,
 ) -> _Listener:
+    """``stir``: the STIR API ``app`` routes to, for the listener's fast path."""
     server = uvicorn_server(
-        app, tls=tls, trusted_proxies=settings.trusted_proxies, log_level=settings.log_level
+        app,
+        tls=tls,
+        trusted_proxies=settings.trusted_proxies,
+        log_level=settings.log_level,
+        stir=stir,
     )
     return _Listener(sock, server)
 
@@ -388,16 +398,17 @@ async def run_server(
         resources = await stack.enter_async_context(ResourceFetcher(fetch_policy(settings)))
         verifier = await _verifier(application, stack, resources)
         split = options.sti_cr_listen is not None
+        stir = create_stir_app(
+            signing,
+            verifier,
+            access=stir_access(application),
+            health=application.database.health,
+            problems=lambda: signing_problems(keyring, options.sip_listeners),
+            icon_fetch=resources.fetch,
+        )
         internal = Dispatcher(
             None if split else repository,
-            create_stir_app(
-                signing,
-                verifier,
-                access=stir_access(application),
-                health=application.database.health,
-                problems=lambda: signing_problems(keyring, options.sip_listeners),
-                icon_fetch=resources.fetch,
-            ),
+            stir,
             _management(application, signing, verifier, call_log, options.policy, resources.fetch),
         )
         await repository.start()
@@ -416,7 +427,7 @@ async def run_server(
             )
             await stack.enter_async_context(sip_server)
         bound = sockets.http if sockets is not None else bind_listeners(options)
-        listeners = [_listen(internal, bound[0], tls, settings)]
+        listeners = [_listen(internal, bound[0], tls, settings, stir=stir)]
         if options.sti_cr_listen is not None:
             public_tls = None if tls is None else TLSMaterial(tls.cert, tls.key)
             public = Dispatcher(repository, None, None)
