@@ -8,7 +8,7 @@ path (:mod:`opensti.api._http_protocol`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["JSON_HEADERS", "STIRRequest", "STIRResponse"]
 
@@ -17,8 +17,10 @@ Headers = Sequence[tuple[bytes, bytes]]
 JSON_HEADERS: tuple[tuple[bytes, bytes], ...] = ((b"content-type", b"application/json"),)
 
 
-@dataclass(frozen=True, slots=True)
-class STIRRequest:
+class STIRRequest(NamedTuple):
+    """One request (a named tuple: made per request, it is four times cheaper than a
+    frozen dataclass)."""
+
     method: str
     path: str
     #: Names in lower case, as uvicorn gives them (only ``authorization`` is read).
@@ -32,8 +34,7 @@ class STIRRequest:
     oversized: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class STIRResponse:
+class STIRResponse(NamedTuple):
     status: int
     body: bytes
     #: Without content-length: whoever writes the response adds it.

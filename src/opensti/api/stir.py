@@ -85,6 +85,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY = 1024 * 1024
+#: One encoder for every answer (``json.dumps`` with options builds one per call).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 MAX_BATCH = 1000
 
 
@@ -270,7 +272,7 @@ class STIRApp:
             return _json(405, _error_body(error))
         except OpenSTIError as error:
             return _json(http_status(error), _error_body(error))
-        return STIRResponse(200, json.dumps(answer, separators=(",", ":")).encode())
+        return STIRResponse(200, _COMPACT.encode(answer).encode())
 
     async def _report_health(self) -> STIRResponse:
         """503 when the store cannot be used; 200 "degraded" with the problems when the
