@@ -35,6 +35,7 @@ __all__ = [
     "child_pids",
     "client_env",
     "free_udp_port",
+    "make_client_pki",
     "make_tls_files",
     "serve",
     "serve_asgi",
@@ -183,6 +184,42 @@ def make_tls_files(directory: Path, *, label: str = "test") -> TLSFiles:
         )
     )
     return files
+
+
+def make_client_pki(directory: Path) -> tuple[Path, Path, Path]:
+    """A client CA and an SBC certificate (clientAuth) it signed: (ca, cert, key)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def build(subject: str, public: Any, *, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name("SBC client CA"))
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
+        return builder.sign(ca_key, hashes.SHA256())
+
+    directory.mkdir(parents=True)
+    paths = directory / "ca.pem", directory / "sbc.pem", directory / "sbc-key.pem"
+    pem = serialization.Encoding.PEM
+    paths[0].write_bytes(build("SBC client CA", ca_key.public_key(), ca=True).public_bytes(pem))
+    paths[1].write_bytes(build("sbc-1", key.public_key(), ca=False).public_bytes(pem))
+    paths[2].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -22,9 +22,8 @@ from opensti.api._http_protocol import _Resumed, http_protocol
 from opensti.api.stir import MAX_BODY, STIRAccess, STIRApp, parse_networks
 from opensti.cli.serve import Dispatcher
 from opensti.signing import Keyring, SigningEntry, SigningService
-from tests._servers import Route, TLSFiles, serve_asgi
+from tests._servers import Route, TLSFiles, make_client_pki, serve_asgi
 from tests.api.stir_support import SIGNER_TOKEN, Deployment, stir_app
-from tests.lifecycle.test_serve_doors import _client_pki
 
 pytestmark = pytest.mark.integration
 
@@ -268,7 +267,7 @@ async def test_a_client_certificate_is_seen_on_both_paths(
 ) -> None:
     """Mutual TLS: the verified chain reaches the door on the fast path and, in the
     ASGI TLS extension, on the ASGI path; without a certificate the door stays shut."""
-    client_ca, cert, key = _client_pki(tmp_path / "sbc")
+    client_ca, cert, key = make_client_pki(tmp_path / "sbc")
     stir.access = STIRAccess(client_certificates=True)
     options = {
         "ssl_certfile": str(tls.cert_pem),

@@ -6,7 +6,6 @@ that is not a configured proxy does not change the address the sign-in limit cou
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import signal
@@ -17,16 +16,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests._servers import TLSFiles, make_tls_files
+from tests._servers import TLSFiles, make_client_pki, make_tls_files
 
 pytestmark = pytest.mark.integration
 
@@ -175,44 +169,8 @@ def test_serve_wants_a_signer_token_on_the_stir_api(tmp_path: Path) -> None:
         assert let_in.json()["error"]["type"] == "NoSigningEntry"
 
 
-def _client_pki(directory: Path) -> tuple[Path, Path, Path]:
-    """A client CA and an SBC certificate (clientAuth) it signed: (ca, cert, key)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-
-    def name(text: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-    def build(subject: str, public: Any, *, ca: bool) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(subject))
-            .issuer_name(name("SBC client CA"))
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
-        return builder.sign(ca_key, hashes.SHA256())
-
-    directory.mkdir(parents=True)
-    paths = directory / "ca.pem", directory / "sbc.pem", directory / "sbc-key.pem"
-    pem = serialization.Encoding.PEM
-    paths[0].write_bytes(build("SBC client CA", ca_key.public_key(), ca=True).public_bytes(pem))
-    paths[1].write_bytes(build("sbc-1", key.public_key(), ca=False).public_bytes(pem))
-    paths[2].write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
-
-
 def test_mutual_tls_lets_a_client_certificate_in(tls: TLSFiles, tmp_path: Path) -> None:
-    client_ca, cert, key = _client_pki(tmp_path / "sbc")
+    client_ca, cert, key = make_client_pki(tmp_path / "sbc")
     port = str(_free_port())
     args = ("--port", port, "--tls-cert", str(tls.cert_pem), "--tls-key", str(tls.key_pem))
     env = {"OPENSTI_STIR_CLIENT_CA_FILE": str(client_ca)}
