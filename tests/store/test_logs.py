@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import StatementError
 
 from opensti.calls import list_calls
 from opensti.core.errors import InvalidInput
@@ -119,7 +118,7 @@ def test_naive_datetimes_are_refused(db) -> None:  # type: ignore[no-untyped-def
         action=SipAction.VERIFIED,
         call_id="x",
     )
-    with pytest.raises(StatementError, match="naive datetime"), db.session() as session:
+    with pytest.raises(ValueError, match="naive datetime"), db.session() as session:
         append_sip_messages(session, [naive])
 
 
