@@ -224,6 +224,8 @@ class CallLog:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress = threading.Condition()
+        #: Callers waiting in flush(): the writer then writes a partial batch at once.
+        self._flushing = 0
         self._counts = {
             "written": 0,
             "dropped": 0,
@@ -363,24 +365,26 @@ class CallLog:
             if certificate is not None:
                 row = row._replace(remote_certificate_id=remote[certificate.leaf])
             return row
-        direction, action = _ACTIONS[item.direction]
-        x5u = _clip(item.x5u, _URL_MAX)
+        (at, call_id, direction, orig, dest, attest, verstat, code, x5u, certificate,
+         rcd_name, rcd_icon, signed, reason, certificate_id) = item  # fmt: skip
+        row_direction, action = _ACTIONS[direction]
+        x5u = x5u and x5u[:_URL_MAX]
         return SipRow(
-            _when(item.time),
-            direction,
-            action if item.signed else _NOT_SIGNED,
-            item.call_id[:_CALL_ID_MAX],
-            _clip(item.orig, _TN_MAX),
-            _clip(item.dest[0], _TN_MAX) if item.dest else None,
-            item.attest,
-            item.verstat,
-            item.sip_code,
-            _clip(item.reason, _REASON_MAX),
-            self._certificate_id(item.certificate_id, x5u),
+            _when(at),
+            row_direction,
+            action if signed else _NOT_SIGNED,
+            call_id[:_CALL_ID_MAX],
+            orig and orig[:_TN_MAX],
+            dest[0][:_TN_MAX] if dest else None,
+            attest,
+            verstat,
+            code,
+            reason and reason[:_REASON_MAX],
+            self._certificate_id(certificate_id, x5u),
             x5u,
-            remote[item.certificate.leaf] if item.certificate is not None else None,
-            _clip(item.rcd_name, _RCD_NAME_MAX),
-            _clip(item.rcd_icon, _URL_MAX),
+            remote[certificate.leaf] if certificate is not None else None,
+            rcd_name and rcd_name[:_RCD_NAME_MAX],
+            rcd_icon and rcd_icon[:_URL_MAX],
         )
 
     # -- the writer ---------------------------------------------------------------------
@@ -419,26 +423,41 @@ class CallLog:
         with self._progress:
             target = self._counts["written"] + self._counts["lost"] + self._in_flight
             target += len(self._queue)
+            self._flushing += 1
             self._wake.set()
-            return self._progress.wait_for(
-                lambda: self._counts["written"] + self._counts["lost"] >= target, timeout
-            )
+            try:
+                return self._progress.wait_for(
+                    lambda: self._counts["written"] + self._counts["lost"] >= target, timeout
+                )
+            finally:
+                self._flushing -= 1
 
     def _run(self) -> None:
+        """Full batches as soon as they are queued; what is left (less than a batch)
+        once per interval, or at once for :meth:`flush` and :meth:`stop`. Under load
+        the calls that arrive while a batch is written wait for the next full one
+        instead of going out in small batches, each a transaction of its own."""
+        due = time.monotonic() + self._flush_interval
         while True:
-            self._wake.wait(self._flush_interval)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
-            while batch := self._take():
+            now = time.monotonic()
+            partial = now >= due or self._flushing > 0 or self._stopping.is_set()
+            while batch := self._take(partial):
                 self._write(batch)
+            if partial:
+                due = now + self._flush_interval
             self._purge_when_due()
             if self._stopping.is_set() and not self._queue:
                 return
 
-    def _take(self) -> list[_Queued]:
+    def _take(self, partial: bool) -> list[_Queued]:
+        """The next batch: a full one, or with ``partial`` whatever is queued."""
         batch: list[_Queued] = []
         with self._progress:
-            while self._queue and len(batch) < self.batch_size:
-                batch.append(self._queue.popleft())
+            if partial or len(self._queue) >= self.batch_size:
+                while self._queue and len(batch) < self.batch_size:
+                    batch.append(self._queue.popleft())
             self._in_flight = len(batch)
         return batch
 
