@@ -221,8 +221,12 @@ class SIPMessage:
     def to_addr(self) -> NameAddr:
         return parse_name_addr(self.single("to"), "To")
 
-    def validate(self) -> None:
-        """Check what responding relies on; raise :class:`SIPParseError` if it is unusable."""
+    def validate(self, *, addresses: bool = True) -> None:
+        """Check what responding relies on; raise :class:`SIPParseError` if it is unusable.
+
+        ``addresses=False`` leaves From and To unparsed, for a caller that knows them
+        already (an ACK that repeats the ones of the response it acknowledges).
+        """
         length = self.content_length
         if length is not None:
             if length > len(self.body):
@@ -233,8 +237,9 @@ class SIPMessage:
             raise SIPParseError("Via header is missing")
         self.call_id  # noqa: B018 - each property validates its header on first access.
         self.cseq  # noqa: B018
-        self.from_addr  # noqa: B018
-        self.to_addr  # noqa: B018
+        if addresses:
+            self.from_addr  # noqa: B018
+            self.to_addr  # noqa: B018
 
 
 class SIPRequest(SIPMessage):
@@ -245,10 +250,10 @@ class SIPRequest(SIPMessage):
         self.method = method
         self.uri = uri
 
-    def validate(self) -> None:
+    def validate(self, *, addresses: bool = True) -> None:
         if not _URI.fullmatch(self.uri):
             raise SIPParseError("Request-URI is not an absolute URI", value=self.uri[:80])
-        super().validate()
+        super().validate(addresses=addresses)
         if self.cseq[1] != self.method:
             raise SIPParseError("CSeq method does not match the request method")
 

@@ -247,6 +247,14 @@ def _no_validation(reason: str) -> VerificationResult:
     )
 
 
+def _repeats(request: SIPRequest, name: str, response: bytes) -> bool:
+    """Whether the request's one ``name`` header is the response's, byte for byte."""
+    values = request.headers.get(name.lower())
+    if values is None or len(values) != 1:
+        return False
+    return f"\r\n{name}: {values[0]}\r\n".encode() in response
+
+
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -304,9 +312,7 @@ class RedirectHandler:
         if method == "INVITE":
             return self._invite(request, peer, send)
         if method == "ACK":
-            # The ACK of our 3xx/4xx ends its transaction (RFC 3261 section 17.2.1).
-            if not self._reliable:
-                self.transactions.acknowledge(transaction_key(request))
+            self.acknowledge(request)
             return None
         if method == "OPTIONS":
             send(self._response(request, 200, peer, [("Allow", ALLOWED_METHODS)]))
@@ -331,6 +337,27 @@ class RedirectHandler:
             self._sign(request, peer, send)
             return None
         return self._start_verify(request, peer, send, key)
+
+    def acknowledge(self, request: SIPRequest) -> bool:
+        """An ACK, never answered: the ACK of our 3xx/4xx ends its transaction (RFC 3261
+        section 17.2.1); True when it did. An ACK that is not valid SIP ends nothing
+        (:class:`SIPParseError`).
+
+        The usual ACK repeats the From and To of the response it acknowledges, which
+        were checked when the INVITE was: those two are then compared with the response
+        sent, byte for byte, instead of being parsed again; any other ACK is validated
+        whole.
+        """
+        if self._reliable:
+            return False  # nothing is kept over TCP
+        request.validate(addresses=False)
+        key = transaction_key(request)
+        response = self.transactions.response(key)
+        if response is None:
+            return False
+        if not (_repeats(request, "From", response) and _repeats(request, "To", response)):
+            request.validate()
+        return self.transactions.acknowledge(key)
 
     def _answer_retransmission(self, key: TransactionKey, send: Send) -> bool:
         """Resend what the transaction of ``key`` sent last; False for a new INVITE."""

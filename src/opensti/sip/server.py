@@ -450,6 +450,9 @@ class SIPServer:
         """Answer one framed message; never raises (a bug is logged, not fatal)."""
         if not isinstance(message, SIPRequest):
             return  # responses to a redirect server are stray; ignore them
+        if message.method == "ACK":
+            self._acknowledge(handler, message, peer)
+            return
         try:
             message.validate()
         except SIPParseError as exc:
@@ -464,6 +467,18 @@ class SIPServer:
             return
         if pending is not None:
             self._spawn(pending)
+
+    @staticmethod
+    def _acknowledge(
+        handler: RedirectHandler, message: SIPRequest, peer: tuple[str, int] | None
+    ) -> None:
+        """An ACK is never answered: it ends its transaction or nothing."""
+        try:
+            handler.acknowledge(message)
+        except SIPParseError as exc:
+            logger.debug("malformed ACK from %s: %s", peer, exc)
+        except Exception:
+            logger.exception("handling ACK failed")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
