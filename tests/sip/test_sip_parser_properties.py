@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sip_support import request
 
 from opensti.core.errors import SIPParseError
-from opensti.sip.address import parse_name_addr
+from opensti.sip.address import _canonical_tn, parse_name_addr, uri_tn
 from opensti.sip.message import (
     SIPRequest,
     StreamFramer,
@@ -127,3 +127,24 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 def test_the_end_of_the_head_is_the_first_blank_line(data: bytes) -> None:
     match = _BLANK_LINE.search(data)
     assert _head_end(data) == (None if match is None else match.span())
+
+
+_URIS = st.tuples(
+    st.sampled_from(["sip:", "sips:", "tel:", "SIP:", "Tel:", "http:", ""]),
+    st.sampled_from(["+", "", "+(", " +"]),
+    st.text("0123456789", max_size=17),
+    st.lists(
+        st.sampled_from(
+            ["@h", "@", ";npdi", ";phone-context=+1", ":pw", "-1", "\n", "#", "x" * 600]
+        ),
+        max_size=3,
+    ).map("".join),
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_URIS, st.booleans())
+def test_a_global_number_uri_reads_as_canonicalize_tn_reads_it(uri: str, nanp: bool) -> None:
+    """``sip:+DIGITS@...`` and ``tel:+DIGITS`` are read by one match, any other URI by
+    canonicalize_tn: both must give the same TN (or none)."""
+    assert uri_tn(uri, nanp=nanp) == _canonical_tn(uri, nanp)
