@@ -191,40 +191,79 @@ def remote_certificate_ids(
     return {fingerprint: ident for fingerprint, ident in found}
 
 
-#: The call log's table.
+#: The call log's tables.
 _SIP_TABLE: Table = SipMessage.__table__  # type: ignore[assignment]
+_MINUTE_TABLE: Table = CallMinute.__table__  # type: ignore[assignment]
 #: DB-API placeholders by the driver's paramstyle (sqlite3: qmark, psycopg: pyformat).
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-_MINUTE_COLUMNS = ("minute", "action", "attest", "verstat", "sip_code")
+_MINUTE_KEY = ("minute", "action", "attest", "verstat", "sip_code")
+_Time = Callable[[dt.datetime], Any]
+
+
+class _Writes(NamedTuple):
+    """The call log's two statements in the driver's own terms, and the time conversion."""
+
+    insert: str
+    count: str
+    time: _Time
+
+
+def _time_conversion(dialect: Dialect) -> _Time:
+    """What the time columns' type writes for an aware datetime; on SQLite the UTC text
+    it writes, made in one call for a UTC time (a test checks the two agree)."""
+    generic: _Time = _SIP_TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect) or (
+        lambda at: at
+    )
+    if dialect.name != "sqlite":
+        return generic
+
+    def sqlite_text(at: dt.datetime) -> Any:
+        if at.tzinfo is not dt.UTC:
+            return generic(at)  # another zone, or naive (refused there)
+        return at.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    return sqlite_text
 
 
 @functools.lru_cache(maxsize=16)
-def _row_insert(dialect: Dialect) -> tuple[str, Callable[[dt.datetime], Any]]:
-    """The INSERT of one :class:`SipRow` in the driver's own terms, and the conversion
-    of its time (the column type's, e.g. naive UTC text on SQLite); built once."""
+def _writes(dialect: Dialect) -> _Writes:
+    """Built once per dialect: only the tables' own names and placeholders go into the
+    SQL text, the values go as parameters."""
     mark = _PLACEHOLDERS[dialect.paramstyle]
-    # Only the table's own names and placeholders: the values go as parameters.
-    sql = (
-        f"INSERT INTO {_SIP_TABLE.name} ({', '.join(SipRow._fields)}) "  # noqa: S608
-        f"VALUES ({', '.join([mark] * len(SipRow._fields))})"
+
+    def insert(table: Table, columns: Sequence[str]) -> str:
+        marks = ", ".join([mark] * len(columns))
+        return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+
+    count = (
+        f"{insert(_MINUTE_TABLE, [*_MINUTE_KEY, 'calls'])} "
+        f"ON CONFLICT ({', '.join(_MINUTE_KEY)}) DO UPDATE "
+        f"SET calls = {_MINUTE_TABLE.name}.calls + excluded.calls"
     )
-    convert = _SIP_TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect)
-    return sql, convert or (lambda at: at)
+    return _Writes(insert(_SIP_TABLE, SipRow._fields), count, _time_conversion(dialect))
 
 
 def append_sip_rows(session: Session, rows: Sequence[SipRow]) -> int:
-    """Insert a batch in one executemany of plain tuples, and count it per minute
-    (:class:`CallMinute`); returns how many rows were written.
+    """Insert a batch in one executemany of plain tuples, and add it to the per-minute
+    counts (:class:`CallMinute`); returns how many rows were written.
 
     The driver gets the rows as they are (only the time converted): SQLAlchemy's
-    per-row work on dictionaries cost more CPU than the insert itself under call load.
-    Raises ValueError for a naive time, as the column type does.
+    per-row work on dictionaries, and its ORM upsert, cost more CPU than the inserts
+    themselves under call load. Raises ValueError for a naive time, as the column type
+    does.
     """
     if not rows:
         return 0
-    sql, convert = _row_insert(session.get_bind().dialect)
-    session.connection().exec_driver_sql(sql, [(convert(row[0]), *row[1:]) for row in rows])
-    _count_minutes(session, Counter(_minute_key(row) for row in rows))
+    writes = _writes(session.get_bind().dialect)
+    time = writes.time
+    connection = session.connection()
+    connection.exec_driver_sql(writes.insert, [(time(row[0]), *row[1:]) for row in rows])
+    counts = Counter(_minute_key(row) for row in rows)
+    # Keys in order, so two writers (several nodes on PostgreSQL) lock the same rows in
+    # the same order.
+    connection.exec_driver_sql(
+        writes.count, [(time(key[0]), *key[1:], counts[key]) for key in sorted(counts)]
+    )
     return len(rows)
 
 
@@ -237,24 +276,6 @@ def _minute_key(row: SipRow) -> tuple[dt.datetime, str, str, str, int]:
     at = row.at
     minute = (at if at.tzinfo is dt.UTC else at.astimezone(dt.UTC)).replace(second=0, microsecond=0)
     return (minute, row.action, row.attest or "", row.verstat or "", row.sip_code or 0)
-
-
-def _count_minutes(session: Session, counts: Counter[tuple[Any, ...]]) -> None:
-    """Add a batch's counts to the per-minute table: one upsert, keys in order, so two
-    writers (several nodes on PostgreSQL) lock the same rows in the same order."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(CallMinute)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(_MINUTE_COLUMNS),
-        set_={"calls": CallMinute.calls + statement.excluded.calls},
-    )
-    session.execute(
-        statement,
-        [
-            {**dict(zip(_MINUTE_COLUMNS, key, strict=True)), "calls": counts[key]}
-            for key in sorted(counts)
-        ],
-    )
 
 
 @dataclass(frozen=True, slots=True)
