@@ -344,16 +344,20 @@ def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
     last: list[str] | None = None
     count = 0
     for line in lines:
-        if line[:1] in (" ", "\t"):
-            # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
-            if last is None:
-                raise SIPParseError("continuation line before any header")
-            last[-1] = (last[-1] + " " + line.strip(" \t")).strip(" ")
-            continue
         written, colon, value = line.partition(":")
-        if not colon:
-            raise SIPParseError("malformed header line", value=line[:80])
-        name = names.get(written) or _header_name(written, line)
+        # A name seen before is a token: never a continuation line, which starts with
+        # whitespace. Anything else is looked at closely.
+        name = names.get(written) if colon else None
+        if name is None:
+            if line[:1] in (" ", "\t"):
+                # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
+                if last is None:
+                    raise SIPParseError("continuation line before any header")
+                last[-1] = (last[-1] + " " + line.strip(" \t")).strip(" ")
+                continue
+            if not colon:
+                raise SIPParseError("malformed header line", value=line[:80])
+            name = _header_name(written, line)
         if count >= MAX_HEADERS:
             raise SIPParseError(f"more than {MAX_HEADERS} header fields")
         count += 1
@@ -459,15 +463,17 @@ def _stamp_via(via: str, peer: tuple[str, int] | None) -> str:
         return via
     host, port = peer
     sent_by, semicolon, rest = via.partition(";")
-    params = rest.split(";") if semicolon else []
     match = _VIA_HOST.match(sent_by)
+    received = match is None or match.group(1).strip("[]") != host
+    rport = "rport" in rest.lower()  # only then can a parameter be a bare rport
+    if not received and not rport:
+        return via  # the usual request: sent from where its Via says, no rport
+    params = rest.split(";") if semicolon else []
     changed = False
-    if (match is None or match.group(1).strip("[]") != host) and not any(
-        p.split("=", 1)[0].strip().lower() == "received" for p in params
-    ):
+    if received and not any(p.split("=", 1)[0].strip().lower() == "received" for p in params):
         params.append(f"received={host}")
         changed = True
-    if "rport" in rest.lower():  # only then can a parameter be a bare rport
+    if rport:
         params = [f"rport={port}" if p.strip().lower() == "rport" else p for p in params]
         changed = True
     return ";".join([sent_by, *params]) if changed else via
@@ -497,18 +503,14 @@ def build_response(
     to = _first(fields, "to") or ""
     if status != 100 and not _TAG.search(to):
         to = f"{to};tag={to_tag or secrets.token_hex(6)}"
-    lines = [
-        f"SIP/2.0 {status} {phrase}",
-        *[f"Via: {via}" for via in vias],
-        f"From: {from_value or _first(fields, 'from')}",
-        f"To: {to}",
-        f"Call-ID: {_first(fields, 'call-id')}",
-        f"CSeq: {_first(fields, 'cseq')}",
-        *[f"{name}: {value}" for name, value in headers],
-        f"Server: {server}",
-        "Content-Length: 0\r\n\r\n",
-    ]
-    return "\r\n".join(lines).encode("utf-8")
+    via_lines = "".join([f"Via: {via}\r\n" for via in vias])
+    extra = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    return (
+        f"SIP/2.0 {status} {phrase}\r\n{via_lines}"
+        f"From: {from_value or _first(fields, 'from')}\r\nTo: {to}\r\n"
+        f"Call-ID: {_first(fields, 'call-id')}\r\nCSeq: {_first(fields, 'cseq')}\r\n"
+        f"{extra}Server: {server}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str | None:
