@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sip_support import request
 
-from opensti.core.errors import SIPParseError
+from opensti.core.errors import OpenSTIError, SIPParseError
+from opensti.core.identity import parse_identity
+from opensti.core.passport import b64url_encode, decode_passport
 from opensti.sip.address import _canonical_tn, parse_name_addr, uri_tn
 from opensti.sip.message import (
     SIPRequest,
@@ -19,6 +21,7 @@ from opensti.sip.message import (
     frame_message,
     parse_message,
 )
+from opensti.sip.redirect import _carries_rcd
 
 _VALID = request("INVITE", headers=[("P-Asserted-Identity", "<tel:+12155550121>")])
 
@@ -148,3 +151,38 @@ def test_a_global_number_uri_reads_as_canonicalize_tn_reads_it(uri: str, nanp: b
     """``sip:+DIGITS@...`` and ``tel:+DIGITS`` are read by one match, any other URI by
     canonicalize_tn: both must give the same TN (or none)."""
     assert uri_tn(uri, nanp=nanp) == _canonical_tn(uri, nanp)
+
+
+def _decoded_rcd(identity: str) -> bool:
+    """The rcd check by decoding the whole PASSporT, the reference for the fast one."""
+    try:
+        return "rcd" in decode_passport(parse_identity(identity).token).payload
+    except OpenSTIError:
+        return False
+
+
+_PAYLOADS = st.tuples(
+    st.lists(
+        st.sampled_from(
+            ['"rcd":{"nam":"A"}', '"\\u0072cd":1', '"attest":"A"', '"x":"rcd"', '"r":1']
+        ),
+        max_size=3,
+    ).map(lambda items: "{" + ",".join(items) + "}"),
+    st.sampled_from(["utf-8", "utf-16-le", "utf-32-be"]),
+).map(lambda pair: pair[0].encode(pair[1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _PAYLOADS,
+    st.sampled_from(["", " ", "\t"]),
+    st.sampled_from([";info=<https://x.example/c.pem>;alg=ES256;ppt=shaken", ";ppt=rcd", ""]),
+    st.booleans(),
+)
+def test_the_rcd_check_agrees_with_decoding_the_passport(
+    payload: bytes, space: str, params: str, compact: bool
+) -> None:
+    header = b64url_encode(b'{"alg":"ES256","typ":"passport","ppt":"shaken","x5u":"x"}')
+    body = "" if compact else b64url_encode(payload)
+    identity = f"{space}{'' if compact else header}.{body}.c2ln{space}{params}"
+    assert _carries_rcd(identity) == _decoded_rcd(identity)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from opensti.core.errors import (
     sip_service_response,
 )
 from opensti.core.identity import parse_identity
-from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
+from opensti.core.passport import ATTESTATION_LEVELS, b64url_decode, decode_passport
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
 from opensti.sip.diversion import diverting_tn
@@ -76,6 +77,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: A full-form PASSporT (header.payload.signature), its payload segment captured.
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_-]*\.([A-Za-z0-9_-]*)\.[A-Za-z0-9_-]+")
+#: What a JSON payload holding an ``rcd`` key must contain.
+_MAY_SPELL_RCD = (b"rcd", b"\\", b"\x00")
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, OPTIONS"
 ATTEST_HEADER = "x-attest"
@@ -231,7 +237,20 @@ def _described(signed: str | SignedIdentity) -> SignedIdentity:
 
 
 def _carries_rcd(identity: str) -> bool:
-    """Whether an Identity value's PASSporT has rcd claims (RFC 9795); False if unreadable."""
+    """Whether an Identity value's PASSporT has rcd claims (RFC 9795); False if unreadable.
+
+    The payload's bytes are looked at first: JSON text without ``rcd``, without an
+    escape (which could spell it) and without a NUL byte (UTF-16 or -32 JSON) has no
+    such key, which spares the usual call decoding the whole PASSporT once more.
+    """
+    plain = _PLAIN_TOKEN.fullmatch(identity.partition(";")[0].strip(" \t"))
+    if plain is not None:
+        try:
+            payload = b64url_decode(plain.group(1))
+        except ValueError:
+            return False  # the PASSporT cannot be decoded either
+        if not any(mark in payload for mark in _MAY_SPELL_RCD):
+            return False
     try:
         return "rcd" in decode_passport(parse_identity(identity).token).payload
     except OpenSTIError:
