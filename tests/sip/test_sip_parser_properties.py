@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from sip_support import request
 from opensti.core.errors import OpenSTIError, SIPParseError
 from opensti.core.identity import parse_identity
 from opensti.core.passport import b64url_encode, decode_passport
+from opensti.sip import SIPServer, SIPServices, parse_listeners
 from opensti.sip.address import _canonical_tn, parse_name_addr, uri_tn
 from opensti.sip.message import (
     SIPRequest,
@@ -22,6 +25,7 @@ from opensti.sip.message import (
     parse_message,
 )
 from opensti.sip.redirect import _carries_rcd
+from opensti.sip.transaction import transaction_key
 
 _VALID = request("INVITE", headers=[("P-Asserted-Identity", "<tel:+12155550121>")])
 
@@ -186,3 +190,99 @@ def test_the_rcd_check_agrees_with_decoding_the_passport(
     body = "" if compact else b64url_encode(payload)
     identity = f"{space}{'' if compact else header}.{body}.c2ln{space}{params}"
     assert _carries_rcd(identity) == _decoded_rcd(identity)
+
+
+class _Unused:
+    """A signer the ACK tests never reach."""
+
+    def sign(self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str) -> str:
+        raise AssertionError("an ACK is never signed")
+
+
+_INVITE = parse_message(request("INVITE", branch="z9hG4bK-plain", call_id="plain@t"))
+assert isinstance(_INVITE, SIPRequest)
+_RESPONSE = build_response(_INVITE, 302, headers=[("Contact", f"<{_INVITE.uri}>")])
+
+
+def _plain_ack() -> bytes:
+    """The ACK as SIPp's scenarios build it from our 302 ([last_Via:] ...)."""
+    lines = _RESPONSE.decode().split("\r\n")
+    copied = [next(x for x in lines if x.startswith(f"{n}:")) for n in ("Via", "From", "To")]
+    call_id = next(x for x in lines if x.startswith("Call-ID:"))
+    head = [f"ACK {_INVITE.uri} SIP/2.0", *copied, call_id, "CSeq: 1 ACK", "Max-Forwards: 70"]
+    return ("\r\n".join([*head, "Content-Length: 0"]) + "\r\n\r\n").encode()
+
+
+def _acknowledged(data: bytes, *, framed: bool) -> tuple[int, list[bytes]]:
+    """ACKs counted by a fresh sign listener whose one transaction is the INVITE's, and
+    the status lines it sent (a mutation may no longer be an ACK)."""
+    server = SIPServer(parse_listeners("udp:127.0.0.1:0"), SIPServices(signer=_Unused()))
+    handler = server._handlers[0]
+    handler.transactions.complete(transaction_key(_INVITE), _RESPONSE)
+    sent: list[bytes] = []
+    if not framed:
+        server.datagram(handler, data, ("127.0.0.1", 5999), sent.append)
+    else:
+        with contextlib.suppress(SIPParseError):
+            server.dispatch(handler, frame_message(data), ("127.0.0.1", 5999), sent.append)
+    return handler.transactions.info().acked, [r.partition(b"\r\n")[0] for r in sent]
+
+
+def test_the_plain_ack_of_our_302_ends_its_transaction() -> None:
+    assert _acknowledged(_plain_ack(), framed=False) == (1, [])
+
+
+_LINE_EDITS = st.sampled_from(
+    ["duplicate", "drop", "lower", "compact", "space", "value", "length", "cseq", "body"]
+)
+
+
+def _edit_lines(data: st.DataObject, raw: bytes) -> bytes:
+    """One change to whole header lines of an ACK."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    index = data.draw(st.integers(1, len(lines) - 1))
+    name, _, value = lines[index].partition(b": ")
+    edit = data.draw(_LINE_EDITS)
+    if edit == "duplicate":
+        lines.insert(index, lines[index])
+    elif edit == "drop":
+        del lines[index]
+    elif edit == "lower":
+        lines[index] = name.lower() + b": " + value
+    elif edit == "compact":
+        lines[index] = name[:1].lower() + b": " + value
+    elif edit == "space":
+        lines[index] = name + b":  " + value + b" "
+    elif edit == "value":
+        lines[index] = name + b": " + data.draw(st.sampled_from([b"", b"0", b"x", b"<sip:a@b>"]))
+    elif edit == "length":
+        lines[index] = b"Content-Length: " + data.draw(st.sampled_from([b"1", b"00", b"-1"]))
+    elif edit == "cseq":
+        lines[index] = b"CSeq: " + data.draw(st.sampled_from([b"1 INVITE", b"2 ACK", b"1  ACK"]))
+    else:
+        body = b"v=0\r\n"
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.data())
+def test_an_ack_read_unframed_ends_what_a_framed_one_would(data: st.DataObject) -> None:
+    """Mutations of the plain ACK: read from its bytes when it stays plain, framed and
+    validated otherwise, it must end the transaction exactly when the general path does."""
+    raw = bytearray(_plain_ack())
+    for _ in range(data.draw(st.integers(0, 2))):
+        raw = bytearray(_edit_lines(data, bytes(raw)))
+    for _ in range(data.draw(st.integers(0, 3))):
+        index = data.draw(st.integers(0, len(raw) - 1))
+        action = data.draw(st.sampled_from(["flip", "delete", "insert"]))
+        if action == "flip":
+            raw[index] = data.draw(st.sampled_from(b" \t\r\n,;:<>x0\x00\xc3"))
+        elif action == "delete":
+            del raw[index]
+        else:
+            raw[index:index] = data.draw(
+                st.sampled_from([b"\r\n", b" ", b",", b";", b"\t", b"\n", b"\xc3\xa9"])
+            )
+    mutated = bytes(raw)
+    assert _acknowledged(mutated, framed=False) == _acknowledged(mutated, framed=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from opensti.core.errors import SIPParseError
 from opensti.sip.address import TCHARS, NameAddr, parse_name_addr, split_list
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_MESSAGE_SIZE",
     "REASON_PHRASES",
+    "PlainACK",
     "SIPMessage",
     "SIPRequest",
     "SIPResponse",
@@ -36,6 +37,7 @@ __all__ = [
     "canonical_name",
     "frame_message",
     "parse_message",
+    "plain_ack",
 ]
 
 #: Bound on one message (UDP datagram or TCP frame); SIP over UDP rarely exceeds 1500.
@@ -119,6 +121,14 @@ _CSEQ = re.compile(rf"([0-9]{{1,10}})[ \t]+({TCHARS})")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+")
 _MAX_CSEQ = 2**31 - 1
 _ANSWER_NEEDS = ("via", "from", "to", "call-id", "cseq")
+#: What a plain ACK (see plain_ack) is made of.
+_ACK_LINE = re.compile(rb"ACK (\S+) SIP/2\.0")
+_ACK_CSEQ = re.compile(rb"([0-9]{1,10}) ACK")
+_ACK_HEADERS = frozenset(
+    (b"Via", b"From", b"To", b"Call-ID", b"CSeq", b"Max-Forwards", b"Content-Length")
+)
+#: Anything but printable ASCII and tab (line breaks are made tabs before the search).
+_NOT_PLAIN = re.compile(rb"[^\t\x20-\x7e]")
 _VIA_HOST = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+(\[[^\]]*\]|[^:\s]+)")
 _TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
@@ -450,6 +460,70 @@ class StreamFramer:
         del self._buffer[:total]
         self._pending = None
         return message
+
+
+class PlainACK(NamedTuple):
+    """An ACK as :func:`plain_ack` reads it."""
+
+    uri: str
+    #: The top (only) Via value, the Call-ID and the CSeq number.
+    via: str
+    call_id: str
+    number: int
+    #: The From and To lines, as sent (``From: ...``).
+    from_line: bytes
+    to_line: bytes
+
+
+def plain_ack(data: bytes) -> PlainACK | None:
+    """An ACK written the plain way, read without framing it; None for any other datagram.
+
+    Plain: ASCII, one ``Name: value`` line per header, no other than Via (one value),
+    From, To, Call-ID, CSeq (``N ACK``), Max-Forwards and Content-Length (``0``), each
+    once, and nothing after the blank line: how SBCs and SIPp acknowledge a 3xx. Such
+    an ACK passes :func:`parse_message` whenever its From and To do, and the caller
+    checks those against the response they repeat; any other ACK takes the general path.
+    """
+    head, blank, rest = data.partition(b"\r\n\r\n")
+    if not blank or rest or len(data) > MAX_MESSAGE_SIZE:
+        return None
+    if _NOT_PLAIN.search(head.replace(b"\r\n", b"\t")):
+        return None
+    start, *lines = head.split(b"\r\n")
+    request = _ACK_LINE.fullmatch(start)
+    if request is None:
+        return None
+    fields: dict[bytes, bytes] = {}
+    for line in lines:
+        name, colon, value = line.partition(b": ")
+        if not colon or name not in _ACK_HEADERS or name in fields:
+            return None
+        if not value or value != value.strip(b" \t"):
+            return None
+        fields[name] = value
+    uri = request.group(1).decode()
+    cseq = _ACK_CSEQ.fullmatch(fields.get(b"CSeq", b""))
+    via, call_id = fields.get(b"Via"), fields.get(b"Call-ID")
+    if (
+        not _URI.fullmatch(uri)
+        or cseq is None
+        or int(cseq.group(1)) > _MAX_CSEQ
+        or via is None
+        or b"," in via
+        or call_id is None
+        or b"From" not in fields
+        or b"To" not in fields
+        or fields.get(b"Content-Length", b"0") != b"0"
+    ):
+        return None
+    return PlainACK(
+        uri,
+        via.decode(),
+        call_id.decode(),
+        int(cseq.group(1)),
+        b"From: " + fields[b"From"],
+        b"To: " + fields[b"To"],
+    )
 
 
 def can_answer(message: SIPMessage) -> bool:

@@ -52,13 +52,14 @@ from opensti.core.passport import ATTESTATION_LEVELS, b64url_decode, decode_pass
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
 from opensti.sip.diversion import diverting_tn
-from opensti.sip.message import REASON_PHRASES, SIPRequest, build_response
+from opensti.sip.message import REASON_PHRASES, PlainACK, SIPRequest, build_response
 from opensti.sip.transaction import (
     MAX_COMPLETED,
     TIMER_H,
     PendingTransaction,
     ServerTransactions,
     TransactionKey,
+    key_of,
     transaction_key,
 )
 
@@ -266,12 +267,17 @@ def _no_validation(reason: str) -> VerificationResult:
     )
 
 
+def _sent(line: bytes, response: bytes) -> bool:
+    """Whether ``line`` (``Name: value``) is one of the response's header lines."""
+    return b"\r\n" + line + b"\r\n" in response
+
+
 def _repeats(request: SIPRequest, name: str, response: bytes) -> bool:
     """Whether the request's one ``name`` header is the response's, byte for byte."""
     values = request.headers.get(name.lower())
     if values is None or len(values) != 1:
         return False
-    return f"\r\n{name}: {values[0]}\r\n".encode() in response
+    return _sent(f"{name}: {values[0]}".encode(), response)
 
 
 def _quoted(text: str) -> str:
@@ -376,6 +382,20 @@ class RedirectHandler:
             return False
         if not (_repeats(request, "From", response) and _repeats(request, "To", response)):
             request.validate()
+        return self.transactions.acknowledge(key)
+
+    def acknowledge_plain(self, ack: PlainACK) -> bool | None:
+        """:meth:`acknowledge` for an ACK read by
+        :func:`~opensti.sip.message.plain_ack`, never framed; None when its From or To
+        differ from the response's, so it must be validated whole (as any request)."""
+        if self._reliable:
+            return False
+        key = key_of(ack.via, ack.call_id, ack.number)
+        response = self.transactions.response(key)
+        if response is None:
+            return False
+        if not (_sent(ack.from_line, response) and _sent(ack.to_line, response)):
+            return None
         return self.transactions.acknowledge(key)
 
     def _answer_retransmission(self, key: TransactionKey, send: Send) -> bool:
