@@ -6,6 +6,7 @@ import contextlib
 import re
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sip_support import request
@@ -233,7 +234,7 @@ def test_the_plain_ack_of_our_302_ends_its_transaction() -> None:
 
 
 _LINE_EDITS = st.sampled_from(
-    ["duplicate", "drop", "lower", "compact", "space", "value", "length", "cseq", "body"]
+    ["duplicate", "drop", "lower", "compact", "space", "value", "inject", "length", "cseq", "body"]
 )
 
 
@@ -256,6 +257,9 @@ def _edit_lines(data: st.DataObject, raw: bytes) -> bytes:
         lines[index] = name + b":  " + value + b" "
     elif edit == "value":
         lines[index] = name + b": " + data.draw(st.sampled_from([b"", b"0", b"x", b"<sip:a@b>"]))
+    elif edit == "inject":
+        byte = data.draw(st.sampled_from([b"\n", b"\r", b"\x00", b"\x7f", b"\xc3\xa9", b"\t"]))
+        lines[index] = name + b": " + value[:1] + byte + value[1:]
     elif edit == "length":
         lines[index] = b"Content-Length: " + data.draw(st.sampled_from([b"1", b"00", b"-1"]))
     elif edit == "cseq":
@@ -285,4 +289,15 @@ def test_an_ack_read_unframed_ends_what_a_framed_one_would(data: st.DataObject) 
                 st.sampled_from([b"\r\n", b" ", b",", b";", b"\t", b"\n", b"\xc3\xa9"])
             )
     mutated = bytes(raw)
+    assert _acknowledged(mutated, framed=False) == _acknowledged(mutated, framed=True)
+
+
+@pytest.mark.parametrize("line", range(1, 8))
+@pytest.mark.parametrize("byte", [b"\n", b"\r", b"\x00", b"\x7f", b"\xc3\xa9", b"\t", b","])
+def test_an_odd_byte_in_any_ack_header_ends_what_framing_would(line: int, byte: bytes) -> None:
+    head, _, _ = _plain_ack().partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    name, _, value = lines[line].partition(b": ")
+    lines[line] = name + b": " + value[:1] + byte + value[1:]
+    mutated = b"\r\n".join(lines) + b"\r\n\r\n"
     assert _acknowledged(mutated, framed=False) == _acknowledged(mutated, framed=True)

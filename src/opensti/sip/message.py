@@ -127,8 +127,8 @@ _ACK_CSEQ = re.compile(rb"([0-9]{1,10}) ACK")
 _ACK_HEADERS = frozenset(
     (b"Via", b"From", b"To", b"Call-ID", b"CSeq", b"Max-Forwards", b"Content-Length")
 )
-#: Anything but printable ASCII and tab (line breaks are made tabs before the search).
-_NOT_PLAIN = re.compile(rb"[^\t\x20-\x7e]")
+#: Printable ASCII, tab and the line breaks: deleting them leaves nothing of a plain head.
+_PLAIN_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F)])
 _VIA_HOST = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+(\[[^\]]*\]|[^:\s]+)")
 _TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
@@ -487,9 +487,12 @@ def plain_ack(data: bytes) -> PlainACK | None:
     head, blank, rest = data.partition(b"\r\n\r\n")
     if not blank or rest or len(data) > MAX_MESSAGE_SIZE:
         return None
-    if _NOT_PLAIN.search(head.replace(b"\r\n", b"\t")):
-        return None
     start, *lines = head.split(b"\r\n")
+    breaks = len(lines)
+    if head.translate(None, _PLAIN_BYTES) or head.count(b"\r") != breaks:
+        return None  # not ASCII, a control character, or a CR or LF alone
+    if head.count(b"\n") != breaks:
+        return None
     request = _ACK_LINE.fullmatch(start)
     if request is None:
         return None
