@@ -441,24 +441,27 @@ class CallLog:
         while True:
             self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
-            now = time.monotonic()
-            partial = now >= due or self._flushing > 0 or self._stopping.is_set()
-            while batch := self._take(partial):
+            partial = time.monotonic() >= due or self._flushing > 0 or self._stopping.is_set()
+            # A partial write covers what is queued now, not what arrives meanwhile.
+            ready = len(self._queue) if partial else 0
+            while batch := self._take(ready):
+                ready = max(0, ready - len(batch))
                 self._write(batch)
             if partial:
-                due = now + self._flush_interval
+                # From the end of the writes: a writer slowed down (a busy process
+                # holds the GIL) must not fall back to a partial batch each time.
+                due = time.monotonic() + self._flush_interval
             self._purge_when_due()
             if self._stopping.is_set() and not self._queue:
                 return
 
-    def _take(self, partial: bool) -> list[_Queued]:
-        """The next batch: a full one, or with ``partial`` whatever is queued."""
-        batch: list[_Queued] = []
+    def _take(self, ready: int) -> list[_Queued]:
+        """The next batch: a full one, else up to ``ready`` calls (a partial write)."""
         with self._progress:
-            if partial or len(self._queue) >= self.batch_size:
-                while self._queue and len(batch) < self.batch_size:
-                    batch.append(self._queue.popleft())
-            self._in_flight = len(batch)
+            queued = len(self._queue)
+            count = self.batch_size if queued >= self.batch_size else min(ready, queued)
+            batch = [self._queue.popleft() for _ in range(count)]
+            self._in_flight = count
         return batch
 
     def _write(self, batch: list[_Queued]) -> None:
