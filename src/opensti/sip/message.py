@@ -115,7 +115,7 @@ _REQUEST_LINE = re.compile(rf"({TCHARS}) ([^\s]+) (SIP/2\.0)", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"(SIP/2\.0) ([1-6][0-9][0-9])(?: ([^\r\n]*))?", re.IGNORECASE)
 _TOKEN = re.compile(TCHARS)
 #: Control characters but LF, which separates the lines (see _decode_head).
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F])
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,8}")
 _CSEQ = re.compile(rf"([0-9]{{1,10}})[ \t]+({TCHARS})")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+")
@@ -314,17 +314,18 @@ def _split_datagram(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _decode_head(head: bytes) -> list[str]:
+    # Lines end in LF or CRLF: one CR before each LF (and at the very end) goes with the
+    # line break, any other CR is a control character. One pass over the whole head
+    # instead of a check per line, on the bytes (a control character is one byte in
+    # UTF-8, never part of another character).
+    if head.endswith(b"\r"):
+        head = head[:-1]
+    head = head.replace(b"\r\n", b"\n")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         raise SIPParseError("message head is not UTF-8") from None
-    # Lines end in LF or CRLF: one CR before each LF (and at the very end) goes with the
-    # line break, any other CR is a control character. One pass over the whole head
-    # instead of a check per line.
-    if text.endswith("\r"):
-        text = text[:-1]
-    text = text.replace("\r\n", "\n")
-    if _FORBIDDEN_CHARS.search(text):
+    if len(head.translate(None, _CONTROL_BYTES)) != len(head):
         raise SIPParseError("control character in the message head")
     return text.split("\n")
 
