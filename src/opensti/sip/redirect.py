@@ -505,20 +505,7 @@ class RedirectHandler:
         contact = ("Contact", f"<{request.uri}>")
         send(self._response(request, 302, peer, [contact, ("Identity", signed.identity)]))
         if self._log is not None:
-            self._record(
-                CallRecord(
-                    time.time(),
-                    request.call_id,
-                    "outbound",
-                    orig,
-                    dests,
-                    signed.attest,
-                    None,
-                    302,
-                    signed.x5u,
-                    certificate_id=signed.certificate_id,
-                )
-            )
+            self._log_outbound(request, orig, dests, 302, signed)
 
     def _sign_identity(
         self, request: SIPRequest, orig: str, dests: tuple[str, ...]
@@ -559,21 +546,34 @@ class RedirectHandler:
             contact = ("Contact", f"<{request.uri}>")
             send(self._response(request, code, peer, [contact, warning]))
         if self._log is not None:
-            self._record(
-                CallRecord(
-                    time.time(),
-                    request.call_id,
-                    "outbound",
-                    orig,
-                    dests,
-                    None,
-                    None,
-                    code,
-                    None,
-                    signed=False,
-                    reason=exc.message,
-                )
+            self._log_outbound(request, orig, dests, code, None, exc.message)
+
+    def _log_outbound(
+        self,
+        request: SIPRequest,
+        orig: str | None,
+        dests: tuple[str, ...],
+        code: int,
+        signed: SignedIdentity | None,
+        reason: str | None = None,
+    ) -> None:
+        """Log a call we signed, or (``signed`` None) one we could not sign and why."""
+        self._record(
+            CallRecord(
+                time.time(),
+                request.call_id,
+                "outbound",
+                orig,
+                dests,
+                None if signed is None else signed.attest,
+                None,
+                code,
+                None if signed is None else signed.x5u,
+                signed=signed is not None,
+                reason=reason,
+                certificate_id=None if signed is None else signed.certificate_id,
             )
+        )
 
     # --- verify --------------------------------------------------------------------
 
