@@ -115,7 +115,7 @@ def _when(epoch: float) -> dt.datetime:
 
 
 def _certificate(item: _Queued) -> ValidatedCertificate | None:
-    return item.certificate if type(item) is CallRecord else item[1]
+    return item.certificate if isinstance(item, CallRecord) else item[1]
 
 
 def describe_remote(certificate: ValidatedCertificate) -> RemoteCertificateRecord:
@@ -357,7 +357,7 @@ class CallLog:
     def _row(self, item: _Queued, remote: dict[x509.Certificate, int]) -> SipRow:
         """The row of one queued call, every text clipped to its column (hostile input
         is not fatal)."""
-        if type(item) is not CallRecord:
+        if not isinstance(item, CallRecord):
             record, certificate = item
             row = SipRow.of(record)
             if record.certificate_id is None and record.x5u:

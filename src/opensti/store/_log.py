@@ -210,7 +210,7 @@ class _Writes(NamedTuple):
     insert: str
     #: ROWS_PER_INSERT rows at once.
     insert_many: str
-    count: str
+    add_counts: str
     time: _Time
 
 
@@ -283,7 +283,7 @@ def append_sip_rows(session: Session, rows: Sequence[SipRow]) -> int:
     # Keys in order, so two writers (several nodes on PostgreSQL) lock the same rows in
     # the same order.
     connection.exec_driver_sql(
-        writes.count, [(time(key[0]), *key[1:], counts[key]) for key in sorted(counts)]
+        writes.add_counts, [(time(key[0]), *key[1:], counts[key]) for key in sorted(counts)]
     )
     return len(rows)
 
