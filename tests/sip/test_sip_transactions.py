@@ -290,3 +290,56 @@ async def test_a_call_whose_certificate_is_cached_is_answered_at_once(
     assert (info.misses, info.hits) == (1, 2)  # the cached calls' probes count no miss
     assert [r.call_id for r in records] == ["first@t", "second@t", "third@t"]
     assert all(r.certificate is not None and r.verstat == "TN-Validation-Passed" for r in records)
+
+
+async def test_an_ack_repeating_the_302s_from_and_to_ends_the_transaction(
+    call_signer: DemoSigner,
+) -> None:
+    """As SIPp's scenarios send it (``[last_From:]``, ``[last_To:]``): the To with our tag."""
+    async with running("udp:127.0.0.1:0/sign", SIPServices(signer=call_signer)) as (server, raw):
+        reply = response_of(await raw.exchange(request(call_id="rep@t", branch="z9hG4bK-rep")))
+        from_, to = reply.header("from"), reply.header("to")
+        assert from_ is not None
+        assert to is not None
+        assert ";tag=" in to
+        ack = request(
+            "ACK", call_id="rep@t", cseq="1 ACK", branch="z9hG4bK-rep", from_=from_, to=to
+        )
+        raw.client.send(ack)  # type: ignore[attr-defined]
+        assert await raw.nothing_more()
+        ((_, stats),) = server.transaction_stats()
+        assert (stats.acked, stats.completed) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("from_", "<sip:unterminated@127.0.0.1"),
+        ("to", "no uri here"),
+        ("cseq", "1 INVITE"),
+        ("cseq", "x ACK"),
+        ("headers", [("From", f"<sip:+{ORIG}@127.0.0.1>;tag=second")]),
+    ],
+)
+async def test_an_ack_that_is_not_valid_ends_nothing(
+    call_signer: DemoSigner, field: str, value: object
+) -> None:
+    """Same branch, Call-ID and CSeq number as the INVITE, but a bad (or a second)
+    header: the ACK is not answered, and the INVITE's retransmission still gets the
+    response it got."""
+    async with running("udp:127.0.0.1:0/sign", SIPServices(signer=call_signer)) as (server, raw):
+        invite = request(call_id="bad@t", branch="z9hG4bK-bad")
+        first = await raw.exchange(invite)
+        reply = response_of(first)
+        fields: dict[str, object] = {
+            "from_": reply.header("from"),
+            "to": reply.header("to"),
+            "cseq": "1 ACK",
+            field: value,
+        }
+        ack = request("ACK", call_id="bad@t", branch="z9hG4bK-bad", **fields)  # type: ignore[arg-type]
+        raw.client.send(ack)  # type: ignore[attr-defined]
+        assert await raw.nothing_more()
+        ((_, stats),) = server.transaction_stats()
+        assert (stats.acked, stats.completed) == (0, 1)
+        assert await raw.exchange(invite) == first

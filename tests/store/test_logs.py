@@ -6,8 +6,10 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
-from sqlalchemy.exc import StatementError
+from sqlalchemy.dialects import sqlite
 
 from opensti.calls import list_calls
 from opensti.core.errors import InvalidInput
@@ -25,6 +27,7 @@ from opensti.store import (
     record_event,
     remote_certificate_ids,
 )
+from opensti.store._log import _SIP_TABLE, _time_conversion
 
 from .conftest import NOW, add_entry
 
@@ -119,8 +122,24 @@ def test_naive_datetimes_are_refused(db) -> None:  # type: ignore[no-untyped-def
         action=SipAction.VERIFIED,
         call_id="x",
     )
-    with pytest.raises(StatementError, match="naive datetime"), db.session() as session:
+    with pytest.raises(ValueError, match="naive datetime"), db.session() as session:
         append_sip_messages(session, [naive])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1970, 1, 2),
+        max_value=dt.datetime(2200, 1, 1),
+        timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5))]),
+    )
+)
+def test_the_call_log_writes_the_time_as_its_column_type_does(at: dt.datetime) -> None:
+    """The SQLite text is made in one call for a UTC time: it must be the type's own."""
+    dialect = sqlite.dialect()
+    generic = _SIP_TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert generic is not None
+    assert _time_conversion(dialect)(at) == generic(at)
 
 
 def test_other_time_zones_are_stored_as_utc(db) -> None:  # type: ignore[no-untyped-def]

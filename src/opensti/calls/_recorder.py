@@ -1,9 +1,12 @@
-"""The SIP message log writer: records go on a bounded queue, a thread writes them in batches.
+"""The SIP message log writer: calls go on a bounded queue, a thread writes them in batches.
 
-The signing and verification paths only call :meth:`CallLog.record` (or the SIP hook,
-:meth:`CallLog.__call__`), which appends the record to a deque and returns at once: no
-lock, and no wake-up of the writer per call (a thread switch per call cost more CPU
-than the call's signature). One writer thread wakes every ``flush_interval`` seconds,
+The signing and verification paths only call the SIP hook (:meth:`CallLog.__call__`)
+or the REST API's ``record_*`` methods, which append a :class:`~opensti.sip.CallRecord`
+(a tuple of the values the call had at hand) to a deque and return at once: no lock, no
+wake-up of the writer per call (a thread switch per call cost more CPU than the call's
+signature), and no row built there. The writer thread builds the rows (clipped to their
+columns, our certificate's id found by x5u), counts them per minute and inserts them
+with one executemany of plain tuples. It wakes every ``flush_interval`` seconds,
 or as soon as ``batch_size`` records are waiting, and inserts them in batches of up to
 ``batch_size``, each in one transaction (one executemany), so the number of
 transactions grows with time, not with the call rate. When the database lags and the
@@ -28,9 +31,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -55,7 +57,8 @@ from opensti.store import (
     SipAction,
     SipDirection,
     SipRecord,
-    append_sip_messages,
+    SipRow,
+    append_sip_rows,
     delete_sip_messages_before,
     remote_certificate_ids,
 )
@@ -64,8 +67,9 @@ __all__ = ["CallLog", "CallLogStats", "keyring_certificates"]
 
 logger = logging.getLogger(__name__)
 #: A batch that cannot be written is counted as lost, never the writer thread's end:
-#: the store reports a database that refuses work as StoreUnavailable.
-_WRITE_FAILURES = (SQLAlchemyError, StoreUnavailable)
+#: the store reports a database that refuses work as StoreUnavailable, and a record
+#: with a naive time as ValueError.
+_WRITE_FAILURES = (SQLAlchemyError, StoreUnavailable, ValueError)
 
 #: Finds the certificate id of one of our x5u URLs (None for anyone else's).
 CertificateLookup = Callable[[str], int | None]
@@ -73,17 +77,20 @@ Clock = Callable[[], float]
 #: Rows deleted per retention transaction.
 PURGE_BATCH = 5_000
 
-_DIRECTIONS = {
-    "outbound": (SipDirection.OUTBOUND, SipAction.SIGNED),
-    "inbound": (SipDirection.INBOUND, SipAction.VERIFIED),
+#: (direction, action) of a call record's direction, then of one not signed.
+_ACTIONS = {
+    "outbound": (SipDirection.OUTBOUND.value, SipAction.SIGNED.value),
+    "inbound": (SipDirection.INBOUND.value, SipAction.VERIFIED.value),
 }
+_NOT_SIGNED = SipAction.NOT_SIGNED.value
 # Column widths of the sip_message table: a hostile Call-ID must not fail a whole batch.
 _CALL_ID_MAX, _TN_MAX, _REASON_MAX, _URL_MAX = 255, 32, 255, 2048
 _RCD_NAME_MAX = 256
 #: Remote certificates whose row id the writer remembers.
 KNOWN_CERTIFICATES = 4096
-#: A queued call: the row, and the remote certificate of a verified call.
-_Queued = tuple[SipRecord, ValidatedCertificate | None]
+#: A queued call: the values a call had at hand, or a record given whole to
+#: :meth:`CallLog.record` with the remote certificate of a verified call.
+_Queued = CallRecord | tuple[SipRecord, ValidatedCertificate | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,10 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 def _when(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def _certificate(item: _Queued) -> ValidatedCertificate | None:
+    return item.certificate if isinstance(item, CallRecord) else item[1]
 
 
 def describe_remote(certificate: ValidatedCertificate) -> RemoteCertificateRecord:
@@ -129,9 +140,11 @@ class _RemoteCertificates:
         self._size = size
         self._ids: collections.OrderedDict[x509.Certificate, int] = collections.OrderedDict()
 
-    def resolve(self, session: Session, batch: list[_Queued]) -> dict[x509.Certificate, int]:
-        """The row id of every certificate in ``batch``, storing the ones not seen yet."""
-        wanted = {certificate.leaf: certificate for _, certificate in batch if certificate}
+    def resolve(
+        self, session: Session, certificates: list[ValidatedCertificate]
+    ) -> dict[x509.Certificate, int]:
+        """The row id of every certificate, storing the ones not seen yet."""
+        wanted = {certificate.leaf: certificate for certificate in certificates}
         ids = {leaf: self._ids[leaf] for leaf in wanted if leaf in self._ids}
         missing = {leaf: describe_remote(c) for leaf, c in wanted.items() if leaf not in ids}
         if missing:
@@ -211,6 +224,8 @@ class CallLog:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress = threading.Condition()
+        #: Callers waiting in flush(): the writer then writes a partial batch at once.
+        self._flushing = 0
         self._counts = {
             "written": 0,
             "dropped": 0,
@@ -239,85 +254,42 @@ class CallLog:
 
     # -- recording (any thread, any event loop) -------------------------------------
 
-    def record(self, record: SipRecord, certificate: ValidatedCertificate | None = None) -> bool:
-        """Queue one record (with the remote ``certificate`` of a verified call); False
-        when the queue was full and it was dropped."""
-        if record.certificate_id is None and record.x5u and self.certificate_for_x5u:
-            record = replace(record, certificate_id=self.certificate_for_x5u(record.x5u))
+    def _enqueue(self, item: _Queued) -> bool:
         waiting = len(self._queue)
         if waiting >= self._max_queue:
             with self._progress:
                 self._counts["dropped"] += 1
             return False
-        self._queue.append((record, certificate))
+        self._queue.append(item)
         if waiting + 1 == self.batch_size:
             self._wake.set()  # a full batch: write it now rather than at the next tick
         return True
 
-    def _call(
-        self,
-        signed: bool,
-        call_id: str | None,
-        orig: str | None,
-        dest: Sequence[str],
-        *,
-        at: float | None = None,
-        reason: str | None = None,
-        x5u: str | None = None,
-        certificate: ValidatedCertificate | None = None,
-        **fields: Any,
-    ) -> bool:
-        """One record, with every text clipped to its column (hostile input is not fatal)."""
-        direction, action = _DIRECTIONS["outbound" if signed else "inbound"]
-        if fields.pop("unsigned", False):
-            action = SipAction.NOT_SIGNED
-        return self.record(
-            SipRecord(
-                at=_when(self._clock() if at is None else at),
-                direction=direction,
-                action=action,
-                call_id=(call_id or "")[:_CALL_ID_MAX],
-                from_tn=_clip(orig, _TN_MAX),
-                to_tn=_clip(dest[0], _TN_MAX) if dest else None,
-                reason=_clip(reason, _REASON_MAX),
-                x5u=_clip(x5u, _URL_MAX),
-                **fields,
-            ),
-            certificate,
-        )
+    def record(self, record: SipRecord, certificate: ValidatedCertificate | None = None) -> bool:
+        """Queue one record (with the remote ``certificate`` of a verified call); False
+        when the queue was full and it was dropped."""
+        return self._enqueue((record, certificate))
 
     def __call__(self, call: CallRecord) -> None:
         """The SIP redirect server's message-log hook (:data:`opensti.sip.CallLog`)."""
-        self._call(
-            call.direction == "outbound",
-            call.call_id,
-            call.orig,
-            call.dest,
-            at=call.time,
-            reason=call.reason,
-            unsigned=not call.signed,
-            x5u=call.x5u,
-            certificate=call.certificate,
-            attest=call.attest,
-            verstat=call.verstat,
-            sip_code=call.sip_code,
-            rcd_name=_clip(call.rcd_name, _RCD_NAME_MAX),
-            rcd_icon=_clip(call.rcd_icon, _URL_MAX),
-        )
+        self._enqueue(call)
 
     def record_signed(self, signed: SignedCall, *, call_id: str | None = None) -> bool:
         """A call the REST API signed."""
-        claims, certificate_id = signed.claims, signed.certificate_id
-        return self._call(
-            True,
-            call_id,
-            claims.orig,
-            claims.dest,
-            x5u=signed.x5u,
-            attest=claims.attest,
-            certificate_id=int(certificate_id)
-            if certificate_id and certificate_id.isdigit()
-            else None,
+        claims = signed.claims
+        return self._enqueue(
+            CallRecord(
+                self._clock(),
+                call_id or "",
+                "outbound",
+                claims.orig,
+                claims.dest,
+                claims.attest,
+                None,
+                None,
+                signed.x5u,
+                certificate_id=signed.certificate_id,
+            )
         )
 
     def record_sign_failure(
@@ -325,8 +297,20 @@ class CallLog:
     ) -> bool:
         """A call the REST API could not sign (no entry, no active certificate)."""
         code = sip_service_response(error)[0]
-        return self._call(
-            True, call_id, orig, dest, reason=error.message, sip_code=code, unsigned=True
+        return self._enqueue(
+            CallRecord(
+                self._clock(),
+                call_id or "",
+                "outbound",
+                orig,
+                tuple(dest),
+                None,
+                None,
+                code,
+                None,
+                signed=False,
+                reason=error.message,
+            )
         )
 
     def record_verified(
@@ -342,19 +326,65 @@ class CallLog:
         ``rcd`` the Rich Call Data, whose name and logo are kept only if verified."""
         claims = result.claims
         shown = rcd if rcd is not None and rcd.verified and result.passed else None
-        return self._call(
-            False,
-            call_id,
-            claims.orig if claims else orig,
-            dest,
-            reason=result.reason,
-            x5u=result.x5u,
-            certificate=result.certificate,
-            attest=claims.attest if claims else None,
-            verstat=result.verstat.value,
-            sip_code=result.sip_code,
-            rcd_name=_clip(shown.name, _RCD_NAME_MAX) if shown else None,
-            rcd_icon=_clip(shown.icon, _URL_MAX) if shown else None,
+        return self._enqueue(
+            CallRecord(
+                self._clock(),
+                call_id or "",
+                "inbound",
+                claims.orig if claims else orig,
+                tuple(dest),
+                claims.attest if claims else None,
+                result.verstat.value,
+                result.sip_code,
+                result.x5u,
+                result.certificate,
+                rcd_name=shown.name if shown else None,
+                rcd_icon=shown.icon if shown else None,
+                reason=result.reason,
+            )
+        )
+
+    # -- rows (the writer thread) ---------------------------------------------------
+
+    def _certificate_id(self, given: str | None, x5u: str | None) -> int | None:
+        """Our certificate's store id: as the signer gave it, else found by its x5u."""
+        if given is not None and given.isdigit():
+            return int(given)
+        if x5u and self.certificate_for_x5u is not None:
+            return self.certificate_for_x5u(x5u)
+        return None
+
+    def _row(self, item: _Queued, remote: dict[x509.Certificate, int]) -> SipRow:
+        """The row of one queued call, every text clipped to its column (hostile input
+        is not fatal)."""
+        if not isinstance(item, CallRecord):
+            record, certificate = item
+            row = SipRow.of(record)
+            if record.certificate_id is None and record.x5u:
+                row = row._replace(certificate_id=self._certificate_id(None, record.x5u))
+            if certificate is not None:
+                row = row._replace(remote_certificate_id=remote[certificate.leaf])
+            return row
+        (at, call_id, direction, orig, dest, attest, verstat, code, x5u, certificate,
+         rcd_name, rcd_icon, signed, reason, certificate_id) = item  # fmt: skip
+        row_direction, action = _ACTIONS[direction]
+        x5u = x5u and x5u[:_URL_MAX]
+        return SipRow(
+            _when(at),
+            row_direction,
+            action if signed else _NOT_SIGNED,
+            call_id[:_CALL_ID_MAX],
+            orig and orig[:_TN_MAX],
+            dest[0][:_TN_MAX] if dest else None,
+            attest,
+            verstat,
+            code,
+            reason and reason[:_REASON_MAX],
+            self._certificate_id(certificate_id, x5u),
+            x5u,
+            remote[certificate.leaf] if certificate is not None else None,
+            rcd_name and rcd_name[:_RCD_NAME_MAX],
+            rcd_icon and rcd_icon[:_URL_MAX],
         )
 
     # -- the writer ---------------------------------------------------------------------
@@ -393,40 +423,53 @@ class CallLog:
         with self._progress:
             target = self._counts["written"] + self._counts["lost"] + self._in_flight
             target += len(self._queue)
+            self._flushing += 1
             self._wake.set()
-            return self._progress.wait_for(
-                lambda: self._counts["written"] + self._counts["lost"] >= target, timeout
-            )
+            try:
+                return self._progress.wait_for(
+                    lambda: self._counts["written"] + self._counts["lost"] >= target, timeout
+                )
+            finally:
+                self._flushing -= 1
 
     def _run(self) -> None:
+        """Full batches as soon as they are queued; what is left (less than a batch)
+        once per interval, or at once for :meth:`flush` and :meth:`stop`. Under load
+        the calls that arrive while a batch is written wait for the next full one
+        instead of going out in small batches, each a transaction of its own."""
+        due = time.monotonic() + self._flush_interval
         while True:
-            self._wake.wait(self._flush_interval)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
-            while batch := self._take():
+            partial = time.monotonic() >= due or self._flushing > 0 or self._stopping.is_set()
+            # A partial write covers what is queued now, not what arrives meanwhile.
+            ready = len(self._queue) if partial else 0
+            while batch := self._take(ready):
+                ready = max(0, ready - len(batch))
                 self._write(batch)
+            if partial:
+                # From the end of the writes: a writer slowed down (a busy process
+                # holds the GIL) must not fall back to a partial batch each time.
+                due = time.monotonic() + self._flush_interval
             self._purge_when_due()
             if self._stopping.is_set() and not self._queue:
                 return
 
-    def _take(self) -> list[_Queued]:
-        batch: list[_Queued] = []
+    def _take(self, ready: int) -> list[_Queued]:
+        """The next batch: a full one, else up to ``ready`` calls (a partial write)."""
         with self._progress:
-            while self._queue and len(batch) < self.batch_size:
-                batch.append(self._queue.popleft())
-            self._in_flight = len(batch)
+            queued = len(self._queue)
+            count = self.batch_size if queued >= self.batch_size else min(ready, queued)
+            batch = [self._queue.popleft() for _ in range(count)]
+            self._in_flight = count
         return batch
 
     def _write(self, batch: list[_Queued]) -> None:
         try:
             with self.database.session() as session:
-                remote = self._remote.resolve(session, batch)
-                records = [
-                    replace(record, remote_certificate_id=remote[certificate.leaf])
-                    if certificate is not None
-                    else record
-                    for record, certificate in batch
-                ]
-                append_sip_messages(session, records)
+                certificates = [c for c in map(_certificate, batch) if c is not None]
+                remote = self._remote.resolve(session, certificates)
+                append_sip_rows(session, [self._row(item, remote) for item in batch])
         except _WRITE_FAILURES as exc:
             logger.warning("call log: %d records not written: %s", len(batch), type(exc).__name__)
             self._count(write_errors=1, lost=len(batch))

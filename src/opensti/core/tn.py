@@ -10,7 +10,7 @@ import re
 
 from opensti.core.errors import InvalidTN
 
-__all__ = ["MAX_TN_DIGITS", "canonicalize_tn", "is_e164"]
+__all__ = ["MAX_TN_DIGITS", "MAX_TN_INPUT", "canonicalize_tn", "is_e164"]
 
 #: E.164 numbers have at most 15 digits; RFC 8226 TelephoneNumber is SIZE (1..15).
 MAX_TN_DIGITS = 15
@@ -22,7 +22,8 @@ _VISUAL_SEPARATORS = str.maketrans("", "", "+-.() \t")
 _TN_CHARS = re.compile(r"[0-9#*]+")
 _URI_SCHEME = re.compile(r"^(tel|sips?):", re.IGNORECASE)
 _GLOBAL_CONTEXT = re.compile(r";phone-context=(\+[0-9().-]+)(?:;|$)", re.IGNORECASE)
-_MAX_INPUT = 512
+#: Longer input is refused before it is looked at.
+MAX_TN_INPUT = 512
 
 
 def _user_part(value: str) -> tuple[str, str | None]:
@@ -52,7 +53,7 @@ def canonicalize_tn(value: str, *, nanp: bool = True) -> str:
 
     Raises :class:`InvalidTN` for anything that is not a telephone number.
     """
-    if len(value) > _MAX_INPUT:
+    if len(value) > MAX_TN_INPUT:
         raise InvalidTN("telephone number is too long", value=value[:40] + "...")
     if value.isdigit() and value.isascii():
         # Already digits (the canonical form, as the SIP layer passes it on): nothing

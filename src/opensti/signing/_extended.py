@@ -25,6 +25,12 @@ class SignedDiv:
     entry: str
     x5u: str
     claims: DivClaims
+    certificate_id: str | None = None
+
+    @property
+    def attest(self) -> None:
+        """A div PASSporT carries no attestation."""
+        return None
 
 
 def _iat(service: SigningService, now: int | None) -> int:
@@ -56,4 +62,5 @@ def sign_div(
         entry=chosen.name,
         x5u=signer.x5u,
         claims=claims,
+        certificate_id=chosen.certificate_id,
     )

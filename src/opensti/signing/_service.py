@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opensti.core.bounds import check_origid, check_signing_iat
 from opensti.core.errors import InvalidInput
@@ -19,6 +19,9 @@ from opensti.core.identity import format_identity
 from opensti.core.passport import ATTESTATION_LEVELS, ShakenClaims
 from opensti.core.tn import canonicalize_tn
 from opensti.signing._keyring import Keyring
+
+if TYPE_CHECKING:
+    from opensti.signing._extended import SignedDiv
 
 __all__ = ["CallSignerAdapter", "SignedCall", "SigningService"]
 
@@ -38,6 +41,10 @@ class SignedCall:
     @property
     def token(self) -> str:
         return self.identity.split(";", 1)[0]
+
+    @property
+    def attest(self) -> str:
+        return self.claims.attest
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -129,22 +136,28 @@ class SigningService:
 
 
 class CallSignerAdapter:
-    """The SIP redirect server's view of the STI-AS: numbers in, Identity value out."""
+    """The SIP redirect server's view of the STI-AS (:class:`opensti.sip.CallSigner`):
+    numbers in, the signed call out, with what its call log keeps."""
 
     def __init__(self, service: SigningService) -> None:
         self.service = service
 
+    def sign_call(
+        self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str | None
+    ) -> SignedCall:
+        """``call_id`` is accepted for the caller's log; it does not enter the PASSporT."""
+        return self.service.sign(orig_tn, dest_tns, attest=attest)
+
     def sign(
         self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str | None
     ) -> str:
-        """``call_id`` is accepted for the caller's log; it does not enter the PASSporT."""
-        return self.service.sign(orig_tn, dest_tns, attest=attest).identity
+        return self.sign_call(orig_tn, dest_tns, attest, call_id).identity
 
     def sign_div(
         self, orig_tn: str, dest_tns: Sequence[str], div_tn: str, call_id: str | None
-    ) -> str:
+    ) -> SignedDiv:
         """The div PASSporT (RFC 8946) for a call this operator diverts from ``div_tn``."""
         # Imported here: the div signer builds on this module.
         from opensti.signing._extended import sign_div
 
-        return sign_div(self.service, orig_tn, dest_tns, div_tn).identity
+        return sign_div(self.service, orig_tn, dest_tns, div_tn)

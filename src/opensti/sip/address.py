@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from opensti.core.errors import InvalidTN, SIPParseError
-from opensti.core.tn import canonicalize_tn
+from opensti.core.tn import MAX_TN_DIGITS, MAX_TN_INPUT, canonicalize_tn
 
 __all__ = [
     "NameAddr",
@@ -36,6 +36,14 @@ _VERSTAT = "verstat"
 #: and P-Asserted-Identity. Parsed in one match; any other form takes the full path.
 _PLAIN_NAME_ADDR = re.compile(
     rf"<([A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]*)>((?:;{TCHARS}(?:={TCHARS})?)*)"
+)
+#: ``sip:+DIGITS@``, ``sips:`` alike, or ``tel:+DIGITS`` then ``;`` or the end: a global
+#: number with nothing to strip, how SBCs write it. Its digits are the TN; any other
+#: form goes through :func:`~opensti.core.tn.canonicalize_tn` (a property test checks
+#: the two agree).
+_GLOBAL_TN_URI = re.compile(
+    rf"(?:sips?:\+([0-9]{{1,{MAX_TN_DIGITS}}})@|tel:\+([0-9]{{1,{MAX_TN_DIGITS}}})(?:;|\Z))",
+    re.IGNORECASE,
 )
 
 
@@ -176,6 +184,13 @@ def split_list(value: str) -> list[str]:
 
 def uri_tn(uri: str, *, nanp: bool = True) -> str | None:
     """The canonical TN in a tel/sip/sips URI's user part, or None if it holds none."""
+    plain = _GLOBAL_TN_URI.match(uri)
+    if plain is not None and len(uri) <= MAX_TN_INPUT:
+        return plain.group(1) or plain.group(2)
+    return _canonical_tn(uri, nanp)
+
+
+def _canonical_tn(uri: str, nanp: bool) -> str | None:
     if uri.split(":", 1)[0].lower() not in ("tel", "sip", "sips"):
         return None
     try:

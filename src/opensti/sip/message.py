@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from opensti.core.errors import SIPParseError
 from opensti.sip.address import TCHARS, NameAddr, parse_name_addr, split_list
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_MESSAGE_SIZE",
     "REASON_PHRASES",
+    "PlainACK",
     "SIPMessage",
     "SIPRequest",
     "SIPResponse",
@@ -36,6 +37,7 @@ __all__ = [
     "canonical_name",
     "frame_message",
     "parse_message",
+    "plain_ack",
 ]
 
 #: Bound on one message (UDP datagram or TCP frame); SIP over UDP rarely exceeds 1500.
@@ -113,12 +115,20 @@ _REQUEST_LINE = re.compile(rf"({TCHARS}) ([^\s]+) (SIP/2\.0)", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"(SIP/2\.0) ([1-6][0-9][0-9])(?: ([^\r\n]*))?", re.IGNORECASE)
 _TOKEN = re.compile(TCHARS)
 #: Control characters but LF, which separates the lines (see _decode_head).
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F])
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,8}")
 _CSEQ = re.compile(rf"([0-9]{{1,10}})[ \t]+({TCHARS})")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+")
 _MAX_CSEQ = 2**31 - 1
 _ANSWER_NEEDS = ("via", "from", "to", "call-id", "cseq")
+#: What a plain ACK (see plain_ack) is made of.
+_ACK_LINE = re.compile(rb"ACK (\S+) SIP/2\.0")
+_ACK_CSEQ = re.compile(rb"([0-9]{1,10}) ACK")
+_ACK_HEADERS = frozenset(
+    (b"Via", b"From", b"To", b"Call-ID", b"CSeq", b"Max-Forwards", b"Content-Length")
+)
+#: Printable ASCII, tab and the line breaks: deleting them leaves nothing of a plain head.
+_PLAIN_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F)])
 _VIA_HOST = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+(\[[^\]]*\]|[^:\s]+)")
 _TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
@@ -221,8 +231,12 @@ class SIPMessage:
     def to_addr(self) -> NameAddr:
         return parse_name_addr(self.single("to"), "To")
 
-    def validate(self) -> None:
-        """Check what responding relies on; raise :class:`SIPParseError` if it is unusable."""
+    def validate(self, *, addresses: bool = True) -> None:
+        """Check what responding relies on; raise :class:`SIPParseError` if it is unusable.
+
+        ``addresses=False`` leaves From and To unparsed, for a caller that knows them
+        already (an ACK that repeats the ones of the response it acknowledges).
+        """
         length = self.content_length
         if length is not None:
             if length > len(self.body):
@@ -233,8 +247,9 @@ class SIPMessage:
             raise SIPParseError("Via header is missing")
         self.call_id  # noqa: B018 - each property validates its header on first access.
         self.cseq  # noqa: B018
-        self.from_addr  # noqa: B018
-        self.to_addr  # noqa: B018
+        if addresses:
+            self.from_addr  # noqa: B018
+            self.to_addr  # noqa: B018
 
 
 class SIPRequest(SIPMessage):
@@ -245,10 +260,10 @@ class SIPRequest(SIPMessage):
         self.method = method
         self.uri = uri
 
-    def validate(self) -> None:
+    def validate(self, *, addresses: bool = True) -> None:
         if not _URI.fullmatch(self.uri):
             raise SIPParseError("Request-URI is not an absolute URI", value=self.uri[:80])
-        super().validate()
+        super().validate(addresses=addresses)
         if self.cseq[1] != self.method:
             raise SIPParseError("CSeq method does not match the request method")
 
@@ -299,17 +314,18 @@ def _split_datagram(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _decode_head(head: bytes) -> list[str]:
+    # Lines end in LF or CRLF: one CR before each LF (and at the very end) goes with the
+    # line break, any other CR is a control character. One pass over the whole head
+    # instead of a check per line, on the bytes (a control character is one byte in
+    # UTF-8, never part of another character).
+    if head.endswith(b"\r"):
+        head = head[:-1]
+    head = head.replace(b"\r\n", b"\n")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         raise SIPParseError("message head is not UTF-8") from None
-    # Lines end in LF or CRLF: one CR before each LF (and at the very end) goes with the
-    # line break, any other CR is a control character. One pass over the whole head
-    # instead of a check per line.
-    if text.endswith("\r"):
-        text = text[:-1]
-    text = text.replace("\r\n", "\n")
-    if _FORBIDDEN_CHARS.search(text):
+    if len(head.translate(None, _CONTROL_BYTES)) != len(head):
         raise SIPParseError("control character in the message head")
     return text.split("\n")
 
@@ -339,16 +355,20 @@ def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
     last: list[str] | None = None
     count = 0
     for line in lines:
-        if line[:1] in (" ", "\t"):
-            # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
-            if last is None:
-                raise SIPParseError("continuation line before any header")
-            last[-1] = (last[-1] + " " + line.strip(" \t")).strip(" ")
-            continue
         written, colon, value = line.partition(":")
-        if not colon:
-            raise SIPParseError("malformed header line", value=line[:80])
-        name = names.get(written) or _header_name(written, line)
+        # A name seen before is a token: never a continuation line, which starts with
+        # whitespace. Anything else is looked at closely.
+        name = names.get(written) if colon else None
+        if name is None:
+            if line[:1] in (" ", "\t"):
+                # Folding (RFC 3261 section 7.3.1): the line continues the previous value.
+                if last is None:
+                    raise SIPParseError("continuation line before any header")
+                last[-1] = (last[-1] + " " + line.strip(" \t")).strip(" ")
+                continue
+            if not colon:
+                raise SIPParseError("malformed header line", value=line[:80])
+            name = _header_name(written, line)
         if count >= MAX_HEADERS:
             raise SIPParseError(f"more than {MAX_HEADERS} header fields")
         count += 1
@@ -443,6 +463,73 @@ class StreamFramer:
         return message
 
 
+class PlainACK(NamedTuple):
+    """An ACK as :func:`plain_ack` reads it."""
+
+    uri: str
+    #: The top (only) Via value, the Call-ID and the CSeq number.
+    via: str
+    call_id: str
+    number: int
+    #: The From and To lines, as sent (``From: ...``).
+    from_line: bytes
+    to_line: bytes
+
+
+def plain_ack(data: bytes) -> PlainACK | None:
+    """An ACK written the plain way, read without framing it; None for any other datagram.
+
+    Plain: ASCII, one ``Name: value`` line per header, no other than Via (one value),
+    From, To, Call-ID, CSeq (``N ACK``), Max-Forwards and Content-Length (``0``), each
+    once, and nothing after the blank line: how SBCs and SIPp acknowledge a 3xx. Such
+    an ACK passes :func:`parse_message` whenever its From and To do, and the caller
+    checks those against the response they repeat; any other ACK takes the general path.
+    """
+    head, blank, rest = data.partition(b"\r\n\r\n")
+    if not blank or rest or len(data) > MAX_MESSAGE_SIZE:
+        return None
+    start, *lines = head.split(b"\r\n")
+    breaks = len(lines)
+    if head.translate(None, _PLAIN_BYTES) or head.count(b"\r") != breaks:
+        return None  # not ASCII, a control character, or a CR or LF alone
+    if head.count(b"\n") != breaks:
+        return None
+    request = _ACK_LINE.fullmatch(start)
+    if request is None:
+        return None
+    fields: dict[bytes, bytes] = {}
+    for line in lines:
+        name, colon, value = line.partition(b": ")
+        if not colon or name not in _ACK_HEADERS or name in fields:
+            return None
+        if not value or value != value.strip(b" \t"):
+            return None
+        fields[name] = value
+    uri = request.group(1).decode()
+    cseq = _ACK_CSEQ.fullmatch(fields.get(b"CSeq", b""))
+    via, call_id = fields.get(b"Via"), fields.get(b"Call-ID")
+    if (
+        not _URI.fullmatch(uri)
+        or cseq is None
+        or int(cseq.group(1)) > _MAX_CSEQ
+        or via is None
+        or b"," in via
+        or call_id is None
+        or b"From" not in fields
+        or b"To" not in fields
+        or fields.get(b"Content-Length", b"0") != b"0"
+    ):
+        return None
+    return PlainACK(
+        uri,
+        via.decode(),
+        call_id.decode(),
+        int(cseq.group(1)),
+        b"From: " + fields[b"From"],
+        b"To: " + fields[b"To"],
+    )
+
+
 def can_answer(message: SIPMessage) -> bool:
     """True when a response can be built and routed (RFC 3261 section 8.2.6)."""
     return isinstance(message, SIPRequest) and all(message.headers.get(n) for n in _ANSWER_NEEDS)
@@ -454,15 +541,17 @@ def _stamp_via(via: str, peer: tuple[str, int] | None) -> str:
         return via
     host, port = peer
     sent_by, semicolon, rest = via.partition(";")
-    params = rest.split(";") if semicolon else []
     match = _VIA_HOST.match(sent_by)
+    received = match is None or match.group(1).strip("[]") != host
+    rport = "rport" in rest.lower()  # only then can a parameter be a bare rport
+    if not received and not rport:
+        return via  # the usual request: sent from where its Via says, no rport
+    params = rest.split(";") if semicolon else []
     changed = False
-    if (match is None or match.group(1).strip("[]") != host) and not any(
-        p.split("=", 1)[0].strip().lower() == "received" for p in params
-    ):
+    if received and not any(p.split("=", 1)[0].strip().lower() == "received" for p in params):
         params.append(f"received={host}")
         changed = True
-    if "rport" in rest.lower():  # only then can a parameter be a bare rport
+    if rport:
         params = [f"rport={port}" if p.strip().lower() == "rport" else p for p in params]
         changed = True
     return ";".join([sent_by, *params]) if changed else via
@@ -492,18 +581,14 @@ def build_response(
     to = _first(fields, "to") or ""
     if status != 100 and not _TAG.search(to):
         to = f"{to};tag={to_tag or secrets.token_hex(6)}"
-    lines = [
-        f"SIP/2.0 {status} {phrase}",
-        *[f"Via: {via}" for via in vias],
-        f"From: {from_value or _first(fields, 'from')}",
-        f"To: {to}",
-        f"Call-ID: {_first(fields, 'call-id')}",
-        f"CSeq: {_first(fields, 'cseq')}",
-        *[f"{name}: {value}" for name, value in headers],
-        f"Server: {server}",
-        "Content-Length: 0\r\n\r\n",
-    ]
-    return "\r\n".join(lines).encode("utf-8")
+    via_lines = "".join([f"Via: {via}\r\n" for via in vias])
+    extra = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    return (
+        f"SIP/2.0 {status} {phrase}\r\n{via_lines}"
+        f"From: {from_value or _first(fields, 'from')}\r\nTo: {to}\r\n"
+        f"Call-ID: {_first(fields, 'call-id')}\r\nCSeq: {_first(fields, 'cseq')}\r\n"
+        f"{extra}Server: {server}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str | None:

@@ -16,7 +16,8 @@ and under ``continue-with-reason`` a ``Reason: STIR`` header (RFC 9410). Under
 ``reject`` a failed call gets the RFC 8224 code instead (403/428/436/437/438).
 
 Signing and verification are injected (:class:`CallSigner`, :class:`CallVerifier`), as
-is the call log (:data:`CallLog`), which is called after the response has been sent.
+is the call log (:data:`CallLog`), which is called after the response has been sent
+with a :class:`CallRecord`: a tuple of the values the call had at hand, nothing more.
 
 Over UDP each INVITE is a server transaction (:mod:`opensti.sip.transaction`): a
 retransmission gets the response already sent, byte for byte, and is neither signed
@@ -28,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
@@ -46,17 +48,18 @@ from opensti.core.errors import (
     sip_service_response,
 )
 from opensti.core.identity import parse_identity
-from opensti.core.passport import ATTESTATION_LEVELS, decode_passport
+from opensti.core.passport import ATTESTATION_LEVELS, b64url_decode, decode_passport
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.sip.address import NameAddr, parse_name_addr, uri_tn, with_verstat
 from opensti.sip.diversion import diverting_tn
-from opensti.sip.message import REASON_PHRASES, SIPRequest, build_response
+from opensti.sip.message import REASON_PHRASES, PlainACK, SIPRequest, build_response
 from opensti.sip.transaction import (
     MAX_COMPLETED,
     TIMER_H,
     PendingTransaction,
     ServerTransactions,
     TransactionKey,
+    key_of,
     transaction_key,
 )
 
@@ -71,9 +74,15 @@ __all__ = [
     "RedirectHandler",
     "RedirectPolicy",
     "Send",
+    "SignedIdentity",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: A full-form PASSporT (header.payload.signature), its payload segment captured.
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_-]*\.([A-Za-z0-9_-]*)\.[A-Za-z0-9_-]+")
+#: What a JSON payload holding an ``rcd`` key must contain.
+_MAY_SPELL_RCD = (b"rcd", b"\\", b"\x00")
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, OPTIONS"
 ATTEST_HEADER = "x-attest"
@@ -92,11 +101,29 @@ class FailurePolicy(StrEnum):
     CONTINUE_WITH_REASON = "continue-with-reason"
 
 
+class SignedIdentity(Protocol):
+    """A signed call: the Identity header value, and what the call log keeps of it
+    (``attest`` is None for a PASSporT without one, e.g. div)."""
+
+    @property
+    def identity(self) -> str: ...
+    @property
+    def attest(self) -> str | None: ...
+    @property
+    def x5u(self) -> str | None: ...
+    @property
+    def certificate_id(self) -> str | None: ...
+
+
 class CallSigner(Protocol):
     """The STI-AS seam: sign one call, return the Identity header value.
 
     ``orig_tn``/``dest_tns`` are canonical TNs; ``attest`` is None for "the signer's
     default". Raises an :class:`OpenSTIError` (e.g. NoActiveCertificate) when it cannot.
+    A signer may also have ``sign_call`` with the same arguments, returning a
+    :class:`SignedIdentity` (as :class:`~opensti.signing.CallSignerAdapter` does): the
+    call log then takes attest and x5u from it instead of decoding the PASSporT again.
+    A ``sign_div`` method (the div PASSporT, RFC 8946) returns a SignedIdentity too.
     """
 
     def sign(
@@ -119,9 +146,12 @@ class CallVerifier(Protocol):
     ) -> VerificationResult: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One signed or verified call, for the SIP message log."""
+class CallRecord(NamedTuple):
+    """One signed or verified call, for the SIP message log.
+
+    A tuple of what the call had at hand, built per call on the hot path; the log
+    makes its row (clipping, ids, the time as a date) off that path.
+    """
 
     time: float
     call_id: str
@@ -131,7 +161,8 @@ class CallRecord:
     dest: tuple[str, ...]
     attest: str | None
     verstat: str | None
-    sip_code: int
+    #: The SIP status sent (None for a call from the REST API).
+    sip_code: int | None
     x5u: str | None
     #: The remote certificate that a verified call's PASSporT was checked against.
     certificate: ValidatedCertificate | None = None
@@ -141,6 +172,8 @@ class CallRecord:
     #: False for an outbound call that could not be signed (``reason`` says why).
     signed: bool = True
     reason: str | None = None
+    #: The store id of our certificate that signed, when the signer says it.
+    certificate_id: str | None = None
 
 
 #: Must return at once (e.g. put the record on a bounded queue).
@@ -177,12 +210,48 @@ class _Verifying(NamedTuple):
     peer: tuple[str, int] | None
     send: Send
     orig: str | None
-    dests: list[str]
+    dests: tuple[str, ...]
     pai: list[NameAddr] | None
 
 
+class _Described(NamedTuple):
+    """A :class:`SignedIdentity` read back from a bare Identity value."""
+
+    identity: str
+    attest: str | None
+    x5u: str | None
+    certificate_id: str | None = None
+
+
+def _described(signed: str | SignedIdentity) -> SignedIdentity:
+    """A signer's answer as a SignedIdentity; a bare Identity value (a signer without
+    ``sign_call``) is decoded for what the call log keeps of it."""
+    if not isinstance(signed, str):
+        return signed
+    attest = x5u = None
+    try:
+        passport = decode_passport(signed.split(";", 1)[0])
+        attest, x5u = passport.payload.get("attest"), passport.x5u
+    except OpenSTIError:
+        logger.debug("signer returned an Identity we cannot decode", exc_info=True)
+    return _Described(signed, attest, x5u)
+
+
 def _carries_rcd(identity: str) -> bool:
-    """Whether an Identity value's PASSporT has rcd claims (RFC 9795); False if unreadable."""
+    """Whether an Identity value's PASSporT has rcd claims (RFC 9795); False if unreadable.
+
+    The payload's bytes are looked at first: JSON text without ``rcd``, without an
+    escape (which could spell it) and without a NUL byte (UTF-16 or -32 JSON) has no
+    such key, which spares the usual call decoding the whole PASSporT once more.
+    """
+    plain = _PLAIN_TOKEN.fullmatch(identity.partition(";")[0].strip(" \t"))
+    if plain is not None:
+        try:
+            payload = b64url_decode(plain.group(1))
+        except ValueError:
+            return False  # the PASSporT cannot be decoded either
+        if not any(mark in payload for mark in _MAY_SPELL_RCD):
+            return False
     try:
         return "rcd" in decode_passport(parse_identity(identity).token).payload
     except OpenSTIError:
@@ -196,6 +265,19 @@ def _no_validation(reason: str) -> VerificationResult:
         reason=reason,
         result_class=ResultClass.NO_PASSPORT,
     )
+
+
+def _sent(line: bytes, response: bytes) -> bool:
+    """Whether ``line`` (``Name: value``) is one of the response's header lines."""
+    return b"\r\n" + line + b"\r\n" in response
+
+
+def _repeats(request: SIPRequest, name: str, response: bytes) -> bool:
+    """Whether the request's one ``name`` header is the response's, byte for byte."""
+    values = request.headers.get(name.lower())
+    if values is None or len(values) != 1:
+        return False
+    return _sent(f"{name}: {values[0]}".encode(), response)
 
 
 def _quoted(text: str) -> str:
@@ -230,6 +312,11 @@ class RedirectHandler:
             raise InvalidInput("a verify listener needs a verifier")
         self.policy = policy
         self._signer = signer
+        #: The signer's richer answer, when it has one (see CallSigner).
+        self._sign_call: Callable[..., SignedIdentity] | None = getattr(signer, "sign_call", None)
+        self._sign_div: Callable[..., str | SignedIdentity] | None = getattr(
+            signer, "sign_div", None
+        )
         self._verifier = verifier
         #: The verifier's answer without an await, when it has one (see CallVerifier).
         self._verify_cached: Callable[..., VerificationResult | None] | None = getattr(
@@ -250,9 +337,7 @@ class RedirectHandler:
         if method == "INVITE":
             return self._invite(request, peer, send)
         if method == "ACK":
-            # The ACK of our 3xx/4xx ends its transaction (RFC 3261 section 17.2.1).
-            if not self._reliable:
-                self.transactions.acknowledge(transaction_key(request))
+            self.acknowledge(request)
             return None
         if method == "OPTIONS":
             send(self._response(request, 200, peer, [("Allow", ALLOWED_METHODS)]))
@@ -277,6 +362,41 @@ class RedirectHandler:
             self._sign(request, peer, send)
             return None
         return self._start_verify(request, peer, send, key)
+
+    def acknowledge(self, request: SIPRequest) -> bool:
+        """An ACK, never answered: the ACK of our 3xx/4xx ends its transaction (RFC 3261
+        section 17.2.1); True when it did. An ACK that is not valid SIP ends nothing
+        (:class:`SIPParseError`).
+
+        The usual ACK repeats the From and To of the response it acknowledges, which
+        were checked when the INVITE was: those two are then compared with the response
+        sent, byte for byte, instead of being parsed again; any other ACK is validated
+        whole.
+        """
+        if self._reliable:
+            return False  # nothing is kept over TCP
+        request.validate(addresses=False)
+        key = transaction_key(request)
+        response = self.transactions.response(key)
+        if response is None:
+            return False
+        if not (_repeats(request, "From", response) and _repeats(request, "To", response)):
+            request.validate()
+        return self.transactions.acknowledge(key)
+
+    def acknowledge_plain(self, ack: PlainACK) -> bool | None:
+        """:meth:`acknowledge` for an ACK read by
+        :func:`~opensti.sip.message.plain_ack`, never framed; None when its From or To
+        differ from the response's, so it must be validated whole (as any request)."""
+        if self._reliable:
+            return False
+        key = key_of(ack.via, ack.call_id, ack.number)
+        response = self.transactions.response(key)
+        if response is None:
+            return False
+        if not (_sent(ack.from_line, response) and _sent(ack.to_line, response)):
+            return None
+        return self.transactions.acknowledge(key)
 
     def _answer_retransmission(self, key: TransactionKey, send: Send) -> bool:
         """Resend what the transaction of ``key`` sent last; False for a new INVITE."""
@@ -351,10 +471,10 @@ class RedirectHandler:
                 return tn, pai
         return uri_tn(request.from_addr.uri, nanp=self.policy.nanp), pai or None
 
-    def _called(self, request: SIPRequest) -> list[str]:
+    def _called(self, request: SIPRequest) -> tuple[str, ...]:
         uri = request.uri if self.policy.dest_from_request_uri else request.to_addr.uri
         tn = uri_tn(uri, nanp=self.policy.nanp)
-        return [tn] if tn is not None else []
+        return (tn,) if tn is not None else ()
 
     # --- sign ----------------------------------------------------------------------
 
@@ -368,15 +488,14 @@ class RedirectHandler:
         return attest
 
     def _sign(self, request: SIPRequest, peer: tuple[str, int] | None, send: Send) -> None:
-        assert self._signer is not None
         orig: str | None = None
-        dests: list[str] = []
+        dests: tuple[str, ...] = ()
         try:
             orig = self._calling(request)[0]
             dests = self._called(request)
             if orig is None or not dests:
                 raise InvalidTN("the calling or called party is not a telephone number")
-            identity = self._sign_identity(request, orig, dests)
+            signed = self._sign_identity(request, orig, dests)
         except SIPParseError as exc:
             self.reject_malformed(request, peer, send, exc)  # not SIP we can route on
             return
@@ -384,20 +503,24 @@ class RedirectHandler:
             self._not_signed(request, peer, send, exc, orig, dests)
             return
         contact = ("Contact", f"<{request.uri}>")
-        send(self._response(request, 302, peer, [contact, ("Identity", identity)]))
+        send(self._response(request, 302, peer, [contact, ("Identity", signed.identity)]))
         if self._log is not None:
-            self._record(self._signed_call(request, orig, dests, identity))
+            self._log_outbound(request, orig, dests, 302, signed)
 
-    def _sign_identity(self, request: SIPRequest, orig: str, dests: list[str]) -> str:
+    def _sign_identity(
+        self, request: SIPRequest, orig: str, dests: tuple[str, ...]
+    ) -> SignedIdentity:
         """SHAKEN, or a div PASSporT (RFC 8946) for an INVITE that already carries an
         Identity and shows a diversion (Diversion or History-Info): we diverted it."""
         assert self._signer is not None
-        sign_div = getattr(self._signer, "sign_div", None)
-        if sign_div is not None and request.header_values("identity"):
+        if self._sign_div is not None and request.header_values("identity"):
             div = diverting_tn(request, nanp=self.policy.nanp)
             if div is not None:
-                return str(sign_div(orig, dests, div, request.call_id))
-        return self._signer.sign(orig, dests, self._attest(request), request.call_id)
+                return _described(self._sign_div(orig, dests, div, request.call_id))
+        attest = self._attest(request)
+        if self._sign_call is not None:
+            return self._sign_call(orig, dests, attest, request.call_id)
+        return _described(self._signer.sign(orig, dests, attest, request.call_id))
 
     def _not_signed(
         self,
@@ -406,7 +529,7 @@ class RedirectHandler:
         send: Send,
         exc: OpenSTIError,
         orig: str | None,
-        dests: Sequence[str],
+        dests: tuple[str, ...],
     ) -> None:
         """A call that cannot be signed: by default a 302 to the Request-URI without an
         Identity header, so the SBC follows it and sends the call on unsigned (an error
@@ -422,45 +545,35 @@ class RedirectHandler:
             code = 302
             contact = ("Contact", f"<{request.uri}>")
             send(self._response(request, code, peer, [contact, warning]))
-        record = self._call(request, "outbound", orig, dests, code)
-        self._record(replace(record, reason=exc.message, signed=False))
+        if self._log is not None:
+            self._log_outbound(request, orig, dests, code, None, exc.message)
 
-    def _call(
+    def _log_outbound(
         self,
         request: SIPRequest,
-        direction: str,
         orig: str | None,
-        dests: Sequence[str],
+        dests: tuple[str, ...],
         code: int,
-        *,
-        attest: str | None = None,
-        verstat: str | None = None,
-        x5u: str | None = None,
-        certificate: ValidatedCertificate | None = None,
-    ) -> CallRecord:
-        return CallRecord(
-            time=time.time(),
-            call_id=request.call_id,
-            direction=direction,
-            orig=orig,
-            dest=tuple(dests),
-            attest=attest,
-            verstat=verstat,
-            sip_code=code,
-            x5u=x5u,
-            certificate=certificate,
+        signed: SignedIdentity | None,
+        reason: str | None = None,
+    ) -> None:
+        """Log a call we signed, or (``signed`` None) one we could not sign and why."""
+        self._record(
+            CallRecord(
+                time.time(),
+                request.call_id,
+                "outbound",
+                orig,
+                dests,
+                None if signed is None else signed.attest,
+                None,
+                code,
+                None if signed is None else signed.x5u,
+                signed=signed is not None,
+                reason=reason,
+                certificate_id=None if signed is None else signed.certificate_id,
+            )
         )
-
-    def _signed_call(
-        self, request: SIPRequest, orig: str, dests: Sequence[str], identity: str
-    ) -> CallRecord:
-        attest = x5u = None
-        try:
-            passport = decode_passport(identity.split(";", 1)[0])
-            attest, x5u = passport.payload.get("attest"), passport.x5u
-        except OpenSTIError:
-            logger.debug("signer returned an Identity we cannot decode", exc_info=True)
-        return self._call(request, "outbound", orig, dests, 302, attest=attest, x5u=x5u)
 
     # --- verify --------------------------------------------------------------------
 
@@ -533,22 +646,24 @@ class RedirectHandler:
         request = call.request
         code = self._send_verdict(request, call.peer, call.send, result, call.pai)
         if self._log is not None:
-            attest = result.claims.attest if result.claims else None
-            record = self._call(
-                request,
-                "inbound",
-                call.orig,
-                call.dests,
-                code,
-                attest=attest,
-                verstat=result.verstat.value,
-                x5u=result.x5u,
-                certificate=result.certificate,
-            )
             rcd = whole.rcd if whole is not None and whole.passed else None
-            if rcd is not None and rcd.verified:
-                record = replace(record, rcd_name=rcd.name, rcd_icon=rcd.icon)
-            self._record(record)
+            shown = rcd if rcd is not None and rcd.verified else None
+            self._record(
+                CallRecord(
+                    time.time(),
+                    request.call_id,
+                    "inbound",
+                    call.orig,
+                    call.dests,
+                    result.claims.attest if result.claims else None,
+                    result.verstat.value,
+                    code,
+                    result.x5u,
+                    result.certificate,
+                    shown.name if shown else None,
+                    shown.icon if shown else None,
+                )
+            )
 
     def _verified_at_once(self, call: _Verifying) -> VerificationResult | None:
         """The result when no await is needed (no TN, or the credential is cached)."""

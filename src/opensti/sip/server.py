@@ -47,6 +47,7 @@ from opensti.sip.message import (
     StreamFramer,
     can_answer,
     frame_message,
+    plain_ack,
 )
 from opensti.sip.redirect import (
     CallLog,
@@ -233,16 +234,10 @@ class _UDPEndpoint:
             self._received(data, addr)
 
     def _received(self, data: bytes, addr: Any) -> None:
-        try:
-            message = frame_message(data)
-        except SIPParseError as exc:
-            logger.debug("dropped a datagram from %s: %s", addr[0], exc)
-            return
-
         def send(payload: bytes) -> None:
             self._send(payload, addr)
 
-        self._server.dispatch(self._handler, message, (addr[0], addr[1]), send)
+        self._server.datagram(self._handler, data, (addr[0], addr[1]), send)
 
     def _send(self, payload: bytes, addr: Any) -> None:
         if self._closed:
@@ -440,6 +435,22 @@ class SIPServer:
     def release(self, connection: _TCPProtocol) -> None:
         self._connections.discard(connection)
 
+    def datagram(
+        self, handler: RedirectHandler, data: bytes, peer: tuple[str, int], send: Send
+    ) -> None:
+        """Answer one UDP datagram; never raises. Garbage is dropped."""
+        if data[:4] == b"ACK ":
+            # The usual ACK of our 3xx ends its transaction without being framed.
+            ack = plain_ack(data)
+            if ack is not None and handler.acknowledge_plain(ack) is not None:
+                return
+        try:
+            message = frame_message(data)
+        except SIPParseError as exc:
+            logger.debug("dropped a datagram from %s: %s", peer[0], exc)
+            return
+        self.dispatch(handler, message, peer, send)
+
     def dispatch(
         self,
         handler: RedirectHandler,
@@ -450,6 +461,9 @@ class SIPServer:
         """Answer one framed message; never raises (a bug is logged, not fatal)."""
         if not isinstance(message, SIPRequest):
             return  # responses to a redirect server are stray; ignore them
+        if message.method == "ACK":
+            self._acknowledge(handler, message, peer)
+            return
         try:
             message.validate()
         except SIPParseError as exc:
@@ -464,6 +478,18 @@ class SIPServer:
             return
         if pending is not None:
             self._spawn(pending)
+
+    @staticmethod
+    def _acknowledge(
+        handler: RedirectHandler, message: SIPRequest, peer: tuple[str, int] | None
+    ) -> None:
+        """An ACK is never answered: it ends its transaction or nothing."""
+        try:
+            handler.acknowledge(message)
+        except SIPParseError as exc:
+            logger.debug("malformed ACK from %s: %s", peer, exc)
+        except Exception:
+            logger.exception("handling ACK failed")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -38,6 +38,7 @@ __all__ = [
     "ServerTransactions",
     "TransactionKey",
     "TransactionStats",
+    "key_of",
     "transaction_key",
 ]
 
@@ -60,11 +61,16 @@ def transaction_key(request: SIPRequest) -> TransactionKey:
     top = fields[0] if fields else ""
     if "," in top:  # several Via values in one field: the first is the top one
         top = split_list(top)[0]
-    protocol = top.partition(";")[0]
+    return key_of(top, request.call_id, request.cseq[0])
+
+
+def key_of(top_via: str, call_id: str, number: int) -> TransactionKey:
+    """The key of a request whose top Via value, Call-ID and CSeq number are these."""
+    protocol = top_via.partition(";")[0]
     sent_by = protocol.rsplit(None, 1)[-1].lower() if protocol.strip() else ""
-    branch = _BRANCH.search(top, len(protocol))
-    ident = branch.group(1) if branch and branch.group(1).startswith(_MAGIC_COOKIE) else top
-    return ident, sent_by, request.call_id, request.cseq[0]
+    branch = _BRANCH.search(top_via, len(protocol))
+    ident = branch.group(1) if branch and branch.group(1).startswith(_MAGIC_COOKIE) else top_via
+    return ident, sent_by, call_id, number
 
 
 class PendingTransaction:
