@@ -64,3 +64,19 @@ def test_help_lists_every_command_from_the_lazy_table(tmp_path: Path) -> None:
     )
     for name in ("account", "ca", "cert", "passport", "sandbox", "serve", "worker", "user"):
         assert f"\n  {name} " in result.stdout, result.stdout
+
+
+def test_every_registered_command_is_in_the_lazy_table() -> None:
+    """A command module added without a line in the table would never be loaded."""
+    import importlib
+    import pkgutil
+
+    import opensti.cli
+    from opensti.cli._app import COMMAND_MODULES, app
+
+    for module in pkgutil.iter_modules(opensti.cli.__path__, "opensti.cli."):
+        importlib.import_module(module.name)
+    registered = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    assert registered == set(COMMAND_MODULES)
+    for name, modules in COMMAND_MODULES.items():
+        assert all(m.startswith("opensti.cli.") for m in modules), name
