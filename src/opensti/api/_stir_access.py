@@ -42,6 +42,8 @@ _log = logging.getLogger(__name__)
 #: Roles whose token may sign and verify (values of :class:`opensti.store.Role`).
 STIR_ROLES = frozenset({"signer", "admin"})
 _MAX_TOKEN = 256
+#: Token values remembered for their digest; a node has a handful of live tokens.
+_MAX_REMEMBERED = 1024
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -89,44 +91,65 @@ class TokenCache:
     _loaded_at: float | None = None
     _used: set[int] = field(default_factory=set)
     _lock: asyncio.Lock | None = None
+    #: Live tokens by value, as requests presented them: what saves hashing every
+    #: request's token. Filled only with tokens found, emptied with each reload (so a
+    #: revoked token goes with the map it came from), and bounded.
+    _by_value: dict[str, KnownToken] = field(default_factory=dict)
 
-    def _refresh_now(self) -> None:
-        used, self._used = sorted(self._used), set()
+    def _reload(self, used: Sequence[int]) -> Mapping[str, KnownToken] | None:
+        """The store's live tokens (None: kept the last ones), and the use recorded.
+        Blocking: run in a worker thread, which touches none of the cache's state."""
+        tokens = None
         try:
-            self._tokens = self.load()
+            tokens = self.load()
         except OpenSTIError as error:
             if self._loaded_at is None:
                 raise  # nothing to go on: the request gets the store's 503
             # Keep the tokens known so far: a store hiccup must not stop signing.
             _log.warning("cannot reload the API tokens, keeping the last ones: %s", error)
-        self._loaded_at = self.clock()
         if used and self.touch is not None:
             try:
                 self.touch(used)
             except OpenSTIError as error:  # a read-only store must not stop signing
                 _log.warning("cannot record token use: %s", error)
+        return tokens
 
     async def refresh(self, *, older_than: float = 0.0) -> None:
-        """Reload in a thread, once for all the requests that asked at the same time."""
+        """Reload in a thread, once for all the requests that asked at the same time;
+        the new tokens replace the old ones on the loop, between two requests."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._loaded_at is not None and self.clock() - self._loaded_at < older_than:
                 return
-            await asyncio.to_thread(self._refresh_now)
+            used, self._used = sorted(self._used), set()
+            tokens = await asyncio.to_thread(self._reload, used)
+            if tokens is not None:
+                self._tokens, self._by_value = tokens, {}
+            self._loaded_at = self.clock()
 
     async def lookup(self, value: str) -> KnownToken | None:
         """The live token with this value, or None (unknown, revoked or expired)."""
         if self._loaded_at is None or self.clock() - self._loaded_at >= self.refresh_seconds:
             await self.refresh(older_than=self.refresh_seconds)
+        token = self._by_value.get(value)
+        if token is None:
+            token = await self._find(value)
+        if token is None or (token.expires_at is not None and token.expires_at <= self.now()):
+            return None
+        self._used.add(token.id)
+        return token
+
+    async def _find(self, value: str) -> KnownToken | None:
         digest = _digest(value)
         token = self._tokens.get(digest)
         if token is None:
             await self.refresh(older_than=self.miss_refresh_seconds)
             token = self._tokens.get(digest)
-        if token is None or (token.expires_at is not None and token.expires_at <= self.now()):
-            return None
-        self._used.add(token.id)
+        if token is not None:
+            if len(self._by_value) >= _MAX_REMEMBERED:
+                self._by_value = {}
+            self._by_value[value] = token
         return token
 
 
