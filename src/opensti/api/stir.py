@@ -40,10 +40,11 @@ request, each either the single response's body or such an error object.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
+
+import orjson
 
 from opensti.api import _vesper as vesper
 from opensti.api._stir_access import KnownToken, STIRAccess, TokenCache, parse_networks
@@ -85,8 +86,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY = 1024 * 1024
-#: One encoder for every answer (``json.dumps`` with options builds one per call).
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 MAX_BATCH = 1000
 
 
@@ -272,7 +271,7 @@ class STIRApp:
             return _json(405, _error_body(error))
         except OpenSTIError as error:
             return _json(http_status(error), _error_body(error))
-        return STIRResponse(200, _COMPACT.encode(answer).encode())
+        return STIRResponse(200, orjson.dumps(answer))
 
     async def _report_health(self) -> STIRResponse:
         """503 when the store cannot be used; 200 "degraded" with the problems when the
@@ -305,7 +304,7 @@ class STIRApp:
             raise InvalidInput("signingRequest must be an object")
         started = self._timer()
         try:
-            rcd = await self._rcd(request)
+            rcd = await self._rcd(request) if "rcd" in request or "crn" in request else None
             signed = self.signer.sign(
                 _one_tn(request.get("orig"), "orig"),
                 _tns(request.get("dest"), "dest"),
@@ -456,8 +455,8 @@ def _json_body(request: STIRRequest) -> dict[str, Any]:
     if request.oversized:
         raise InvalidInput(f"request body is larger than {MAX_BODY} bytes")
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"request body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
@@ -465,11 +464,11 @@ def _json_body(request: STIRRequest) -> dict[str, Any]:
 
 
 def _json(status: int, body: dict[str, Any]) -> STIRResponse:
-    return STIRResponse(status, json.dumps(body).encode())
+    return STIRResponse(status, orjson.dumps(body))
 
 
 def _refusal(error: NotAuthenticated | PermissionDenied) -> STIRResponse:
-    body = json.dumps(_refusal_body(error)).encode()
+    body = orjson.dumps(_refusal_body(error))
     if isinstance(error, NotAuthenticated):
         return STIRResponse(
             http_status(error), body, (*JSON_HEADERS, (b"www-authenticate", b"Bearer"))
