@@ -12,12 +12,18 @@ import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["LATENCY_BUCKETS", "Counter", "Histogram", "Metrics"]
+__all__ = ["LATENCY_BUCKETS", "Counter", "Histogram", "Labels", "Metrics", "labels"]
 
 #: Seconds; the hot paths answer in well under a millisecond when all is well.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 Labels = tuple[tuple[str, str], ...]
+
+
+def labels(**values: str) -> Labels:
+    """The key of a series with these labels, for :meth:`Counter.inc_at` and
+    :meth:`Histogram.observe_at`."""
+    return tuple(sorted(values.items()))
 
 
 def _labels(labels: Labels, extra: str = "") -> str:
@@ -41,8 +47,11 @@ class Counter:
     help: str
     values: dict[Labels, float] = field(default_factory=dict)
 
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+    def inc(self, amount: float = 1.0, **values: str) -> None:
+        self.inc_at(labels(**values), amount)
+
+    def inc_at(self, key: Labels, amount: float = 1.0) -> None:
+        """:meth:`inc` for labels made once with :func:`labels` (a hot path's)."""
         self.values[key] = self.values.get(key, 0.0) + amount
 
     def render(self) -> Iterable[str]:
@@ -66,8 +75,11 @@ class Histogram:
     buckets: tuple[float, ...] = LATENCY_BUCKETS
     series: dict[Labels, _Series] = field(default_factory=dict)
 
-    def observe(self, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+    def observe(self, value: float, **values: str) -> None:
+        self.observe_at(labels(**values), value)
+
+    def observe_at(self, key: Labels, value: float) -> None:
+        """:meth:`observe` for labels made once with :func:`labels`."""
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = _Series([0] * len(self.buckets))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -10,6 +11,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from hypothesis import given
+from hypothesis import strategies as st
 
 from opensti.core.errors import InvalidIdentityHeader, InvalidKey, InvalidOrig, SignatureInvalid
 from opensti.core.identity import parse_identity
@@ -331,3 +334,10 @@ def test_shaken_claims_accepts_several_destinations_and_any_origid() -> None:
     assert claims.dest == ("12155550131", "*67")
     assert claims.origid == "opaque id"
     assert claims.iat == NOW_EPOCH
+
+
+@given(st.binary(max_size=300))
+def test_b64url_encode_is_unpadded_urlsafe_base64_and_round_trips(data: bytes) -> None:
+    encoded = b64url_encode(data)
+    assert encoded == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    assert b64url_decode(encoded) == data
