@@ -40,6 +40,7 @@ request, each either the single response's body or such an error object.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
@@ -57,15 +58,16 @@ from opensti.core.errors import (
     NotFound,
     OpenSTIError,
     PermissionDenied,
+    ResultClass,
     http_status,
     sip_response,
 )
 from opensti.core.identity import format_identity
 from opensti.core.passport import decode_passport
 from opensti.core.rcd import build_rcd_claims
-from opensti.core.verify import VerificationResult
+from opensti.core.verify import VerificationResult, Verstat
 from opensti.lifecycle.branding import IconFetch, fetch_icon_digest
-from opensti.metrics import Metrics, labels
+from opensti.metrics import Labels, Metrics, labels
 from opensti.signing import SigningService
 from opensti.verification import FailurePolicy, VerificationService
 
@@ -377,7 +379,7 @@ class STIRApp:
             date=_seconds(request.get("time"), "time"),
         )
         result = call.result
-        self.metrics.verified.inc(verstat=result.verstat.value, result=result.result_class.value)
+        self.metrics.verified.inc_at(_verified_key(result.verstat, result.result_class))
         self.metrics.latency.observe_at(self._verify_key, self._timer() - started)
         return call
 
@@ -409,6 +411,12 @@ class STIRApp:
             except OpenSTIError as error:
                 answers.append(_error_body(error))
         return {"verificationResponses": answers}
+
+
+@functools.cache
+def _verified_key(verstat: Verstat, result: ResultClass) -> Labels:
+    """The verified counter's labels, made once per verstat and result class."""
+    return labels(verstat=verstat.value, result=result.value)
 
 
 def _batch(body: dict[str, Any], key: str) -> list[object]:
