@@ -333,3 +333,27 @@ async def test_a_cancelled_suspended_handler_sees_the_cancellation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert seen == ["cancelled"]
+
+
+async def test_an_idle_connection_closes_after_the_keep_alive_timeout_a_busy_one_does_not(
+    stir: STIRApp,
+) -> None:
+    async with (
+        _listening(stir, timeout_keep_alive=1) as port,
+        _connection(port) as (idle_reader, idle_writer),
+        _connection(port) as (busy_reader, busy_writer),
+    ):
+        idle_writer.write(_post("/stir/v1/signing", json.dumps(SIGNING).encode()))
+        assert (await _read(idle_reader)).status == 200
+        started = time.monotonic()
+        # The busy connection asks again every 0.3 s, well past the timeout in all.
+        while time.monotonic() - started < 2.5:
+            busy_writer.write(_post("/stir/v1/signing", json.dumps(SIGNING).encode()))
+            assert (await _read(busy_reader)).status == 200
+            await asyncio.sleep(0.3)
+        assert await asyncio.wait_for(idle_reader.read(), timeout=5) == b""  # closed
+        # The ASGI path's responses keep the connection alive the same way.
+        busy_writer.write(_get("/login", headers=""))
+        assert (await _read(busy_reader)).body == b"ui /login"
+        await asyncio.sleep(1.6)
+        assert await asyncio.wait_for(busy_reader.read(), timeout=5) == b""

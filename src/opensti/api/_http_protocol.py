@@ -204,6 +204,8 @@ class HTTPProtocol(HttpToolsProtocol):
         # The default headers (date, server) as uvicorn last set them, and as bytes.
         self._defaults: list[tuple[bytes, bytes]] | None = None
         self._default_head = b""
+        # When the connection last fell idle (None: a request is being read or answered).
+        self._idle_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
@@ -212,6 +214,48 @@ class HTTPProtocol(HttpToolsProtocol):
         if peer:
             self.client_cert_chain = (ssl.DER_cert_to_PEM_cert(peer),)
             self.app = _with_client_chain(self.app, list(self.client_cert_chain))
+
+    # -- the keep-alive timeout, without a timer per request -------------------------
+    # uvicorn arms a timer after each response and cancels it when the next request's
+    # data arrives: a timer made and cancelled per request. Here the connection notes
+    # when it fell idle, and one timer per timeout period checks that note.
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, but the keep-alive timer is armed only when none is."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self._arm_keep_alive(self.timeout_keep_alive)
+
+    def _arm_keep_alive(self, delay: float) -> None:
+        self.timeout_keep_alive_task = self.loop.call_later(delay, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # busy: the response's end arms the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self._arm_keep_alive(left)
+        else:
+            self.timeout_keep_alive_handler()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
 
     # -- parser callbacks ----------------------------------------------------------
 
