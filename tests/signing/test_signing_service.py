@@ -165,6 +165,21 @@ def test_call_signer_adapter_returns_the_identity_value(
     assert check(identity, keys["east"])[0] == "https://cr.example.net/east.pem"
 
 
+def test_the_sip_signer_signs_its_canonical_numbers_as_they_are(
+    service: SigningService, keys: dict[str, ec.EllipticCurvePrivateKey]
+) -> None:
+    """The SIP layer has applied its own NANP rule (here: none), so ten digits stay ten:
+    the verifier, which reads the same signalling, must find the same orig and dest."""
+    adapter = CallSignerAdapter(service)
+    signed = adapter.sign_call("2125550100", ["2155550131"], None, "call-1")
+    assert (signed.claims.orig, signed.claims.dest) == ("2125550100", ("2155550131",))
+    assert check(signed.identity, keys["fallback"])[1].orig == "2125550100"
+    div = adapter.sign_div("2125550100", ["2155550199"], "2155550131", "call-1")
+    assert (div.claims.orig, div.claims.div) == ("2125550100", "2155550131")
+    # The REST API's numbers are not canonical yet: the NANP rule applies to them.
+    assert service.sign("2125550100", ["2155550131"]).claims.dest == ("12155550131",)
+
+
 def test_swap_under_concurrent_signing_never_mixes_key_and_x5u() -> None:
     """Every identity signed during swaps verifies with the key its own x5u names."""
     generations = [(new_key(), f"https://cr.example.net/gen{i}.pem") for i in range(4)]

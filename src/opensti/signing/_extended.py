@@ -48,14 +48,14 @@ def sign_div(
     *,
     entry: str | None = None,
     now: int | None = None,
+    nanp: bool = True,
 ) -> SignedDiv:
     """The div PASSporT a forwarding provider adds: ``orig`` as received, ``dest`` the
     new target, ``div`` the number the call was diverted from."""
-    orig_tn = canonicalize_tn(orig)
+    orig_tn = canonicalize_tn(orig, nanp=nanp)
     chosen, signer = service.keyring.snapshot.select(orig_tn, entry)
-    claims = DivClaims(
-        orig=orig_tn, dest=_dest_tns(dest), iat=_iat(service, now), div=canonicalize_tn(div)
-    )
+    div_tn = canonicalize_tn(div, nanp=nanp)
+    claims = DivClaims(orig=orig_tn, dest=_dest_tns(dest, nanp), iat=_iat(service, now), div=div_tn)
     token = signer.sign_as(DIV_PPT, claims.to_payload())
     return SignedDiv(
         identity=format_identity(token, signer.x5u, ppt=DIV_PPT),

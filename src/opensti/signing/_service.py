@@ -70,14 +70,14 @@ def _origid() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-def _dest_tns(dest: str | Sequence[str]) -> tuple[str, ...]:
+def _dest_tns(dest: str | Sequence[str], nanp: bool = True) -> tuple[str, ...]:
     if isinstance(dest, str):
-        return (canonicalize_tn(dest),)
+        return (canonicalize_tn(dest, nanp=nanp),)
     if len(dest) == 1:  # nearly every call: no generator to run
-        return (canonicalize_tn(dest[0]),)
+        return (canonicalize_tn(dest[0], nanp=nanp),)
     if not dest:
         raise InvalidInput("at least one called number is needed")
-    return tuple([canonicalize_tn(value) for value in dest])
+    return tuple([canonicalize_tn(value, nanp=nanp) for value in dest])
 
 
 class SigningService:
@@ -96,6 +96,7 @@ class SigningService:
         entry: str | None = None,
         now: int | None = None,
         rcd: Mapping[str, Any] | None = None,
+        nanp: bool = True,
     ) -> SignedCall:
         """Sign a call from ``orig`` to ``dest`` (numbers or tel/sip URIs).
 
@@ -103,13 +104,15 @@ class SigningService:
         calling number, else the default; ``attest`` defaults to the entry's. ``now``
         becomes ``iat`` (the request's own time when it gives one). The entry's Rich
         Call Data claims are added, or ``rcd`` (built by
-        :func:`~opensti.core.rcd.build_rcd_claims`) instead when given. Raises
+        :func:`~opensti.core.rcd.build_rcd_claims`) instead when given. ``nanp`` is
+        the local rule for numbers without a country code (see
+        :func:`~opensti.core.tn.canonicalize_tn`). Raises
         :class:`~opensti.core.errors.InvalidInput` for bad numbers or attestation,
         :class:`~opensti.core.errors.NoSigningEntry` and
         :class:`~opensti.core.errors.NoActiveCertificate` when it cannot sign.
         """
-        orig_tn = canonicalize_tn(orig)
-        dest_tns = _dest_tns(dest)
+        orig_tn = canonicalize_tn(orig, nanp=nanp)
+        dest_tns = _dest_tns(dest, nanp)
         chosen, signer = self.keyring.snapshot.select(orig_tn, entry)
         level = attest or chosen.attest
         if level not in ATTESTATION_LEVELS:
@@ -139,8 +142,10 @@ class CallSignerAdapter:
     def sign_call(
         self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str | None
     ) -> SignedCall:
-        """``call_id`` is accepted for the caller's log; it does not enter the PASSporT."""
-        return self.service.sign(orig_tn, dest_tns, attest=attest)
+        """``call_id`` is accepted for the caller's log; it does not enter the PASSporT.
+        The TNs are canonical already, under the SIP policy's NANP rule: signed as
+        they are, not put through the rule a second time."""
+        return self.service.sign(orig_tn, dest_tns, attest=attest, nanp=False)
 
     def sign(
         self, orig_tn: str, dest_tns: Sequence[str], attest: str | None, call_id: str | None
@@ -154,4 +159,4 @@ class CallSignerAdapter:
         # Imported here: the div signer builds on this module.
         from opensti.signing._extended import sign_div
 
-        return sign_div(self.service, orig_tn, dest_tns, div_tn)
+        return sign_div(self.service, orig_tn, dest_tns, div_tn, nanp=False)
