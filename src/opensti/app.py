@@ -27,7 +27,7 @@ from opensti.store import (
     create_api_token,
     load_secret_box,
     open_database,
-    upgrade,
+    upgrade_if_behind,
 )
 from opensti.verification import fetch_policy
 from opensti.verification.resources import fetch_once
@@ -55,7 +55,7 @@ class App:
         database = open_database(settings.database_url)
         try:
             if migrate if migrate is not None else database.is_sqlite:
-                upgrade(database)
+                upgrade_if_behind(database)
             secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
             box = load_secret_box(settings.data_dir, secret_key)
         except BaseException:

@@ -48,6 +48,18 @@ def test_a_store_command_leaves_the_web_stack_and_other_commands_unloaded(tmp_pa
     assert not modules & {*HEAVY, *OTHER_COMMANDS}
 
 
+def test_a_store_at_head_is_opened_without_alembic(tmp_path: Path) -> None:
+    """The first command migrates the new store; the next finds it at head and does
+    not load alembic at all (nor does ``opensti serve``, in each of its processes)."""
+    code, modules = _modules_after(tmp_path, "cert", "list", "--json")
+    assert code == 0
+    assert "alembic" in modules
+    code, modules = _modules_after(tmp_path, "cert", "list", "--json")
+    assert code == 0
+    assert "opensti.store" in modules
+    assert not any(name == "alembic" or name.startswith(("alembic.", "mako")) for name in modules)
+
+
 def test_a_passport_command_leaves_the_store_unloaded(tmp_path: Path) -> None:
     code, modules = _modules_after(tmp_path, "passport", "decode", "not-a-passport")
     assert code != 0  # the bad token is refused; what matters is what got loaded

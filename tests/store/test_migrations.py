@@ -19,8 +19,9 @@ from opensti.store import (
     head_revision,
     open_database,
     upgrade,
+    upgrade_if_behind,
 )
-from opensti.store._migrate import MIGRATIONS_DIR
+from opensti.store._migrate import HEAD_REVISION, MIGRATIONS_DIR
 from opensti.store._types import UTCDateTime
 
 from .conftest import assert_schema_matches_the_models, revisions
@@ -63,6 +64,22 @@ def test_every_earlier_revision_upgrades_to_head(database_url: str, start: str) 
         assert current_revision(database) == (None if start == "base" else start)
         upgrade(database, "head")
         assert_schema_matches_the_models(database)
+    finally:
+        database.dispose()
+
+
+def test_the_head_revision_constant_is_alembics_head(database_url: str) -> None:
+    """``upgrade_if_behind`` reads the version without alembic, against HEAD_REVISION."""
+    assert head_revision() == HEAD_REVISION
+    database = open_database(database_url)
+    try:
+        upgrade_if_behind(database)  # a new store: migrated
+        assert current_revision(database) == HEAD_REVISION
+        downgrade(database, "-1")
+        upgrade_if_behind(database)  # one behind: migrated again
+        assert current_revision(database) == HEAD_REVISION
+        upgrade_if_behind(database)  # at head: left as it is
+        assert current_revision(database) == HEAD_REVISION
     finally:
         database.dispose()
 

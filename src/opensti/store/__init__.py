@@ -74,7 +74,13 @@ from opensti.store._log import (
     record_event,
     remote_certificate_ids,
 )
-from opensti.store._migrate import current_revision, downgrade, head_revision, upgrade
+from opensti.store._migrate import (
+    current_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+    upgrade_if_behind,
+)
 from opensti.store._models import (
     AccountOrigin,
     AcmeAccount,
@@ -289,6 +295,7 @@ __all__ = (
     "signing_state",
     "stipa_password",
     "upgrade",
+    "upgrade_if_behind",
     "verify_user_password",
     "watch_active_certificates",
     "watch_published_certificates",
