@@ -14,8 +14,9 @@ bounded before anything is decoded.
 
 from __future__ import annotations
 
+import collections
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar, overload
 
@@ -131,6 +132,14 @@ _ACK_HEADERS = frozenset(
 _PLAIN_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F)])
 _VIA_HOST = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+(\[[^\]]*\]|[^:\s]+)")
 _TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
+#: Random bytes per To-tag (RFC 3261 section 19.3 asks for at least 32 bits) and tags
+#: drawn from one read of the system's random source.
+_TAG_BYTES = 6
+_TAGS_PER_READ = 256
+#: To-tags ready for the next final responses; emptied in a forked child, which must
+#: not hand out its parent's tags.
+_tags: collections.deque[str] = collections.deque()
+os.register_at_fork(after_in_child=_tags.clear)
 
 
 _T = TypeVar("_T")
@@ -580,7 +589,7 @@ def build_response(
         vias[0] = _stamp_via(vias[0], peer)
     to = _first(fields, "to") or ""
     if status != 100 and not _TAG.search(to):
-        to = f"{to};tag={to_tag or secrets.token_hex(6)}"
+        to = f"{to};tag={to_tag or _new_tag()}"
     via_lines = "".join([f"Via: {via}\r\n" for via in vias])
     extra = "".join([f"{name}: {value}\r\n" for name, value in headers])
     return (
@@ -589,6 +598,18 @@ def build_response(
         f"Call-ID: {_first(fields, 'call-id')}\r\nCSeq: {_first(fields, 'cseq')}\r\n"
         f"{extra}Server: {server}\r\nContent-Length: 0\r\n\r\n"
     ).encode()
+
+
+def _new_tag() -> str:
+    """A fresh To-tag: 48 random bits as hex. They are read a few hundred at a time: a
+    system call per tag cost more than building the rest of the response."""
+    try:
+        return _tags.popleft()  # atomic, so threads never share a tag
+    except IndexError:
+        width = 2 * _TAG_BYTES
+        pool = os.urandom(_TAG_BYTES * _TAGS_PER_READ).hex()
+        _tags.extend(pool[start : start + width] for start in range(width, len(pool), width))
+        return pool[:width]
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str | None:
