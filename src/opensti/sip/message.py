@@ -584,9 +584,13 @@ def build_response(
     """
     phrase = reason if reason is not None else REASON_PHRASES.get(status, "")
     fields = request.headers
-    vias = [item for value in fields.get("via", ()) for item in split_list(value)]
-    if vias:
-        vias[0] = _stamp_via(vias[0], peer)
+    values = fields.get("via")
+    if values is not None and len(values) == 1 and "," not in values[0]:
+        vias = [_stamp_via(values[0], peer)]  # the usual request: one Via value
+    else:
+        vias = [item for value in values or () for item in split_list(value)]
+        if vias:
+            vias[0] = _stamp_via(vias[0], peer)
     to = _first(fields, "to") or ""
     if status != 100 and not _TAG.search(to):
         to = f"{to};tag={to_tag or _new_tag()}"
