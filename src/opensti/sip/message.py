@@ -381,9 +381,7 @@ def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
         if count >= MAX_HEADERS:
             raise SIPParseError(f"more than {MAX_HEADERS} header fields")
         count += 1
-        last = headers.get(name)
-        if last is None:
-            last = headers[name] = []
+        last = headers.setdefault(name, [])
         last.append(value.strip(" \t"))
     return headers
 
