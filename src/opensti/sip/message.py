@@ -123,7 +123,8 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+")
 _MAX_CSEQ = 2**31 - 1
 _ANSWER_NEEDS = ("via", "from", "to", "call-id", "cseq")
 #: What a plain ACK (see plain_ack) is made of.
-_ACK_LINE = re.compile(rb"ACK (\S+) SIP/2\.0")
+#: The start line of a plain ACK, its Request-URI an absolute URI (as _URI).
+_ACK_LINE = re.compile(rb"ACK ([A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+) SIP/2\.0")
 _ACK_CSEQ = re.compile(rb"([0-9]{1,10}) ACK")
 _ACK_HEADERS = frozenset(
     (b"Via", b"From", b"To", b"Call-ID", b"CSeq", b"Max-Forwards", b"Content-Length")
@@ -516,8 +517,7 @@ def plain_ack(data: bytes) -> PlainACK | None:
     cseq = _ACK_CSEQ.fullmatch(fields.get(b"CSeq", b""))
     via, call_id = fields.get(b"Via"), fields.get(b"Call-ID")
     if (
-        not _URI.fullmatch(uri)
-        or cseq is None
+        cseq is None
         or int(cseq.group(1)) > _MAX_CSEQ
         or via is None
         or b"," in via
