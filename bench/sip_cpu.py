@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import os
 import pstats
 import statistics
 import sys
@@ -312,6 +313,7 @@ def main() -> None:
             "verify": lambda: public.verify(signature, message, _ES256),
         }
         print(f"{args.calls} calls per round, {args.rounds} rounds; CPU microseconds per call")
+        print(f"load average before the run: {os.getloadavg()[0]:.2f}", flush=True)
         samples: dict[str, list[Sample]] = {}
         with drivers(setup, modes, logs) as runs:
             for round_ in range(args.rounds):
@@ -326,6 +328,7 @@ def main() -> None:
                         flush=True,
                     )
     report(samples)
+    print(f"load average after the run: {os.getloadavg()[0]:.2f}")
     if profiler is not None:
         print()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 from sip_support import request
 
@@ -204,6 +207,35 @@ def test_to_tag_is_kept_and_not_added_to_100() -> None:
     assert parse_message(build_response(_parsed(request()), 100)).to_addr.tag is None
     first = parse_message(build_response(_parsed(request()), 200)).to_addr.tag
     assert first  # generated
+
+
+def _generated_tag() -> str:
+    tag = parse_message(build_response(_parsed(request()), 302)).to_addr.tag
+    assert tag is not None
+    return tag
+
+
+def test_generated_to_tags_are_random_hex_and_never_repeat() -> None:
+    tags = [_generated_tag() for _ in range(2000)]  # several reads of the random source
+    assert all(re.fullmatch(r"[0-9a-f]{12}", tag) for tag in tags)
+    assert len(set(tags)) == len(tags)
+
+
+def test_a_forked_worker_does_not_reuse_its_parents_to_tags() -> None:
+    _generated_tag()  # the parent holds tags drawn before the fork
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first tag and leave at once
+        try:
+            os.write(writer, _generated_tag().encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert child
+    assert child != _generated_tag()
 
 
 def test_top_via_gets_received_and_rport() -> None:

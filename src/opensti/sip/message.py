@@ -14,8 +14,9 @@ bounded before anything is decoded.
 
 from __future__ import annotations
 
+import collections
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar, overload
 
@@ -122,7 +123,8 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+")
 _MAX_CSEQ = 2**31 - 1
 _ANSWER_NEEDS = ("via", "from", "to", "call-id", "cseq")
 #: What a plain ACK (see plain_ack) is made of.
-_ACK_LINE = re.compile(rb"ACK (\S+) SIP/2\.0")
+#: The start line of a plain ACK, its Request-URI an absolute URI (as _URI).
+_ACK_LINE = re.compile(rb"ACK ([A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"]+) SIP/2\.0")
 _ACK_CSEQ = re.compile(rb"([0-9]{1,10}) ACK")
 _ACK_HEADERS = frozenset(
     (b"Via", b"From", b"To", b"Call-ID", b"CSeq", b"Max-Forwards", b"Content-Length")
@@ -131,6 +133,14 @@ _ACK_HEADERS = frozenset(
 _PLAIN_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F)])
 _VIA_HOST = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+(\[[^\]]*\]|[^:\s]+)")
 _TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
+#: Random bytes per To-tag (RFC 3261 section 19.3 asks for at least 32 bits) and tags
+#: drawn from one read of the system's random source.
+_TAG_BYTES = 6
+_TAGS_PER_READ = 256
+#: To-tags ready for the next final responses; emptied in a forked child, which must
+#: not hand out its parent's tags.
+_tags: collections.deque[str] = collections.deque()
+os.register_at_fork(after_in_child=_tags.clear)
 
 
 _T = TypeVar("_T")
@@ -372,9 +382,7 @@ def _parse_headers(lines: Iterable[str]) -> dict[str, list[str]]:
         if count >= MAX_HEADERS:
             raise SIPParseError(f"more than {MAX_HEADERS} header fields")
         count += 1
-        last = headers.get(name)
-        if last is None:
-            last = headers[name] = []
+        last = headers.setdefault(name, [])
         last.append(value.strip(" \t"))
     return headers
 
@@ -509,8 +517,7 @@ def plain_ack(data: bytes) -> PlainACK | None:
     cseq = _ACK_CSEQ.fullmatch(fields.get(b"CSeq", b""))
     via, call_id = fields.get(b"Via"), fields.get(b"Call-ID")
     if (
-        not _URI.fullmatch(uri)
-        or cseq is None
+        cseq is None
         or int(cseq.group(1)) > _MAX_CSEQ
         or via is None
         or b"," in via
@@ -575,12 +582,16 @@ def build_response(
     """
     phrase = reason if reason is not None else REASON_PHRASES.get(status, "")
     fields = request.headers
-    vias = [item for value in fields.get("via", ()) for item in split_list(value)]
-    if vias:
-        vias[0] = _stamp_via(vias[0], peer)
+    values = fields.get("via")
+    if values is not None and len(values) == 1 and "," not in values[0]:
+        vias = [_stamp_via(values[0], peer)]  # the usual request: one Via value
+    else:
+        vias = [item for value in values or () for item in split_list(value)]
+        if vias:
+            vias[0] = _stamp_via(vias[0], peer)
     to = _first(fields, "to") or ""
     if status != 100 and not _TAG.search(to):
-        to = f"{to};tag={to_tag or secrets.token_hex(6)}"
+        to = f"{to};tag={to_tag or _new_tag()}"
     via_lines = "".join([f"Via: {via}\r\n" for via in vias])
     extra = "".join([f"{name}: {value}\r\n" for name, value in headers])
     return (
@@ -589,6 +600,18 @@ def build_response(
         f"Call-ID: {_first(fields, 'call-id')}\r\nCSeq: {_first(fields, 'cseq')}\r\n"
         f"{extra}Server: {server}\r\nContent-Length: 0\r\n\r\n"
     ).encode()
+
+
+def _new_tag() -> str:
+    """A fresh To-tag: 48 random bits as hex. They are read a few hundred at a time: a
+    system call per tag cost more than building the rest of the response."""
+    try:
+        return _tags.popleft()  # atomic, so threads never share a tag
+    except IndexError:
+        width = 2 * _TAG_BYTES
+        pool = os.urandom(_TAG_BYTES * _TAGS_PER_READ).hex()
+        _tags.extend(pool[start : start + width] for start in range(width, len(pool), width))
+        return pool[:width]
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str | None:
