@@ -122,7 +122,7 @@ def _is_shaken(header: IdentityHeader) -> bool:
     return header.ppt is None or header.ppt == "shaken"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # Not frozen: built per call, and a frozen init costs more.
 class _Checks:
     """What every PASSporT of a call is checked against, besides the TNs."""
 
