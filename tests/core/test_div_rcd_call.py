@@ -334,6 +334,17 @@ def test_rcd_passport_beside_the_shaken_one(keys: Any, resolve: Any) -> None:
     assert not bad.rcd.verified
 
 
+def test_a_malformed_header_keeps_its_place_in_the_answer(keys: Any, resolve: Any) -> None:
+    # RFC 8224 section 6.2.2: 436 only when no credential at all could be obtained.
+    elsewhere = "https://elsewhere.example/cert.pem"
+    token = PassportSigner(keys[ORIG_X5U][0], elsewhere).sign_payload(_payload("original"))
+    unknown = format_identity(token, elsewhere)
+    assert _call([unknown], resolve, dest_tns=[FIRST_DEST]).result.sip_code == 436
+    for values in (["not an identity", unknown], [unknown, "not an identity"]):
+        assert _call(values, resolve, dest_tns=[FIRST_DEST]).result.sip_code == 438
+    assert _call(["not an identity", _shaken(keys)], resolve, dest_tns=[FIRST_DEST]).passed
+
+
 @given(st.lists(st.text(max_size=80), max_size=4))
 def test_any_identity_values_give_a_result(values: list[str]) -> None:
     def resolve(url: str) -> ValidatedCertificate:

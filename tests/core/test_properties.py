@@ -3,8 +3,10 @@ signing then verifying any valid claims passes."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from opensti.core.errors import OpenSTIError
 from opensti.core.identity import format_identity, parse_identity
 from opensti.core.passport import (
     ShakenClaims,
+    b64url_decode,
     b64url_encode,
     canonical_json,
     decode_passport,
@@ -125,6 +128,31 @@ def test_decode_passport_of_any_json_never_crashes(header: Any, payload: Any) ->
         decode_passport(token + ".AAAA")
     except OpenSTIError:
         return
+
+
+@FAST
+@given(st.text(alphabet="AQZaqz09-_ !.\u00e9", max_size=24))
+def test_b64url_decode_is_urlsafe_b64decode_of_unpadded_text(text: str) -> None:
+    def outcome(decode: Callable[[str], bytes], value: str) -> bytes | type[ValueError]:
+        try:
+            return decode(value)
+        except ValueError:
+            return ValueError
+
+    padded = text + "=" * (-len(text) % 4)
+    assert outcome(b64url_decode, text) == outcome(base64.urlsafe_b64decode, padded)
+
+
+@FAST
+@given(json_values, st.sampled_from(["utf-8", "utf-8-sig", "utf-16-le", "utf-16", "utf-32"]))
+def test_a_payload_decodes_as_json_loads_reads_it(value: Any, encoding: str) -> None:
+    raw = json.dumps(value, ensure_ascii=False).encode(encoding)
+    token = f"e30.{b64url_encode(raw)}.AAAA"
+    if isinstance(value, dict):
+        assert decode_passport(token).payload == json.loads(raw)
+    else:
+        with pytest.raises(OpenSTIError):
+            decode_passport(token)
 
 
 @pytest.fixture(scope="module")

@@ -481,6 +481,17 @@ def test_certificate_not_yet_valid_at_verification_time(
     _assert_failed(result, 437, ResultClass.CERT_CHAIN_ERROR, "Unsupported Credential")
 
 
+def test_certificate_is_valid_through_its_last_second(
+    key: ec.EllipticCurvePrivateKey, resolve: Resolver
+) -> None:
+    # The resolver validated the chain at NOW; the leaf's notAfter is inclusive.
+    last = int(resolve(X5U).not_after.timestamp())
+    token = _sign(key, _claims(iat=last))
+    assert _verify([_identity(token)], resolve, now=last).passed
+    result = _verify([_identity(token)], resolve, now=last + 1)
+    _assert_failed(result, 437, ResultClass.CERT_CHAIN_ERROR, "Unsupported Credential")
+
+
 # Several Identity headers (RFC 8224 sections 6.2.1 and 6.2.2).
 
 

@@ -21,7 +21,7 @@ from opensti.core.errors import InvalidCertificate, ResultClass, UpstreamError
 from opensti.core.identity import format_identity
 from opensti.core.passport import PassportSigner, ShakenClaims
 from opensti.core.verify import Verstat
-from opensti.sandbox.pki import DemoPKI, issue_ca, to_pem
+from opensti.sandbox.pki import DemoPKI, issue_ca, issue_crl, to_pem
 from opensti.verification import (
     FetchPolicy,
     HTTPGet,
@@ -277,6 +277,22 @@ async def test_a_crl_from_an_unknown_signer_is_refused(
     assert crl_trust.crl_due(clock.now + 301)
     with pytest.raises(InvalidCertificate):
         crl_trust.add_crl("https://elsewhere/crl", other.crl([1]))
+
+
+def test_crls_are_due_from_the_earliest_next_update(pki: DemoPKI) -> None:
+    first, second = "https://sti-pa.example/crl/1", "https://sti-pa.example/crl/2"
+    trust = TrustStore(
+        [pki.root.certificate], crl_urls=[first, second], crl_signers=[pki.stipa.certificate]
+    )
+    assert trust.crl_due(START)
+    trust.add_crl(first, pki.crl())
+    assert trust.crl_due(START)  # the second one was never fetched
+    later = issue_crl(pki.stipa, now=pki.now + dt.timedelta(hours=1))
+    trust.add_crl(second, later)
+    next_update = pki.crl().next_update_utc
+    assert next_update is not None
+    assert not trust.crl_due(next_update.timestamp() - 1)
+    assert trust.crl_due(next_update.timestamp())
 
 
 async def test_trust_list_refresh_from_a_file(

@@ -15,7 +15,6 @@ certificate and ``fetch`` turns a resource URL (a logo) into bytes, both raising
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,25 +32,25 @@ from opensti.core.errors import (
     CertificateProfileError,
     InvalidCertificate,
     InvalidIdentityHeader,
-    InvalidInfo,
     PassportError,
-    StaleDate,
     sip_response,
 )
-from opensti.core.identity import IdentityHeader, parse_identity
+from opensti.core.identity import IdentityHeader
 from opensti.core.passport import (
     Passport,
     ShakenClaims,
     decode_passport,
-    verify_signature,
 )
 from opensti.core.rcd import RichCallData, check_rcdi, parse_rich_call_data
 from opensti.core.verify import (
     DEFAULT_MAX_AGE,
     CredentialResolver,
+    ParsedIdentity,
     VerificationResult,
+    _Checks,
     _failed,
-    verify_identities,
+    _verify_parsed,
+    parse_identities,
 )
 
 __all__ = [
@@ -144,7 +143,7 @@ class CallVerification:
 
 @dataclass(slots=True)
 class _Sorted:
-    shaken: list[str] = field(default_factory=list)
+    shaken: list[ParsedIdentity] = field(default_factory=list)
     div: list[IdentityHeader] = field(default_factory=list)
     rcd: list[IdentityHeader] = field(default_factory=list)
 
@@ -159,30 +158,20 @@ def _ppt_of(header: IdentityHeader) -> str | None:
 
 
 def _sort(identities: Sequence[str]) -> _Sorted:
-    """Sort by PASSporT type; what does not parse stays with SHAKEN, to be reported."""
+    """Sort by PASSporT type, parsing each value once; what does not parse stays with
+    SHAKEN, to be reported."""
     result = _Sorted()
-    for value in identities:
-        try:
-            header = parse_identity(value)
-        except PassportError:
-            result.shaken.append(value)
-            continue
-        ppt = _ppt_of(header)
-        if ppt == DIV_PPT:
-            result.div.append(header)
-        elif ppt == RCD_PPT:
-            result.rcd.append(header)
-        else:
-            result.shaken.append(value)
+    for header in parse_identities(identities):
+        if isinstance(header, IdentityHeader):
+            ppt = _ppt_of(header)
+            if ppt == DIV_PPT:
+                result.div.append(header)
+                continue
+            if ppt == RCD_PPT:
+                result.rcd.append(header)
+                continue
+        result.shaken.append(header)
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class _Checks:
-    now: int
-    max_age: int
-    resolve: CredentialResolver
-    allow_http_x5u: bool
 
 
 def _signed_by(header: IdentityHeader, ppt: str, iat: int, checks: _Checks) -> Passport:
@@ -193,17 +182,9 @@ def _signed_by(header: IdentityHeader, ppt: str, iat: int, checks: _Checks) -> P
         raise InvalidIdentityHeader("Identity ppt parameter does not match the PASSporT ppt")
     if passport.ppt != ppt:
         raise InvalidIdentityHeader(f"PASSporT ppt must be {ppt!r}, not {passport.ppt!r}")
-    if passport.x5u != header.info:
-        raise InvalidInfo("Identity info does not equal the PASSporT x5u")
-    if not checks.allow_http_x5u and not header.info.lower().startswith("https://"):
-        raise BadIdentityInfo("x5u is not an https URL")
-    if abs(checks.now - iat) > checks.max_age:
-        raise StaleDate(f"iat is {checks.now - iat} s from now (at most {checks.max_age} s)")
-    certificate = checks.resolve(header.info)
-    when = dt.datetime.fromtimestamp(checks.now, dt.UTC)
-    if not certificate.not_before <= when <= certificate.not_after:
-        raise CertificateProfileError("certificate is not valid at this time")
-    verify_signature(passport, certificate.public_key)
+    checks.info(header.info, passport.x5u)
+    checks.fresh(iat)
+    certificate = checks.signed(passport, header.info)
     _check_constraints(passport.payload, certificate)
     return passport
 
@@ -348,15 +329,7 @@ def verify_call(
     """
     sorted_ = _sort(identities)
     checks = _Checks(now, max_age, resolve, allow_http_x5u)
-    base = verify_identities(
-        sorted_.shaken,
-        orig_tn=orig_tn,
-        dest_tns=None if sorted_.div else dest_tns,
-        now=now,
-        resolve=resolve,
-        max_age=max_age,
-        allow_http_x5u=allow_http_x5u,
-    )
+    base = _verify_parsed(sorted_.shaken, orig_tn, None if sorted_.div else dest_tns, checks)
     result, links = base, tuple[DivLink, ...]()
     if sorted_.div and base.passed:
         result, links = _verify_divs(sorted_.div, base, dest_tns, checks)

@@ -172,6 +172,13 @@ class ValidatedCertificate:
     public_key: ec.EllipticCurvePublicKey
     spc: str
     path: tuple[x509.Certificate, ...]
+    #: The leaf's validity in epoch seconds, read once: every call checks it.
+    valid_from: float = field(init=False, repr=False, compare=False)
+    valid_until: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "valid_from", self.leaf.not_valid_before_utc.timestamp())
+        object.__setattr__(self, "valid_until", self.leaf.not_valid_after_utc.timestamp())
 
     @property
     def not_before(self) -> dt.datetime:
@@ -180,6 +187,10 @@ class ValidatedCertificate:
     @property
     def not_after(self) -> dt.datetime:
         return self.leaf.not_valid_after_utc
+
+    def valid_at(self, now: float) -> bool:
+        """Whether the leaf is within its validity period at epoch second ``now``."""
+        return self.valid_from <= now <= self.valid_until
 
 
 def _fingerprint(der: bytes) -> str:

@@ -9,7 +9,6 @@ the fetching beforehand (and may cache validated chains), so nothing here blocks
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,13 +31,21 @@ from opensti.core.errors import (
     sip_response,
 )
 from opensti.core.identity import IdentityHeader, parse_identity
-from opensti.core.passport import ShakenClaims, decode_passport, shaken_claims, verify_signature
+from opensti.core.passport import (
+    Passport,
+    ShakenClaims,
+    decode_passport,
+    shaken_claims,
+    verify_signature,
+)
 
 __all__ = [
     "DEFAULT_MAX_AGE",
     "CredentialResolver",
+    "ParsedIdentity",
     "VerificationResult",
     "Verstat",
+    "parse_identities",
     "verify_identities",
 ]
 
@@ -115,15 +122,56 @@ def _is_shaken(header: IdentityHeader) -> bool:
     return header.ppt is None or header.ppt == "shaken"
 
 
+@dataclass(slots=True)  # Not frozen: built per call, and a frozen init costs more.
+class _Checks:
+    """What every PASSporT of a call is checked against, besides the TNs."""
+
+    now: int
+    max_age: int
+    resolve: CredentialResolver
+    allow_http_x5u: bool
+
+    def info(self, info: str, x5u: str | None) -> None:
+        """The Identity ``info`` must be the signed x5u, and https unless allowed."""
+        if x5u != info:
+            raise InvalidInfo("Identity info does not equal the PASSporT x5u")
+        if not self.allow_http_x5u and not info.lower().startswith("https://"):
+            raise BadIdentityInfo("x5u is not an https URL")
+
+    def fresh(self, iat: int) -> None:
+        age = self.now - iat
+        if abs(age) > self.max_age:
+            raise StaleDate(f"iat is {age} s from now (at most {self.max_age} s allowed)")
+
+    def signed(self, passport: Passport, info: str) -> ValidatedCertificate:
+        """The certificate at ``info``, valid now, whose key signed ``passport``."""
+        certificate = self.resolve(info)
+        if not certificate.valid_at(self.now):
+            raise CertificateProfileError("certificate is not valid at this time")
+        verify_signature(passport, certificate.public_key)
+        return certificate
+
+
+#: One parsed Identity header value, or why it did not parse.
+ParsedIdentity = IdentityHeader | PassportError
+
+
+def parse_identities(values: Sequence[str]) -> list[ParsedIdentity]:
+    """Parse each value once; a malformed one stays in its place as its error."""
+    parsed: list[ParsedIdentity] = []
+    for value in values:
+        try:
+            parsed.append(parse_identity(value))
+        except PassportError as error:
+            parsed.append(error)
+    return parsed
+
+
 def _verify_one(
     header: IdentityHeader,
-    *,
     orig_tn: str | None,
     dest_tns: Sequence[str] | None,
-    now: int,
-    max_age: int,
-    resolve: CredentialResolver,
-    allow_http_x5u: bool,
+    checks: _Checks,
 ) -> VerificationResult:
     if header.is_compact:
         raise _Failure(
@@ -136,35 +184,27 @@ def _verify_one(
     passport = decode_passport(header.token)
     # The Identity parameters mirror the signed header; a contradiction is malformed
     # (a header claiming ppt=shaken over a div PASSporT is not "unsupported").
-    if header.ppt is not None and header.ppt != passport.ppt:
+    ppt = passport.ppt
+    if header.ppt is not None and header.ppt != ppt:
         raise InvalidIdentityHeader("Identity ppt parameter does not match the PASSporT ppt")
     if header.alg is not None and header.alg != passport.header.get("alg"):
         raise InvalidIdentityHeader("Identity alg parameter does not match the PASSporT alg")
-    if passport.ppt != "shaken":
-        raise UnsupportedPassportType(f"PASSporT type {passport.ppt!r} is not verified here")
+    if ppt != "shaken":
+        raise UnsupportedPassportType(f"PASSporT type {ppt!r} is not verified here")
     claims = shaken_claims(passport)
     x5u = passport.x5u
     try:
-        if x5u != header.info:
-            raise InvalidInfo("Identity info does not equal the PASSporT x5u")
-        if not allow_http_x5u and not header.info.lower().startswith("https://"):
-            raise BadIdentityInfo("x5u is not an https URL")
-        age = now - claims.iat
-        if abs(age) > max_age:
-            raise StaleDate(f"iat is {age} s from now (at most {max_age} s allowed)")
+        checks.info(header.info, x5u)
+        checks.fresh(claims.iat)
         if orig_tn is not None and claims.orig != orig_tn:
             raise CallingNumberMismatch(
                 f"orig {claims.orig} does not match the calling number {orig_tn}"
             )
-        if dest_tns is not None and not set(dest_tns) & set(claims.dest):
+        if dest_tns is not None and set(claims.dest).isdisjoint(dest_tns):
             raise CalledNumberMismatch(
                 f"dest {list(claims.dest)} does not include the called number {list(dest_tns)}"
             )
-        certificate = resolve(header.info)
-        when = dt.datetime.fromtimestamp(now, dt.UTC)
-        if not certificate.not_before <= when <= certificate.not_after:
-            raise CertificateProfileError("certificate is not valid at this time")
-        verify_signature(passport, certificate.public_key)
+        certificate = checks.signed(passport, header.info)
     except PassportError as error:
         raise _Failure(error, claims, x5u) from None
     return VerificationResult(
@@ -195,23 +235,28 @@ def verify_identities(
     comparison). When none passes, RFC 8224 section 6.2.2 picks the answer: 436 only if
     no credential at all could be obtained, otherwise the first other failure.
     """
+    checks = _Checks(now, max_age, resolve, allow_http_x5u)
+    return _verify_parsed(parse_identities(identities), orig_tn, dest_tns, checks)
+
+
+def _verify_parsed(
+    headers: Sequence[ParsedIdentity],
+    orig_tn: str | None,
+    dest_tns: Sequence[str] | None,
+    checks: _Checks,
+) -> VerificationResult:
+    """:func:`verify_identities` on headers parsed already."""
     failures: list[_Failure] = []
     unsupported: list[PassportError] = []
-    for value in identities:
+    for header in headers:
+        if isinstance(header, PassportError):
+            failures.append(_Failure(header, None, None))
+            continue
+        if not _is_shaken(header):
+            unsupported.append(UnsupportedPassportType(f"ppt={header.ppt} is not verified"))
+            continue
         try:
-            header = parse_identity(value)
-            if not _is_shaken(header):
-                unsupported.append(UnsupportedPassportType(f"ppt={header.ppt} is not verified"))
-                continue
-            return _verify_one(
-                header,
-                orig_tn=orig_tn,
-                dest_tns=dest_tns,
-                now=now,
-                max_age=max_age,
-                resolve=resolve,
-                allow_http_x5u=allow_http_x5u,
-            )
+            return _verify_one(header, orig_tn, dest_tns, checks)
         except _Failure as failure:
             failures.append(failure)
         except UnsupportedPassportType as error:

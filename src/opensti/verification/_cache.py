@@ -49,10 +49,14 @@ class TTLCache(Generic[_V]):
         self._hits += 1
         return value
 
-    def fresh(self, key: str, now: float) -> bool:
-        """Whether :meth:`get` would hit; counts nothing and keeps the LRU order."""
+    def peek(self, key: str, now: float) -> _V | None:
+        """:meth:`get` when it would hit; a miss counts nothing and changes nothing."""
         item = self._data.get(key)
-        return item is not None and now < item[0]
+        if item is None or now >= item[0]:
+            return None
+        self._data.move_to_end(key)
+        self._hits += 1
+        return item[1]
 
     def put(self, key: str, value: _V, expires: float) -> None:
         self._data[key] = (expires, value)

@@ -208,7 +208,7 @@ class VerificationService:
         if isinstance(prepared, VerificationResult):
             return prepared
         orig, dest, now = prepared
-        return await self._decide(list(identities[:MAX_IDENTITIES]), orig, dest, now)
+        return await self._decide(identities[:MAX_IDENTITIES], orig, dest, now)
 
     def verify_cached(
         self,
@@ -229,11 +229,8 @@ class VerificationService:
         if isinstance(prepared, VerificationResult):
             return prepared
         orig, dest, now = prepared
-        known: dict[str, _Outcome] = {}
         try:
-            return self._decide_once(
-                list(identities[:MAX_IDENTITIES]), orig, dest, now, known, probe=True
-            )
+            return self._decide_once(identities[:MAX_IDENTITIES], orig, dest, now, {}, probe=True)
         except _NeedCredential:
             return None
 
@@ -280,7 +277,7 @@ class VerificationService:
         return None
 
     async def _decide(
-        self, identities: list[str], orig: str | None, dest: list[str] | None, now: float
+        self, identities: Sequence[str], orig: str | None, dest: list[str] | None, now: float
     ) -> VerificationResult:
         known: dict[str, _Outcome] = {}
         for _ in range(len(identities) + 1):
@@ -292,7 +289,7 @@ class VerificationService:
 
     def _decide_once(
         self,
-        identities: list[str],
+        identities: Sequence[str],
         orig: str | None,
         dest: list[str] | None,
         now: float,
@@ -319,11 +316,11 @@ class VerificationService:
     ) -> Callable[[str], ValidatedCertificate]:
         def resolve(url: str) -> ValidatedCertificate:
             outcome = known.get(url)
-            if outcome is None and not (probe and not self._cache.fresh(url, now)):
-                outcome = self._cached(url, now)
             if outcome is None:
-                raise _NeedCredential(url)
-            known[url] = outcome
+                outcome = self._cached(url, now, probe)
+                if outcome is None:
+                    raise _NeedCredential(url)
+                known[url] = outcome
             if outcome.error is not None:
                 raise outcome.error
             assert outcome.certificate is not None
@@ -349,9 +346,11 @@ class VerificationService:
         if isinstance(prepared, VerificationResult):
             return CallVerification(result=prepared, base=prepared)
         orig, dest, when = prepared
-        values = list(identities[:MAX_IDENTITIES])
+        values = identities[:MAX_IDENTITIES]
         known: dict[str, _Outcome] = {}
         fetched: dict[str, bytes | BadIdentityInfo] = {}
+        resolve = self._resolver(known, when)
+        fetch = self._resource_reader(fetched)
         for _ in range(2 * len(values) + 4):
             try:
                 return verify_call(
@@ -359,8 +358,8 @@ class VerificationService:
                     orig_tn=orig,
                     dest_tns=dest,
                     now=int(when),
-                    resolve=self._resolver(known, when),
-                    fetch=self._resource_reader(fetched),
+                    resolve=resolve,
+                    fetch=fetch,
                     max_age=self.policy.max_age,
                     allow_http_x5u=self.policy.allow_http_x5u,
                 )
@@ -395,8 +394,10 @@ class VerificationService:
 
     # -- the cache ---------------------------------------------------------------------
 
-    def _cached(self, url: str, now: float) -> _Outcome | None:
-        outcome = self._cache.get(url, now)
+    def _cached(self, url: str, now: float, probe: bool = False) -> _Outcome | None:
+        """The cached outcome for ``url``, checked again if the trust store changed; a
+        ``probe`` counts no miss (:meth:`verify` follows it and counts its own)."""
+        outcome = self._cache.peek(url, now) if probe else self._cache.get(url, now)
         if outcome is None:
             return None
         if outcome.chain is not None and outcome.trust_version != self.trust.version:

@@ -147,6 +147,8 @@ class TrustStore:
         self._crls: dict[str, x509.CertificateRevocationList] = {}
         #: When each CRL URL is due again (its nextUpdate, or a retry after a failure).
         self._crl_due: dict[str, float] = dict.fromkeys(self.crl_urls, 0.0)
+        #: The earliest of them: every call asks, so it is kept rather than searched.
+        self._next_crl_due = min(self._crl_due.values(), default=float("inf"))
         self._crl_retry = crl_retry
         self.version = 0
         self.last_error: OpenSTIError | None = None
@@ -221,11 +223,15 @@ class TrustStore:
             raise InvalidCertificate(f"the CRL from {url} is not signed by a known CRL signer")
         self._crls[url] = crl
         next_update = crl.next_update_utc
-        self._crl_due[url] = next_update.timestamp() if next_update else float("inf")
+        self._set_due(url, next_update.timestamp() if next_update else float("inf"))
         self._publish()
 
+    def _set_due(self, url: str, when: float) -> None:
+        self._crl_due[url] = when
+        self._next_crl_due = min(self._crl_due.values())
+
     def crl_due(self, now: float) -> bool:
-        return any(now >= due for due in self._crl_due.values())
+        return now >= self._next_crl_due
 
     async def refresh_crls(self, now: float, *, force: bool = False) -> bool:
         """Fetch every CRL that is due (past nextUpdate); True if all are current.
@@ -241,7 +247,7 @@ class TrustStore:
                 self.add_crl(url, load_crl(await self._read(url)))
             except OpenSTIError as error:
                 self.last_error = error
-                self._crl_due[url] = now + self._crl_retry
+                self._set_due(url, now + self._crl_retry)
                 current = False
         return current
 
