@@ -8,7 +8,6 @@ signing path is hot: the header segment is encoded once per x5u and reused.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
