@@ -22,9 +22,43 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["OPENSTI", "Served", "free_port", "opensti_serve", "wait_port"]
+__all__ = [
+    "OPENSTI",
+    "Served",
+    "cpu_seconds",
+    "free_port",
+    "opensti_serve",
+    "process_tree",
+    "wait_port",
+]
 
 OPENSTI = shutil.which("opensti", path=str(Path(sys.executable).parent)) or "opensti"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (a server's forked workers)."""
+    found = [pid]
+    for child in _children(pid):
+        found += process_tree(child)
+    return found
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ async def _per_request(
     protocol.connection_made(transport)
     started = time.process_time()
     for _ in range(requests):
-        protocol.data_received(REQUEST)  # type: ignore[attr-defined]
+        protocol.data_received(REQUEST)
         for _ in range(PASSES):
             await asyncio.sleep(0)
     spent = time.process_time() - started

@@ -20,11 +20,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _served import Served, free_port, opensti_serve, wait_port
+from _served import Served, cpu_seconds, free_port, opensti_serve, process_tree, wait_port
 from cryptography.hazmat.primitives import serialization
 
 from opensti.sandbox.pki import DemoPKI, private_key_pem
@@ -43,6 +44,9 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    #: The server's CPU (every process, user + system) per request, when measured: what
+    #: a busy machine or a slower day moves far less than the rate.
+    cpu_us: float | None = None
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -103,13 +107,27 @@ def _verification_body(identity: str) -> str:
     return json.dumps({"verificationRequest": check})
 
 
+def _cpu(run: Run) -> str:
+    return "" if run.cpu_us is None else f" cpu {run.cpu_us:4.0f} us/req"
+
+
 def _row(name: str, ours: Run, theirs: Run) -> str:
     ratio = ours.rate / theirs.rate if theirs.rate else float("nan")
     return (
         f"{name:<10} opensti {ours.rate:>8.0f}/s p50 {ours.p50_ms:6.2f} ms p99 {ours.p99_ms:6.2f}"
-        f" ms err {ours.errors} | secsipidx {theirs.rate:>8.0f}/s p50 {theirs.p50_ms:6.2f} ms"
-        f" p99 {theirs.p99_ms:6.2f} ms err {theirs.errors} | ratio {ratio:.2f}x"
+        f" ms err {ours.errors}{_cpu(ours)} | secsipidx {theirs.rate:>8.0f}/s p50"
+        f" {theirs.p50_ms:6.2f} ms p99 {theirs.p99_ms:6.2f} ms err {theirs.errors}{_cpu(theirs)}"
+        f" | ratio {ratio:.2f}x"
     )
+
+
+def _with_cpu(pids: Sequence[int], wrk: Callable[[], Run], seconds: int) -> Run:
+    """``wrk()``'s run, with the CPU ``pids`` spent per request meanwhile."""
+    before = sum(cpu_seconds(pid) for pid in pids)
+    run = wrk()
+    spent = sum(cpu_seconds(pid) for pid in pids) - before
+    run.cpu_us = spent / (run.rate * seconds) * 1e6 if run.rate else None
+    return run
 
 
 @dataclass
@@ -162,19 +180,22 @@ def _measure(served: Served, peer: Peer, load: Load) -> dict[str, tuple[Run, Run
     csv = f"{ORIG},{DEST},A,bench,{x5u}"
     their_identity = _post(f"{theirs}/v1/sign-csv", csv.encode(), text_type).decode().strip()
     one = Load(load.seconds, 1, 1, load.work)
+    our_pids, their_pids = process_tree(served.pid), [peer.process.pid]
+
+    def pair(path: str, body: str, their_path: str, their_body: str, at: Load) -> tuple[Run, Run]:
+        def our_run() -> Run:
+            return _wrk(f"{ours}{path}", body, json_type, at, auth)
+
+        def their_run() -> Run:
+            return _wrk(f"{theirs}{their_path}", their_body, text_type, at)
+
+        seconds = at.seconds
+        return _with_cpu(our_pids, our_run, seconds), _with_cpu(their_pids, their_run, seconds)
+
     return {
-        "sign": (
-            _wrk(f"{ours}/stir/v1/signing", signing, json_type, load, auth),
-            _wrk(f"{theirs}/v1/sign-csv", csv, text_type, load),
-        ),
-        "verify": (
-            _wrk(f"{ours}/stir/v1/verification", verification, json_type, load, auth),
-            _wrk(f"{theirs}/v1/check", their_identity, text_type, load),
-        ),
-        "sign -c1": (
-            _wrk(f"{ours}/stir/v1/signing", signing, json_type, one, auth),
-            _wrk(f"{theirs}/v1/sign-csv", csv, text_type, one),
-        ),
+        "sign": pair("/stir/v1/signing", signing, "/v1/sign-csv", csv, load),
+        "verify": pair("/stir/v1/verification", verification, "/v1/check", their_identity, load),
+        "sign -c1": pair("/stir/v1/signing", signing, "/v1/sign-csv", csv, one),
     }
 
 
@@ -205,8 +226,8 @@ def main() -> None:
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s keep-alive (sign -c1: one"
         f" connection), opensti serve {' '.join(args.serve_arg)}, {os.cpu_count()} CPUs"
     )
-    for name, (ours, peer) in rows.items():
-        print(_row(name, ours, peer))
+    for name, (ours, theirs) in rows.items():
+        print(_row(name, ours, theirs))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -20,16 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from _served import opensti_serve
+from _served import cpu_seconds, opensti_serve
 from rest import Load, Run, _post, _signing_body, _verification_body, _wrk
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _pin(pid: int, core: int) -> None:
@@ -55,9 +47,9 @@ class Measured:
 
 
 def _measured(pid: int, url: str, body: str, auth: str, load: Load) -> Measured:
-    before = _cpu_seconds(pid)
+    before = cpu_seconds(pid)
     run = _wrk(url, body, "application/json", load, auth)
-    return Measured(run, _cpu_seconds(pid) - before, run.rate * load.seconds)
+    return Measured(run, cpu_seconds(pid) - before, run.rate * load.seconds)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from _served import Served, opensti_serve
+from _served import Served, cpu_seconds, opensti_serve, process_tree
 
 from opensti.core.identity import parse_identity
 from opensti.sandbox.pki import DemoPKI, private_key_pem
@@ -47,7 +47,6 @@ ORIG, DEST = "12155550121", "12155550131"
 IDENTITIES = 8
 #: Source sockets SIPp spreads calls over, so SO_REUSEPORT can hash them to both workers.
 SIPP_SOCKETS = 64
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -88,22 +87,6 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def _wait_options(port: int, timeout: float = 20.0) -> None:
@@ -196,7 +179,7 @@ def run_sipp(
         command += ["-inf", str(inf)]
     if rtt:
         command += ["-trace_rtt", "-rtt_freq", "1000"]
-    before = [_cpu_seconds(pid) for pid in server_pids]
+    before = [cpu_seconds(pid) for pid in server_pids]
     drops = _udp_receive_errors()
     process = subprocess.Popen(
         command, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -205,7 +188,7 @@ def run_sipp(
     process.returncode = os.waitstatus_to_exitcode(status)
     run.sipp_cpu = usage.ru_utime + usage.ru_stime
     run.drops = _udp_receive_errors() - drops
-    run.server_cpu = sum(_cpu_seconds(p) - b for p, b in zip(server_pids, before, strict=True))
+    run.server_cpu = sum(cpu_seconds(p) - b for p, b in zip(server_pids, before, strict=True))
     _read_stats(stats, run)
     if rtt:
         run.rtts_ms = _read_rtts(work)
@@ -242,14 +225,7 @@ class Server:
     pid: int
 
     def pids(self) -> list[int]:
-        return [self.pid, *_descendants(self.pid)]
-
-
-def _descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    for child in _children(pid):
-        found += [child, *_descendants(child)]
-    return found
+        return process_tree(self.pid)
 
 
 @dataclass
@@ -331,7 +307,7 @@ def opensti_server(work: Path, workers: int) -> Iterator[tuple[Server, Served]]:
         _wait_options(sign)
         _wait_options(verify)
         deadline = time.monotonic() + 20
-        while len(_children(served.pid)) < workers - 1 and time.monotonic() < deadline:
+        while len(process_tree(served.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.05)
         yield Server("opensti", {"sign": sign, "verify": verify}, served.pid), served
 
@@ -399,7 +375,7 @@ class _KamailioServer(Server):
     roots: list[int] = field(default_factory=list)
 
     def pids(self) -> list[int]:
-        return [pid for root in self.roots for pid in (root, *_descendants(root))]
+        return [pid for root in self.roots for pid in process_tree(root)]
 
 
 def sign_identities(served: Served, path: Path) -> Path:
