@@ -48,6 +48,13 @@ class Run:
     #: a busy machine or a slower day moves far less than the rate.
     cpu_us: float | None = None
 
+    def __str__(self) -> str:
+        cpu = "" if self.cpu_us is None else f" cpu {self.cpu_us:4.0f} us/req"
+        return (
+            f"{self.rate:>8.0f}/s p50 {self.p50_ms:6.2f} ms p99 {self.p99_ms:6.2f} ms"
+            f" err {self.errors}{cpu}"
+        )
+
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
@@ -107,18 +114,9 @@ def _verification_body(identity: str) -> str:
     return json.dumps({"verificationRequest": check})
 
 
-def _cpu(run: Run) -> str:
-    return "" if run.cpu_us is None else f" cpu {run.cpu_us:4.0f} us/req"
-
-
 def _row(name: str, ours: Run, theirs: Run) -> str:
     ratio = ours.rate / theirs.rate if theirs.rate else float("nan")
-    return (
-        f"{name:<10} opensti {ours.rate:>8.0f}/s p50 {ours.p50_ms:6.2f} ms p99 {ours.p99_ms:6.2f}"
-        f" ms err {ours.errors}{_cpu(ours)} | secsipidx {theirs.rate:>8.0f}/s p50"
-        f" {theirs.p50_ms:6.2f} ms p99 {theirs.p99_ms:6.2f} ms err {theirs.errors}{_cpu(theirs)}"
-        f" | ratio {ratio:.2f}x"
-    )
+    return f"{name:<10} opensti {ours} | secsipidx {theirs} | ratio {ratio:.2f}x"
 
 
 def _with_cpu(pids: Sequence[int], wrk: Callable[[], Run], seconds: int) -> Run:

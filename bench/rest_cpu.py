@@ -39,9 +39,7 @@ class Measured:
     def row(self, name: str) -> str:
         per_cpu = self.requests / self.cpu if self.cpu else float("nan")
         return (
-            f"{name:<14} {self.run.rate:>8.0f}/s p50 {self.run.p50_ms:6.2f} ms"
-            f" p99 {self.run.p99_ms:6.2f} ms err {self.run.errors} | serve CPU"
-            f" {self.cpu:6.2f} s | {per_cpu:>7.0f} req/CPU-s"
+            f"{name:<14} {self.run} | serve CPU {self.cpu:6.2f} s | {per_cpu:>7.0f} req/CPU-s"
             f" {1e6 / per_cpu if self.cpu else 0:6.0f} us/req"
         )
 
