@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import Served
 from tests.e2e.test_browser import _entries_from_the_cli, assert_labelled, sign_in
@@ -48,7 +49,12 @@ def _task_error_in_view(page: Any, served: Served) -> None:
     assert page.evaluate("document.documentElement.scrollHeight") > 1200  # a long page
     alert = page.get_by_role("alert")
     assert "must start with https://" in alert.inner_text()
-    assert page.evaluate(_IN_VIEW), "the error is out of view"
+    # Chromium focuses an ``autofocus`` element at its next rendering update, which
+    # may come after the load event Playwright waited for: poll, do not read once.
+    try:
+        page.wait_for_function(_IN_VIEW, polling=100, timeout=5_000)
+    except PlaywrightTimeout:
+        pytest.fail("the error is out of view")
     target = page.get_by_label("Directory, command or URL")
     assert target.get_attribute("aria-invalid") == "true"
     assert target.input_value() == "http://hooks.example.net/cert"
