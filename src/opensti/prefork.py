@@ -9,16 +9,21 @@ forking thread, and a loop carried across a fork is unusable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import gc
 import logging
+import mmap
 import os
 import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
+from ssl import SSLContext
+from typing import Any
 
-__all__ = ["bind_each", "fork_workers", "stop_workers"]
+__all__ = ["BalancedAcceptor", "LoadBoard", "bind_each", "fork_workers", "stop_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +42,22 @@ def bind_each(binders: Iterable[Callable[[], socket.socket]]) -> list[socket.soc
     return sockets
 
 
-def fork_workers(count: int, run: Callable[[], None], *, name: str) -> list[int]:
-    """Fork ``count`` children that each call ``run`` and exit: 0 when it returns, 1 when
-    it raises. ``os._exit``, so nothing the parent opened is flushed or closed twice."""
+def fork_workers(count: int, run: Callable[[int], None], *, name: str) -> list[int]:
+    """Fork ``count`` children that each call ``run`` with its number (1 to ``count``;
+    the parent is 0) and exit: 0 when it returns, 1 when it raises. ``os._exit``, so
+    nothing the parent opened is flushed or closed twice."""
     children: list[int] = []
     if count > 0:
         # Objects made so far (imported modules above all) leave the collector's care:
         # a collection in a child would otherwise write to their pages and copy them,
         # so every child would pay again the memory the parent already has.
         gc.freeze()
-    for _ in range(count):
+    for number in range(1, count + 1):
         pid = os.fork()
         if pid == 0:
             status = 0
             try:
-                run()
+                run(number)
             except BaseException:
                 logger.exception("%s failed", name)
                 status = 1
@@ -89,3 +95,149 @@ def stop_workers(children: Iterable[int], *, timeout: float = 30.0) -> dict[int,
         elif remaining:
             time.sleep(0.05)
     return statuses
+
+
+class LoadBoard:
+    """Each process's open connections and heartbeat, in memory shared across the fork,
+    so a worker can tell whether it holds more than the least loaded live one.
+
+    Anonymous shared memory made before the fork: every process sees every slot, and
+    each writes only its own, so no lock is needed (a stale count misplaces one
+    connection at worst)."""
+
+    #: A process silent this long (stopped, or stuck in one long request) is left out,
+    #: so the others take connections rather than wait for it.
+    STALE_SECONDS = 0.25
+    #: How often a live process writes its slot.
+    BEAT_SECONDS = 0.05
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._memory = mmap.mmap(-1, 16 * processes)  # MAP_SHARED | MAP_ANONYMOUS
+        view = memoryview(self._memory)
+        self._connections = view[: 8 * processes].cast("q")
+        self._beats = view[8 * processes :].cast("d")
+
+    def publish(self, process: int, connections: int, now: float) -> None:
+        self._connections[process] = connections
+        self._beats[process] = now
+
+    def over_share(self, process: int, now: float) -> bool:
+        """True when a live other process holds fewer connections than ``process``."""
+        mine = self._connections[process]
+        fresh = now - self.STALE_SECONDS
+        return any(
+            self._connections[other] < mine and self._beats[other] >= fresh
+            for other in range(self.processes)
+            if other != process
+        )
+
+
+class BalancedAcceptor:
+    """Accepts on a listening socket shared by forked workers, one connection per wake,
+    and leaves a connection to a less loaded live worker when there is one.
+
+    Written by hand because uvloop (like asyncio) accepts every pending connection at
+    once: a burst (an SBC opening its pool of connections) went whole to whichever
+    worker woke first, which then answered it alone while the others idled.
+    SO_REUSEPORT spreads connections by a hash of their addresses instead, unevenly
+    for a few connections, and strands those hashed to a stopped worker.
+
+    A worker over its share steps aside for ``DEFER_SECONDS``; if a connection is still
+    waiting then (the others are busy), it takes it: no connection waits longer than
+    that for a busy worker, and an over-loaded one takes at most one per pause.
+    """
+
+    DEFER_SECONDS = 0.002
+    #: After running out of file descriptors: as asyncio's own accept loop waits.
+    RETRY_SECONDS = 1.0
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        *,
+        connections: Callable[[], int],
+        board: LoadBoard | None = None,
+        process: int = 0,
+        ssl: SSLContext | None = None,
+    ) -> None:
+        self._sock = sock
+        self._factory = protocol_factory
+        self._connections = connections
+        self._board = board
+        self._process = process
+        self._ssl = ssl
+        self._stepped_aside = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._handshakes: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock.setblocking(False)
+        self._loop.add_reader(self._sock.fileno(), self._ready)
+        if self._board is not None:
+            self._beat()
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        self._loop.remove_reader(self._sock.fileno())
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._handshakes:
+            task.cancel()
+        self._loop = None
+
+    def _beat(self) -> None:
+        if self._loop is None or self._board is None:
+            return
+        self._board.publish(self._process, self._connections(), time.monotonic())
+        self._timer = self._loop.call_later(self._board.BEAT_SECONDS, self._beat)
+
+    def _ready(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._board is not None:
+            now = time.monotonic()
+            self._board.publish(self._process, self._connections(), now)
+            # Having stepped aside once, take what the others left.
+            if not self._stepped_aside and self._board.over_share(self._process, now):
+                self._stepped_aside = True
+                self._pause(self.DEFER_SECONDS)
+                return
+        self._stepped_aside = False
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_RESOURCES:
+                raise
+            logger.error("cannot accept a connection: %s; retrying in 1 s", exc.strerror)
+            self._pause(self.RETRY_SECONDS)
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = loop.create_task(loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshake_done)
+
+    def _pause(self, seconds: float) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(self._sock.fileno())
+        self._loop.call_later(seconds, self._resume)
+
+    def _resume(self) -> None:
+        if self._loop is not None:
+            self._loop.add_reader(self._sock.fileno(), self._ready)
+
+    def _handshake_done(self, task: asyncio.Task[Any]) -> None:
+        self._handshakes.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A client that fails the TLS handshake or hangs up during it: its loss alone.
+            logger.debug("connection dropped before it was served: %s", exc)
+
+
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

@@ -169,10 +169,17 @@ def test_serve_wants_a_signer_token_on_the_stir_api(tmp_path: Path) -> None:
         assert let_in.json()["error"]["type"] == "NoSigningEntry"
 
 
-def test_mutual_tls_lets_a_client_certificate_in(tls: TLSFiles, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_mutual_tls_lets_a_client_certificate_in(
+    tls: TLSFiles, tmp_path: Path, workers: str
+) -> None:
+    """With forked workers, connections come through opensti's own accept (see
+    :class:`opensti.prefork.BalancedAcceptor`): the handshake and the chain it verified
+    reach the STIR API the same way."""
     client_ca, cert, key = make_client_pki(tmp_path / "sbc")
     port = str(_free_port())
     args = ("--port", port, "--tls-cert", str(tls.cert_pem), "--tls-key", str(tls.key_pem))
+    args += ("--workers", workers)
     env = {"OPENSTI_STIR_CLIENT_CA_FILE": str(client_ca)}
     with _serving(tmp_path / "data", *args, **env) as (url,):
         plain = ssl.create_default_context(cafile=str(tls.root_pem))

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -79,3 +80,67 @@ def test_a_forked_worker_answers_while_the_first_process_is_stopped(tmp_path: Pa
         if node.poll() is None:
             node.kill()
             node.wait()
+
+
+def _connections_held(pids: list[int], port: int) -> dict[int, int]:
+    """How many established connections to ``port`` each process holds (Linux /proc)."""
+    accepted = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                accepted.add(f"socket:[{fields[9]}]")
+    held = {}
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd").iterdir()
+        held[pid] = sum(1 for fd in fds if os.readlink(fd) in accepted)
+    return held
+
+
+def _burst(port: int, count: int, pids: list[int]) -> list[socket.socket]:
+    """``count`` connections opened at once and accepted, then one request on each,
+    each answered."""
+    held_before = sum(_connections_held(pids, port).values())
+    burst = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    deadline = time.monotonic() + 10
+    while sum(_connections_held(pids, port).values()) < held_before + count:
+        assert time.monotonic() < deadline, "the burst was not accepted"
+        time.sleep(0.01)
+    for sock in burst:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    for sock in burst:
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200"), "a connection was not answered"
+    return burst
+
+
+def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path) -> None:
+    """The first process holds 16 kept-alive connections (taken while the worker was
+    stopped); a burst of 16 more then goes to the worker, not half to each: an SBC
+    reopening its pool gets every core. uvloop alone gave a burst to whichever woke."""
+    port = _free_port()
+    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
+    command += ["--insecure-http", "--port", str(port), "--workers", "2"]
+    node = subprocess.Popen(
+        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    opened: list[socket.socket] = []
+    try:
+        assert node.stdout is not None
+        assert "serving on" in node.stdout.readline(), node.stderr.read() if node.stderr else ""
+        (worker,) = child_pids(node.pid)
+        pids = [node.pid, worker]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            opened += _burst(port, 16, [node.pid])
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert _connections_held(pids, port) == {node.pid: 16, worker: 0}
+        time.sleep(0.5)  # the worker's heartbeat is fresh again
+        opened += _burst(port, 16, pids)
+        held = _connections_held(pids, port)
+        assert held[worker] >= 12, held
+    finally:
+        for sock in opened:
+            sock.close()
+        node.terminate()
+        node.wait(timeout=30)

@@ -9,6 +9,8 @@ to the STIR API's door, on its fast path and in the ASGI TLS extension
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -19,8 +21,9 @@ import uvicorn
 
 from opensti.api._http_protocol import FastPath, http_protocol
 from opensti.core.errors import InvalidInput
+from opensti.prefork import BalancedAcceptor, LoadBoard
 
-__all__ = ["TLSMaterial", "check_tls", "uvicorn_server"]
+__all__ = ["Balance", "TLSMaterial", "check_tls", "uvicorn_server"]
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -61,6 +64,49 @@ def _reason(exc: OSError) -> str:
     return str(reason).replace("_", " ").lower()
 
 
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A listener shared by forked workers: their load board, and this process's slot."""
+
+    board: LoadBoard
+    process: int
+
+
+class _BalancedServer(uvicorn.Server):
+    """A uvicorn server whose connections come through a :class:`BalancedAcceptor`
+    rather than uvloop's own accept, so forked workers share a burst of them."""
+
+    def __init__(self, config: uvicorn.Config, balance: Balance) -> None:
+        super().__init__(config)
+        self._balance = balance
+        self._acceptors: list[BalancedAcceptor] = []
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])
+        for sock in sockets or []:
+            acceptor = BalancedAcceptor(
+                sock,
+                self._protocol,
+                connections=lambda: len(self.server_state.connections),
+                board=self._balance.board,
+                process=self._balance.process,
+                ssl=self.config.ssl,
+            )
+            acceptor.start()
+            self._acceptors.append(acceptor)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for acceptor in self._acceptors:
+            acceptor.close()
+        await super().shutdown(sockets=sockets)
+
+    def _protocol(self) -> asyncio.Protocol:
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol
+
+
 def uvicorn_server(
     app: ASGI,
     *,
@@ -68,9 +114,12 @@ def uvicorn_server(
     trusted_proxies: list[str],
     log_level: str,
     stir: FastPath | None = None,
+    balance: Balance | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for one listener (its socket is given to ``serve`` later);
-    ``stir``: the STIR API that ``app`` routes to, answered on the protocol's fast path."""
+    ``stir``: the STIR API that ``app`` routes to, answered on the protocol's fast path;
+    ``balance``: the listener is shared with forked workers (a lone process keeps
+    uvloop's accept, which costs less per connection)."""
     config: dict[str, Any] = {
         "lifespan": "off",
         "log_level": log_level.lower(),
@@ -88,4 +137,6 @@ def uvicorn_server(
                 ssl_ca_certs=str(tls.client_ca),
                 ssl_cert_reqs=ssl.CERT_OPTIONAL,
             )
+    if balance is not None:
+        return _BalancedServer(uvicorn.Config(app, **config), balance)
     return uvicorn.Server(uvicorn.Config(app, **config))

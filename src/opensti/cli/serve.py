@@ -28,7 +28,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +41,7 @@ from opensti.app import App
 from opensti.calls import CallLog, keyring_certificates
 from opensti.cli._app import app, console, err_console
 from opensti.cli._context import open_app
-from opensti.cli._listeners import TLSMaterial, check_tls, uvicorn_server
+from opensti.cli._listeners import Balance, TLSMaterial, check_tls, uvicorn_server
 from opensti.cli.lifecycle_loop import (
     BackoffInitialOption,
     BackoffMaxOption,
@@ -60,7 +60,7 @@ from opensti.eventloop import run_server_loop
 from opensti.lifecycle.branding import IconFetch, refresh_icons
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
-from opensti.prefork import bind_each, fork_workers, stop_workers
+from opensti.prefork import LoadBoard, bind_each, fork_workers, stop_workers
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, Keyring, SigningService
@@ -130,6 +130,14 @@ class BoundSockets:
 
     http: list[socket.socket]
     sip: list[socket.socket]
+    #: With forked workers: one load board per HTTP listener, so the processes share
+    #: its connections evenly (empty: a lone process).
+    boards: list[LoadBoard] = field(default_factory=list)
+    #: This process's slot on the boards: 0 for the first, then each forked worker's.
+    process: int = 0
+
+    def balance(self, listener: int) -> Balance | None:
+        return Balance(self.boards[listener], self.process) if self.boards else None
 
     def close(self) -> None:
         for sock in (*self.http, *self.sip):
@@ -324,7 +332,8 @@ def bind_all(options: ServeOptions) -> BoundSockets:
     http = _http_binders(options)
     sip = [functools.partial(bind_sip_listener, spec) for spec in options.sip_listeners]
     bound = bind_each([*http, *sip])
-    return BoundSockets(bound[: len(http)], bound[len(http) :])
+    boards = [LoadBoard(options.workers) for _ in http] if options.workers > 1 else []
+    return BoundSockets(bound[: len(http)], bound[len(http) :], boards)
 
 
 def bind_listeners(options: ServeOptions) -> list[socket.socket]:
@@ -346,6 +355,7 @@ def _listen(
     settings: Settings,
     *,
     stir: STIRApp | None = None,
+    balance: Balance | None = None,
 ) -> _Listener:
     """``stir``: the STIR API ``app`` routes to, for the listener's fast path."""
     server = uvicorn_server(
@@ -354,6 +364,7 @@ def _listen(
         trusted_proxies=settings.trusted_proxies,
         log_level=settings.log_level,
         stir=stir,
+        balance=balance,
     )
     return _Listener(sock, server)
 
@@ -426,12 +437,14 @@ async def run_server(
                 options.sip_listeners, services, sockets=None if sockets is None else sockets.sip
             )
             await stack.enter_async_context(sip_server)
-        bound = sockets.http if sockets is not None else bind_listeners(options)
-        listeners = [_listen(internal, bound[0], tls, settings, stir=stir)]
+        if sockets is None:
+            sockets = BoundSockets(bind_listeners(options), [])
+        bound, balance = sockets.http, sockets.balance
+        listeners = [_listen(internal, bound[0], tls, settings, stir=stir, balance=balance(0))]
         if options.sti_cr_listen is not None:
             public_tls = None if tls is None else TLSMaterial(tls.cert, tls.key)
             public = Dispatcher(repository, None, None)
-            listeners.append(_listen(public, bound[1], public_tls, settings))
+            listeners.append(_listen(public, bound[1], public_tls, settings, balance=balance(1)))
         stack.callback(_close_sockets, listeners)
         serving = [asyncio.create_task(x.server.serve(sockets=[x.sock])) for x in listeners]
         tasks = list(serving)
@@ -556,7 +569,9 @@ def serve_command(
         configure_logging(application.settings.log_level)
         sockets = bind_all(options)
         children = fork_workers(
-            options.workers - 1, lambda: _worker(ctx, options, sockets), name="worker"
+            options.workers - 1,
+            lambda process: _worker(ctx, options, replace(sockets, process=process)),
+            name="worker",
         )
         try:
             run_server_loop(_serve(application, options, sockets))

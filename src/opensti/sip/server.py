@@ -565,7 +565,7 @@ def serve(
         raise InvalidInput("port 0 cannot be shared by several workers; name a port")
     children = fork_workers(
         workers,
-        lambda: _run_worker(listeners, services, limits, reuse_port=True),
+        lambda _number: _run_worker(listeners, services, limits, reuse_port=True),
         name="SIP worker",
     )
     _supervise(children)

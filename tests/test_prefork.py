@@ -1,0 +1,85 @@
+"""Forked workers sharing a listener: the load board is seen across the fork, and a
+worker over its share steps aside, yet never leaves a connection waiting for good."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+from opensti.prefork import BalancedAcceptor, LoadBoard
+
+
+def test_a_forked_process_writes_its_slot_and_the_parent_reads_it() -> None:
+    board = LoadBoard(2)
+    now = time.monotonic()
+    board.publish(0, 3, now)
+    pid = os.fork()
+    if pid == 0:
+        board.publish(1, 1, time.monotonic())
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert board.over_share(0, time.monotonic())  # the child's 1 < the parent's 3
+    assert not board.over_share(1, time.monotonic())
+
+
+def test_a_silent_process_is_left_out() -> None:
+    board = LoadBoard(3)
+    now = time.monotonic()
+    board.publish(0, 5, now)
+    board.publish(1, 0, now - 2 * LoadBoard.STALE_SECONDS)  # stopped, or stuck
+    board.publish(2, 5, now)
+    assert not board.over_share(0, now)  # only live processes count
+    board.publish(2, 4, now)
+    assert board.over_share(0, now)
+    assert not board.over_share(2, now)  # equal or fewer: it accepts
+
+
+class _Held(asyncio.Protocol):
+    """Notes each connection it is given, in a list the test reads."""
+
+    def __init__(self, made: list[asyncio.BaseTransport]) -> None:
+        self.made = made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append(transport)
+
+
+async def test_a_worker_over_its_share_still_takes_what_nobody_else_does() -> None:
+    """A live peer holds fewer connections but never accepts: after stepping aside once,
+    this worker takes the connection rather than leave it waiting."""
+    board = LoadBoard(2)
+    board.publish(1, 0, time.monotonic())
+    listener = socket.create_server(("127.0.0.1", 0))
+    made: list[asyncio.BaseTransport] = []
+    acceptor = BalancedAcceptor(listener, lambda: _Held(made), connections=lambda: 5, board=board)
+    acceptor.start()
+    try:
+        assert board.over_share(0, time.monotonic())  # 5 here, 0 at the peer
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        async with asyncio.timeout(5):
+            while not made:
+                await asyncio.sleep(0.001)
+        assert len(made) == 1
+        writer.close()
+    finally:
+        acceptor.close()
+        for transport in made:
+            transport.close()
+        listener.close()
+
+
+async def test_closing_stops_accepting() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    made: list[asyncio.BaseTransport] = []
+    acceptor = BalancedAcceptor(listener, lambda: _Held(made), connections=lambda: 0)
+    acceptor.start()
+    acceptor.close()
+    try:
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        await asyncio.sleep(0.05)
+        assert made == []  # queued in the kernel, accepted by nobody
+        writer.close()
+    finally:
+        listener.close()
