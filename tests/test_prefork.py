@@ -83,3 +83,19 @@ async def test_closing_stops_accepting() -> None:
         writer.close()
     finally:
         listener.close()
+
+
+async def test_waiting_for_every_process_to_serve() -> None:
+    board = LoadBoard(2)
+    board.publish(0, 0, time.monotonic())
+    assert board.serving(time.monotonic()) == 1
+    assert not await board.wait_serving(timeout=0.05)  # the other never beat
+
+    async def late_worker() -> None:
+        await asyncio.sleep(0.05)
+        board.publish(1, 0, time.monotonic())
+
+    started = asyncio.create_task(late_worker())
+    board.publish(0, 0, time.monotonic())
+    assert await board.wait_serving(timeout=5)
+    await started

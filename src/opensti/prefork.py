@@ -122,6 +122,22 @@ class LoadBoard:
         self._connections[process] = connections
         self._beats[process] = now
 
+    def serving(self, now: float) -> int:
+        """How many processes are live: beating, hence accepting."""
+        fresh = now - self.STALE_SECONDS
+        return sum(1 for beat in self._beats if beat >= fresh)
+
+    async def wait_serving(self, timeout: float) -> bool:
+        """Wait until every process serves (False after ``timeout``): a server that
+        says it is ready while a worker still starts would give that worker nothing of
+        a client's first connections, which stay where they land."""
+        deadline = time.monotonic() + timeout
+        while (now := time.monotonic()) < deadline:
+            if self.serving(now) == self.processes:
+                return True
+            await asyncio.sleep(self.BEAT_SECONDS / 5)
+        return False
+
     def over_share(self, process: int, now: float) -> bool:
         """True when a live other process holds fewer connections than ``process``."""
         mine = self._connections[process]

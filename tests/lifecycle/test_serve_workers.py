@@ -113,20 +113,25 @@ def _burst(port: int, count: int, pids: list[int]) -> list[socket.socket]:
     return burst
 
 
+def _serving_with_workers(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    command = [OPENSTI, "--data-dir", str(data_dir), "serve", "--no-worker"]
+    command += ["--insecure-http", "--port", str(port), "--workers", "2"]
+    node = subprocess.Popen(
+        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert node.stdout is not None
+    assert "serving on" in node.stdout.readline(), node.stderr.read() if node.stderr else ""
+    return node
+
+
 def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path) -> None:
     """The first process holds 16 kept-alive connections (taken while the worker was
     stopped); a burst of 16 more then goes to the worker, not half to each: an SBC
     reopening its pool gets every core. uvloop alone gave a burst to whichever woke."""
     port = _free_port()
-    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
-    command += ["--insecure-http", "--port", str(port), "--workers", "2"]
-    node = subprocess.Popen(
-        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    node = _serving_with_workers(tmp_path / "data", port)
     opened: list[socket.socket] = []
     try:
-        assert node.stdout is not None
-        assert "serving on" in node.stdout.readline(), node.stderr.read() if node.stderr else ""
         (worker,) = child_pids(node.pid)
         pids = [node.pid, worker]
         os.kill(worker, signal.SIGSTOP)
@@ -139,6 +144,24 @@ def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path) ->
         opened += _burst(port, 16, pids)
         held = _connections_held(pids, port)
         assert held[worker] >= 12, held
+    finally:
+        for sock in opened:
+            sock.close()
+        node.terminate()
+        node.wait(timeout=30)
+
+
+def test_serving_is_announced_once_every_worker_serves(tmp_path: Path) -> None:
+    """A client that connects as soon as ``serve`` says it serves finds both processes
+    accepting: said earlier, a worker still starting got none of a pool's connections."""
+    port = _free_port()
+    node = _serving_with_workers(tmp_path / "data", port)
+    opened: list[socket.socket] = []
+    try:
+        pids = [node.pid, *child_pids(node.pid)]
+        opened += _burst(port, 16, pids)
+        held = _connections_held(pids, port)
+        assert min(held.values()) >= 6, held
     finally:
         for sock in opened:
             sock.close()

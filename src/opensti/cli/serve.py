@@ -26,6 +26,7 @@ import functools
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
@@ -104,6 +105,8 @@ _log = logging.getLogger(__name__)
 _DEFAULTS = ReconcilePolicy()
 #: How often the store watch polls SQLite (two small queries); PostgreSQL notifies.
 WATCH_POLL_SECONDS = 1.0
+#: How long ``serve`` waits for its forked workers before it says it serves anyway.
+WORKERS_START_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +469,8 @@ async def run_server(
         while not all(x.server.started for x in listeners) and not any(t.done() for t in serving):
             await asyncio.sleep(0.01)
         started = all(x.server.started for x in listeners)
+        if ready is not None and started and sockets.boards:
+            await _workers_serving(sockets.boards[0])
         if ready is not None and started:
             ready(listeners[0].sock.getsockname()[:2])
             if len(listeners) > 1:
@@ -480,6 +485,14 @@ async def run_server(
         stopped.cancel()
         if failed or not started:
             raise InvalidInput(f"the HTTP listener stopped: {_failure(results)}")
+
+
+async def _workers_serving(board: LoadBoard, timeout: float = WORKERS_START_SECONDS) -> None:
+    if not await board.wait_serving(timeout):
+        missing = board.processes - board.serving(time.monotonic())
+        _log.warning(
+            "%d of %d processes not serving after %.0f s", missing, board.processes, timeout
+        )
 
 
 def _failure(results: list[Any]) -> str:
