@@ -341,3 +341,46 @@ def test_b64url_encode_is_unpadded_urlsafe_base64_and_round_trips(data: bytes) -
     encoded = b64url_encode(data)
     assert encoded == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     assert b64url_decode(encoded) == data
+
+
+# The payload's JSON: the fast reading (orjson, compact input) and the hook's agree.
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_JSON_OBJECTS = st.dictionaries(st.text(max_size=6), _JSON_VALUES, max_size=6)
+
+
+def _payload_token(text: str) -> str:
+    return f"e30.{b64url_encode(text.encode('utf-8', 'surrogatepass'))}.AAAA"
+
+
+@given(_JSON_OBJECTS, st.booleans(), st.booleans())
+def test_payload_json_reads_as_the_standard_parser_does(
+    value: dict[str, Any], compact: bool, ascii_only: bool
+) -> None:
+    separators = (",", ":") if compact else (", ", ": ")
+    text = json.dumps(value, separators=separators, ensure_ascii=ascii_only)
+    assert decode_passport(_payload_token(text)).payload == json.loads(text)
+
+
+@given(_JSON_OBJECTS.filter(bool), st.data())
+def test_a_duplicate_key_is_refused_at_any_depth(
+    value: dict[str, Any], data: st.DataObject
+) -> None:
+    key = data.draw(st.sampled_from(sorted(value)))
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # The same member once more, first in the object or nested one level down.
+    member = json.dumps({key: value[key]}, separators=(",", ":"), ensure_ascii=False)[1:-1]
+    nested = data.draw(st.booleans())
+    doubled = f'{{"n":{{{member},{text[1:]}}}' if nested else f"{{{member},{text[1:]}"
+    with pytest.raises(InvalidIdentityHeader, match="duplicate JSON key"):
+        decode_passport(_payload_token(doubled))

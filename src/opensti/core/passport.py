@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -230,13 +231,30 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _JSON_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys)
 
 
+def _unique_keys_json(raw: bytes) -> Any:
+    """orjson's reading of ``raw`` when it provably held no duplicate key, else None.
+
+    orjson keeps a duplicate's last value without a word. But when its re-encoding
+    gives back the very bytes, every member was encoded once, so none was dropped.
+    What signers send (compact JSON) passes, in a fifth of the hook's time; anything
+    else (spaces, escapes, other number forms, what orjson refuses) goes the slow way.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if orjson.dumps(value) == raw else None
+
+
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
         raw = b64url_decode(segment)
-        # What json.loads does with bytes: UTF-8, -16 or -32, told apart by the first
-        # bytes; '{"' can only start UTF-8 (what every signer sends), so skip the test.
-        encoding = "utf-8" if raw.startswith(b'{"') else json.detect_encoding(raw)
-        value = _JSON_DECODER.decode(raw.decode(encoding, "surrogatepass"))
+        value = _unique_keys_json(raw)
+        if value is None:
+            # What json.loads does with bytes: UTF-8, -16 or -32, told apart by the
+            # first bytes; '{"' can only start UTF-8, so skip the test.
+            encoding = "utf-8" if raw.startswith(b'{"') else json.detect_encoding(raw)
+            value = _JSON_DECODER.decode(raw.decode(encoding, "surrogatepass"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidIdentityHeader(f"PASSporT {what} is not base64url JSON: {exc}") from None
     if not isinstance(value, dict):
