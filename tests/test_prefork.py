@@ -8,7 +8,7 @@ import os
 import socket
 import time
 
-from opensti.prefork import BalancedAcceptor, LoadBoard
+from opensti.prefork import Balance, BalancedAcceptor, LoadBoard
 
 
 def test_a_forked_process_writes_its_slot_and_the_parent_reads_it() -> None:
@@ -53,7 +53,10 @@ async def test_a_worker_over_its_share_still_takes_what_nobody_else_does() -> No
     board.publish(1, 0, time.monotonic())
     listener = socket.create_server(("127.0.0.1", 0))
     made: list[asyncio.BaseTransport] = []
-    acceptor = BalancedAcceptor(listener, lambda: _Held(made), connections=lambda: 5, board=board)
+    balance = Balance(board, 0)
+    acceptor = BalancedAcceptor(
+        listener, lambda: _Held(made), connections=lambda: 5, balance=balance
+    )
     acceptor.start()
     try:
         assert board.over_share(0, time.monotonic())  # 5 here, 0 at the peer

@@ -20,10 +20,18 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from ssl import SSLContext
 from typing import Any
 
-__all__ = ["BalancedAcceptor", "LoadBoard", "bind_each", "fork_workers", "stop_workers"]
+__all__ = [
+    "Balance",
+    "BalancedAcceptor",
+    "LoadBoard",
+    "bind_each",
+    "fork_workers",
+    "stop_workers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +157,14 @@ class LoadBoard:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A listener shared by forked workers: their load board, and this process's slot."""
+
+    board: LoadBoard
+    process: int
+
+
 class BalancedAcceptor:
     """Accepts on a listening socket shared by forked workers, one connection per wake,
     and leaves a connection to a less loaded live worker when there is one.
@@ -179,15 +195,14 @@ class BalancedAcceptor:
         protocol_factory: Callable[[], asyncio.Protocol],
         *,
         connections: Callable[[], int],
-        board: LoadBoard | None = None,
-        process: int = 0,
+        balance: Balance | None = None,
         ssl: SSLContext | None = None,
     ) -> None:
         self._sock = sock
         self._factory = protocol_factory
         self._connections = connections
-        self._board = board
-        self._process = process
+        self._board = balance.board if balance is not None else None
+        self._process = balance.process if balance is not None else 0
         self._ssl = ssl
         self._stepped_aside = False
         self._timer: asyncio.TimerHandle | None = None

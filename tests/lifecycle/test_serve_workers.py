@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -33,15 +34,18 @@ def _sip_options(transport: str, port: int) -> str:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.settimeout(5)
         sock.connect(("127.0.0.1", port))
-        local = sock.getsockname()[1]
-        request = (
-            f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/{transport.upper()} 127.0.0.1:{local};branch=z9hG4bK-{local}\r\n"
-            f"From: <sip:test@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\n"
-            f"Call-ID: ping-{local}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        )
-        sock.sendall(request.encode())
+        sock.sendall(_options_request(transport, sock))
         return sock.recv(65536).decode().split("\r\n", 1)[0]
+
+
+def _options_request(transport: str, sock: socket.socket) -> bytes:
+    port, local = sock.getpeername()[1], sock.getsockname()[1]
+    return (
+        f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport.upper()} 127.0.0.1:{local};branch=z9hG4bK-{local}\r\n"
+        f"From: <sip:test@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\n"
+        f"Call-ID: ping-{local}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def test_a_forked_worker_answers_while_the_first_process_is_stopped(tmp_path: Path) -> None:
@@ -97,25 +101,41 @@ def _connections_held(pids: list[int], port: int) -> dict[int, int]:
     return held
 
 
-def _burst(port: int, count: int, pids: list[int]) -> list[socket.socket]:
-    """``count`` connections opened at once and accepted, then one request on each,
-    each answered."""
+def _http_health(sock: socket.socket) -> tuple[bytes, bytes]:
+    return b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"HTTP/1.1 200"
+
+
+def _sip_ping(sock: socket.socket) -> tuple[bytes, bytes]:
+    return _options_request("tcp", sock), b"SIP/2.0 200"
+
+
+Exchange = Callable[[socket.socket], tuple[bytes, bytes]]
+
+
+def _burst(
+    port: int, count: int, pids: list[int], exchange: Exchange = _http_health
+) -> list[socket.socket]:
+    """``count`` connections opened at once and accepted, then one request on each
+    (``exchange``: what to send, and how the answer starts), each answered."""
     held_before = sum(_connections_held(pids, port).values())
     burst = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
     deadline = time.monotonic() + 10
     while sum(_connections_held(pids, port).values()) < held_before + count:
         assert time.monotonic() < deadline, "the burst was not accepted"
         time.sleep(0.01)
+    answers = []
     for sock in burst:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    for sock in burst:
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200"), "a connection was not answered"
+        request, answer = exchange(sock)
+        sock.sendall(request)
+        answers.append(answer)
+    for sock, answer in zip(burst, answers, strict=True):
+        assert sock.recv(4096).startswith(answer), "a connection was not answered"
     return burst
 
 
-def _serving_with_workers(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _serving_with_workers(data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
     command = [OPENSTI, "--data-dir", str(data_dir), "serve", "--no-worker"]
-    command += ["--insecure-http", "--port", str(port), "--workers", "2"]
+    command += ["--insecure-http", "--port", str(port), "--workers", "2", *args]
     node = subprocess.Popen(
         command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -124,24 +144,28 @@ def _serving_with_workers(data_dir: Path, port: int) -> subprocess.Popen[str]:
     return node
 
 
-def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("door", ["http", "sip-tcp"])
+def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path, door: str) -> None:
     """The first process holds 16 kept-alive connections (taken while the worker was
     stopped); a burst of 16 more then goes to the worker, not half to each: an SBC
     reopening its pool gets every core. uvloop alone gave a burst to whichever woke."""
-    port = _free_port()
-    node = _serving_with_workers(tmp_path / "data", port)
+    http, sip = _free_port(), _free_port()
+    port, exchange = (http, _http_health) if door == "http" else (sip, _sip_ping)
+    node = _serving_with_workers(
+        tmp_path / "data", http, "--sip-listen", f"tcp:127.0.0.1:{sip}/sign"
+    )
     opened: list[socket.socket] = []
     try:
         (worker,) = child_pids(node.pid)
         pids = [node.pid, worker]
         os.kill(worker, signal.SIGSTOP)
         try:
-            opened += _burst(port, 16, [node.pid])
+            opened += _burst(port, 16, [node.pid], exchange)
         finally:
             os.kill(worker, signal.SIGCONT)
         assert _connections_held(pids, port) == {node.pid: 16, worker: 0}
         time.sleep(0.5)  # the worker's heartbeat is fresh again
-        opened += _burst(port, 16, pids)
+        opened += _burst(port, 16, pids, exchange)
         held = _connections_held(pids, port)
         assert held[worker] >= 12, held
     finally:

@@ -21,9 +21,9 @@ import uvicorn
 
 from opensti.api._http_protocol import FastPath, http_protocol
 from opensti.core.errors import InvalidInput
-from opensti.prefork import BalancedAcceptor, LoadBoard
+from opensti.prefork import Balance, BalancedAcceptor
 
-__all__ = ["Balance", "TLSMaterial", "check_tls", "uvicorn_server"]
+__all__ = ["TLSMaterial", "check_tls", "uvicorn_server"]
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -64,14 +64,6 @@ def _reason(exc: OSError) -> str:
     return str(reason).replace("_", " ").lower()
 
 
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """A listener shared by forked workers: their load board, and this process's slot."""
-
-    board: LoadBoard
-    process: int
-
-
 class _BalancedServer(uvicorn.Server):
     """A uvicorn server whose connections come through a :class:`BalancedAcceptor`
     rather than uvloop's own accept, so forked workers share a burst of them."""
@@ -88,8 +80,7 @@ class _BalancedServer(uvicorn.Server):
                 sock,
                 self._protocol,
                 connections=lambda: len(self.server_state.connections),
-                board=self._balance.board,
-                process=self._balance.process,
+                balance=self._balance,
                 ssl=self.config.ssl,
             )
             acceptor.start()

@@ -42,7 +42,7 @@ from opensti.app import App
 from opensti.calls import CallLog, keyring_certificates
 from opensti.cli._app import app, console, err_console
 from opensti.cli._context import open_app
-from opensti.cli._listeners import Balance, TLSMaterial, check_tls, uvicorn_server
+from opensti.cli._listeners import TLSMaterial, check_tls, uvicorn_server
 from opensti.cli.lifecycle_loop import (
     BackoffInitialOption,
     BackoffMaxOption,
@@ -61,7 +61,7 @@ from opensti.eventloop import run_server_loop
 from opensti.lifecycle.branding import IconFetch, refresh_icons
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
-from opensti.prefork import LoadBoard, bind_each, fork_workers, stop_workers
+from opensti.prefork import Balance, LoadBoard, bind_each, fork_workers, stop_workers
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, Keyring, SigningService
@@ -134,13 +134,18 @@ class BoundSockets:
     http: list[socket.socket]
     sip: list[socket.socket]
     #: With forked workers: one load board per HTTP listener, so the processes share
-    #: its connections evenly (empty: a lone process).
+    #: its connections evenly (empty: a lone process)...
     boards: list[LoadBoard] = field(default_factory=list)
+    #: ...and one for the SIP listeners over TCP (None: a lone process, or no such one).
+    sip_board: LoadBoard | None = None
     #: This process's slot on the boards: 0 for the first, then each forked worker's.
     process: int = 0
 
     def balance(self, listener: int) -> Balance | None:
         return Balance(self.boards[listener], self.process) if self.boards else None
+
+    def sip_balance(self) -> Balance | None:
+        return None if self.sip_board is None else Balance(self.sip_board, self.process)
 
     def close(self) -> None:
         for sock in (*self.http, *self.sip):
@@ -335,8 +340,15 @@ def bind_all(options: ServeOptions) -> BoundSockets:
     http = _http_binders(options)
     sip = [functools.partial(bind_sip_listener, spec) for spec in options.sip_listeners]
     bound = bind_each([*http, *sip])
-    boards = [LoadBoard(options.workers) for _ in http] if options.workers > 1 else []
-    return BoundSockets(bound[: len(http)], bound[len(http) :], boards)
+    if options.workers == 1:
+        return BoundSockets(bound[: len(http)], bound[len(http) :])
+    tcp = any(spec.transport == "tcp" for spec in options.sip_listeners)
+    return BoundSockets(
+        bound[: len(http)],
+        bound[len(http) :],
+        [LoadBoard(options.workers) for _ in http],
+        LoadBoard(options.workers) if tcp else None,
+    )
 
 
 def bind_listeners(options: ServeOptions) -> list[socket.socket]:
@@ -437,7 +449,10 @@ async def run_server(
                 policy=sip_policy(settings),
             )
             sip_server = SIPServer(
-                options.sip_listeners, services, sockets=None if sockets is None else sockets.sip
+                options.sip_listeners,
+                services,
+                sockets=None if sockets is None else sockets.sip,
+                balance=None if sockets is None else sockets.sip_balance(),
             )
             await stack.enter_async_context(sip_server)
         if sockets is None:

@@ -39,7 +39,7 @@ from typing import Any, cast
 
 from opensti.core.errors import InvalidInput, SIPParseError
 from opensti.eventloop import run_server_loop
-from opensti.prefork import fork_workers
+from opensti.prefork import Balance, BalancedAcceptor, fork_workers
 from opensti.sip.message import (
     MAX_MESSAGE_SIZE,
     SIPMessage,
@@ -361,8 +361,11 @@ class SIPServer:
         limits: ServerLimits | None = None,
         reuse_port: bool = False,
         sockets: Sequence[socket.socket] | None = None,
+        balance: Balance | None = None,
     ) -> None:
         self._listeners = list(listeners)
+        #: Forked workers sharing the TCP listeners: their connections, evenly.
+        self._balance = balance
         self._limits = limits or ServerLimits()
         self._reuse_port = reuse_port
         #: Sockets bound by :func:`bind_sip_listener` before a fork, one per listener:
@@ -402,6 +405,15 @@ class SIPServer:
                 self.addresses.append((spec, sock.getsockname()[:2]))
                 if spec.transport == "udp":
                     self._closers.append(_UDPEndpoint(self, handler, sock).close)
+                elif self._balance is not None:
+                    acceptor = BalancedAcceptor(
+                        sock,
+                        functools.partial(_TCPProtocol, self, handler, self._limits),
+                        connections=lambda: len(self._connections),
+                        balance=self._balance,
+                    )
+                    acceptor.start()
+                    self._closers.append(acceptor.close)
                 else:
                     server = await loop.create_server(
                         functools.partial(_TCPProtocol, self, handler, self._limits), sock=sock
