@@ -4,9 +4,13 @@ worker over its share steps aside, yet never leaves a connection waiting for goo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import socket
 import time
+
+import pytest
 
 from opensti.prefork import Balance, BalancedAcceptor, LoadBoard
 
@@ -102,3 +106,44 @@ async def test_waiting_for_every_process_to_serve() -> None:
     board.publish(0, 0, time.monotonic())
     assert await board.wait_serving(timeout=5)
     await started
+
+
+async def test_out_of_file_descriptors_it_waits_and_then_accepts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """accept() failing with EMFILE must not fail the callback on every wake (the
+    socket stays readable): the acceptor logs, waits, and takes the connection later."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    made: list[asyncio.BaseTransport] = []
+    acceptor = BalancedAcceptor(listener, lambda: _Held(made), connections=lambda: 0)
+    acceptor.RETRY_SECONDS = 0.05
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    client = socket.socket()
+    client.setblocking(False)
+    try:
+        # The limit bounds descriptor numbers: at the lowest free one (what dup gives),
+        # none is left.
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        acceptor.start()
+        with contextlib.suppress(BlockingIOError):
+            client.connect(listener.getsockname())
+        async with asyncio.timeout(5):
+            while "cannot accept a connection" not in caplog.text:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert made == []
+        failures = [r for r in caplog.records if "cannot accept" in r.getMessage()]
+        assert len(failures) <= 10  # one per pause, not one per loop turn
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        async with asyncio.timeout(5):
+            while not made:
+                await asyncio.sleep(0.01)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        acceptor.close()
+        for transport in made:
+            transport.close()
+        client.close()
+        listener.close()

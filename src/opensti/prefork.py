@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import mmap
@@ -186,7 +185,7 @@ class BalancedAcceptor:
     """
 
     DEFER_SECONDS = 0.002
-    #: After running out of file descriptors: as asyncio's own accept loop waits.
+    #: After a failed accept (out of file descriptors): as asyncio's own accept waits.
     RETRY_SECONDS = 1.0
 
     def __init__(
@@ -249,9 +248,11 @@ class BalancedAcceptor:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return  # another worker took it, or the client gave up
         except OSError as exc:
-            if exc.errno not in _OUT_OF_RESOURCES:
-                raise
-            logger.error("cannot accept a connection: %s; retrying in 1 s", exc.strerror)
+            # Out of file descriptors or memory above all; the others alike, rather
+            # than a callback failing on every wake while the socket stays readable.
+            logger.error(
+                "cannot accept a connection: %s; retrying in %g s", exc.strerror, self.RETRY_SECONDS
+            )
             self._pause(self.RETRY_SECONDS)
             return
         conn.setblocking(False)
@@ -274,6 +275,3 @@ class BalancedAcceptor:
         if not task.cancelled() and (exc := task.exception()) is not None:
             # A client that fails the TLS handshake or hangs up during it: its loss alone.
             logger.debug("connection dropped before it was served: %s", exc)
-
-
-_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

@@ -340,15 +340,12 @@ def bind_all(options: ServeOptions) -> BoundSockets:
     http = _http_binders(options)
     sip = [functools.partial(bind_sip_listener, spec) for spec in options.sip_listeners]
     bound = bind_each([*http, *sip])
+    http_bound, sip_bound = bound[: len(http)], bound[len(http) :]
     if options.workers == 1:
-        return BoundSockets(bound[: len(http)], bound[len(http) :])
+        return BoundSockets(http_bound, sip_bound)
     tcp = any(spec.transport == "tcp" for spec in options.sip_listeners)
-    return BoundSockets(
-        bound[: len(http)],
-        bound[len(http) :],
-        [LoadBoard(options.workers) for _ in http],
-        LoadBoard(options.workers) if tcp else None,
-    )
+    boards = [LoadBoard(options.workers) for _ in http]
+    return BoundSockets(http_bound, sip_bound, boards, LoadBoard(options.workers) if tcp else None)
 
 
 def bind_listeners(options: ServeOptions) -> list[socket.socket]:
