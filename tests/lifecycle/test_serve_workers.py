@@ -21,6 +21,17 @@ from tests.lifecycle.test_serve_doors import OPENSTI, SIGNING, _env, _free_port,
 pytestmark = pytest.mark.integration
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until it is stopped: the signal lands asynchronously,
+    and a process still running could take a connection meant for the others."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    # The state follows the name in parentheses in /proc/<pid>/stat; T: stopped.
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.005)
+
+
 def _signs_as_sbc(url: str, token: str) -> int:
     """A request on a new connection (so any worker may take it); its status."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -68,7 +79,7 @@ def test_a_forked_worker_answers_while_the_first_process_is_stopped(tmp_path: Pa
         (worker,) = child_pids(node.pid)
         # No signing entry here: 404 NoSigningEntry says the token was accepted.
         assert _signs_as_sbc(url, token) == 404
-        os.kill(node.pid, signal.SIGSTOP)  # only the forked worker can accept now
+        _stop(node.pid)  # only the forked worker can accept now
         try:
             assert [_signs_as_sbc(url, token) for _ in range(5)] == [404] * 5
             assert _signs_as_sbc(url, "osti_not-a-token") == 401
@@ -158,7 +169,7 @@ def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path, do
     try:
         (worker,) = child_pids(node.pid)
         pids = [node.pid, worker]
-        os.kill(worker, signal.SIGSTOP)
+        _stop(worker)
         try:
             opened += _burst(port, 16, [node.pid], exchange)
         finally:
