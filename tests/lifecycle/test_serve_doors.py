@@ -178,8 +178,8 @@ def test_mutual_tls_lets_a_client_certificate_in(
     reach the STIR API the same way."""
     client_ca, cert, key = make_client_pki(tmp_path / "sbc")
     port = str(_free_port())
-    args = ("--port", port, "--tls-cert", str(tls.cert_pem), "--tls-key", str(tls.key_pem))
-    args += ("--workers", workers)
+    args = ["--port", port, "--tls-cert", str(tls.cert_pem), "--tls-key", str(tls.key_pem)]
+    args += ["--workers", workers]
     env = {"OPENSTI_STIR_CLIENT_CA_FILE": str(client_ca)}
     with _serving(tmp_path / "data", *args, **env) as (url,):
         plain = ssl.create_default_context(cafile=str(tls.root_pem))

@@ -105,11 +105,18 @@ def _connections_held(pids: list[int], port: int) -> dict[int, int]:
             fields = line.split()
             if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 accepted.add(f"socket:[{fields[9]}]")
-    held = {}
-    for pid in pids:
-        fds = Path(f"/proc/{pid}/fd").iterdir()
-        held[pid] = sum(1 for fd in fds if os.readlink(fd) in accepted)
-    return held
+    return {pid: sum(1 for f in _descriptors(pid) if f in accepted) for pid in pids}
+
+
+def _descriptors(pid: int) -> list[str]:
+    """What each of ``pid``'s open descriptors names (one closed meanwhile is skipped)."""
+    names = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            names.append(os.readlink(fd))
+        except FileNotFoundError:
+            continue
+    return names
 
 
 def _http_health(sock: socket.socket) -> tuple[bytes, bytes]:
