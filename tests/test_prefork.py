@@ -40,6 +40,10 @@ def test_a_silent_process_is_left_out() -> None:
     assert not board.over_share(2, now)  # equal or fewer: it accepts
 
 
+#: A lone process: nobody to step aside for.
+_ALONE = Balance(LoadBoard(1), 0)
+
+
 class _Held(asyncio.Protocol):
     """Notes each connection it is given, in a list the test reads."""
 
@@ -80,7 +84,9 @@ async def test_a_worker_over_its_share_still_takes_what_nobody_else_does() -> No
 async def test_closing_stops_accepting() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     made: list[asyncio.BaseTransport] = []
-    acceptor = BalancedAcceptor(listener, lambda: _Held(made), connections=lambda: 0)
+    acceptor = BalancedAcceptor(
+        listener, lambda: _Held(made), connections=lambda: 0, balance=_ALONE
+    )
     acceptor.start()
     acceptor.close()
     try:
@@ -115,7 +121,9 @@ async def test_out_of_file_descriptors_it_waits_and_then_accepts(
     socket stays readable): the acceptor logs, waits, and takes the connection later."""
     listener = socket.create_server(("127.0.0.1", 0))
     made: list[asyncio.BaseTransport] = []
-    acceptor = BalancedAcceptor(listener, lambda: _Held(made), connections=lambda: 0)
+    acceptor = BalancedAcceptor(
+        listener, lambda: _Held(made), connections=lambda: 0, balance=_ALONE
+    )
     acceptor.RETRY_SECONDS = 0.05
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     client = socket.socket()

@@ -194,14 +194,14 @@ class BalancedAcceptor:
         protocol_factory: Callable[[], asyncio.Protocol],
         *,
         connections: Callable[[], int],
-        balance: Balance | None = None,
+        balance: Balance,
         ssl: SSLContext | None = None,
     ) -> None:
         self._sock = sock
         self._factory = protocol_factory
         self._connections = connections
-        self._board = balance.board if balance is not None else None
-        self._process = balance.process if balance is not None else 0
+        self._board = balance.board
+        self._process = balance.process
         self._ssl = ssl
         self._stepped_aside = False
         self._timer: asyncio.TimerHandle | None = None
@@ -212,8 +212,7 @@ class BalancedAcceptor:
         self._loop = asyncio.get_running_loop()
         self._sock.setblocking(False)
         self._loop.add_reader(self._sock.fileno(), self._ready)
-        if self._board is not None:
-            self._beat()
+        self._beat()
 
     def close(self) -> None:
         if self._loop is None:
@@ -226,7 +225,7 @@ class BalancedAcceptor:
         self._loop = None
 
     def _beat(self) -> None:
-        if self._loop is None or self._board is None:
+        if self._loop is None:
             return
         self._board.publish(self._process, self._connections(), time.monotonic())
         self._timer = self._loop.call_later(self._board.BEAT_SECONDS, self._beat)
@@ -234,14 +233,13 @@ class BalancedAcceptor:
     def _ready(self) -> None:
         loop = self._loop
         assert loop is not None
-        if self._board is not None:
-            now = time.monotonic()
-            self._board.publish(self._process, self._connections(), now)
-            # Having stepped aside once, take what the others left.
-            if not self._stepped_aside and self._board.over_share(self._process, now):
-                self._stepped_aside = True
-                self._pause(self.DEFER_SECONDS)
-                return
+        now = time.monotonic()
+        self._board.publish(self._process, self._connections(), now)
+        # Having stepped aside once, take what the others left.
+        if not self._stepped_aside and self._board.over_share(self._process, now):
+            self._stepped_aside = True
+            self._pause(self.DEFER_SECONDS)
+            return
         self._stepped_aside = False
         try:
             conn, _ = self._sock.accept()
