@@ -5,14 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import re
 import resource
+import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from opensti.prefork import Balance, BalancedAcceptor, LoadBoard
+from opensti.core.errors import InvalidInput
+from opensti.prefork import (
+    HANDOFF_ENV,
+    Balance,
+    BalancedAcceptor,
+    Handoff,
+    LoadBoard,
+    Supervisor,
+    describe_exit,
+    stop_workers,
+)
 
 
 def test_a_forked_process_writes_its_slot_and_the_parent_reads_it() -> None:
@@ -155,3 +170,149 @@ async def test_out_of_file_descriptors_it_waits_and_then_accepts(
             transport.close()
         client.close()
         listener.close()
+
+
+def test_a_board_reached_through_its_descriptor_is_the_same_memory() -> None:
+    """A replacement worker maps the board from the descriptor it inherited."""
+    board = LoadBoard(3)
+    inherited = LoadBoard.attach(os.dup(board.fd))
+    assert inherited.processes == 3
+    now = time.monotonic()
+    inherited.publish(2, 0, now)
+    board.publish(0, 4, now)
+    assert board.over_share(0, now)  # the attached board's slot is the original's
+
+
+def test_a_handoff_survives_the_environment_and_leaves_it() -> None:
+    handoff = Handoff(2, 4321, {"http": (6,), "sip": (7, 8), "boards": (9,), "sip_board": ()})
+    environ = {HANDOFF_ENV: handoff.encode(), "PATH": "/bin"}
+    assert Handoff.take(environ) == handoff
+    assert environ == {"PATH": "/bin"}  # nothing this process starts inherits it
+    assert Handoff.take(environ) is None
+    assert handoff.descriptors() == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize(
+    "value", ["", "[]", '{"process": 1}', '{"process": 1, "parent": 2, "fds": {"a": ["x"]}}']
+)
+def test_a_malformed_handoff_is_refused(value: str) -> None:
+    with pytest.raises(InvalidInput, match=HANDOFF_ENV):
+        Handoff.take({HANDOFF_ENV: value})
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sleeper() -> int:
+    """A real child process that runs until it is killed."""
+    return os.posix_spawn("/bin/sleep", ["sleep", "60"], dict(os.environ))
+
+
+def _ended(pid: int, signum: int = signal.SIGKILL) -> None:
+    """Signal ``pid`` and wait until it is a zombie, not reaped: the supervisor reaps it."""
+    os.kill(pid, signum)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, f"process {pid} did not end"
+        time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def _supervised(count: int, spawn: Callable[[int], int]) -> Iterator[tuple[Supervisor, _Clock]]:
+    clock = _Clock()
+    supervisor = Supervisor([_sleeper() for _ in range(count)], spawn, clock=clock)
+    try:
+        yield supervisor, clock
+    finally:
+        stop_workers(supervisor.pids(), timeout=5)
+
+
+def test_a_worker_that_ends_is_replaced_in_its_slot_after_a_pause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spawned: list[int] = []
+
+    def spawn(number: int) -> int:
+        spawned.append(number)
+        return _sleeper()
+
+    with _supervised(2, spawn) as (supervisor, clock):
+        first, second = supervisor.pids()
+        _ended(second)
+        supervisor.check()
+        assert supervisor.pids() == [first]  # reaped, not yet replaced
+        assert f"worker 2 (pid {second}) killed by SIGKILL; a new one starts in 1 s" in caplog.text
+        clock.now += Supervisor.FIRST_DELAY - 0.1
+        supervisor.check()
+        assert spawned == []
+        clock.now += 0.1
+        supervisor.check()
+        assert spawned == [2]
+        (replacement,) = set(supervisor.pids()) - {first}
+        assert Path(f"/proc/{replacement}").exists()
+        assert supervisor.replaced == 1
+
+
+def test_replacements_that_die_young_wait_longer_each_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with _supervised(1, lambda _number: _sleeper()) as (supervisor, clock):
+        for _ in range(8):
+            (pid,) = supervisor.pids()
+            _ended(pid)
+            supervisor.check()
+            clock.now += Supervisor.MAX_DELAY
+            supervisor.check()  # the replacement starts, and soon dies again
+        pauses = re.findall(r"a new one starts in (\d+) s", caplog.text)
+        assert pauses == ["1", "2", "4", "8", "16", "32", "60", "60"]
+        # A replacement that served a while is replaced again after the first pause.
+        (pid,) = supervisor.pids()
+        clock.now += Supervisor.STEADY_SECONDS
+        _ended(pid, signal.SIGTERM)
+        supervisor.check()
+        assert caplog.text.rstrip().endswith("killed by SIGTERM; a new one starts in 1 s")
+
+
+def test_a_replacement_that_cannot_start_is_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    attempts: list[int] = []
+
+    def spawn(number: int) -> int:
+        attempts.append(number)
+        if len(attempts) == 1:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return _sleeper()
+
+    with _supervised(1, spawn) as (supervisor, clock):
+        _ended(supervisor.pids()[0])
+        supervisor.check()
+        clock.now += Supervisor.FIRST_DELAY
+        supervisor.check()
+        assert supervisor.pids() == []
+        assert "cannot start worker 1: Resource temporarily unavailable" in caplog.text
+        clock.now += 2 * Supervisor.FIRST_DELAY
+        supervisor.check()
+        assert len(supervisor.pids()) == 1
+        assert attempts == [1, 1]
+
+
+async def test_supervision_stops_with_the_server() -> None:
+    with _supervised(1, lambda _number: _sleeper()) as (supervisor, _clock):
+        stop = asyncio.Event()
+        running = asyncio.create_task(supervisor.run(stop))
+        await asyncio.sleep(0)
+        stop.set()
+        await asyncio.wait_for(running, timeout=2)
+        assert len(supervisor.pids()) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [(-9, "killed by SIGKILL"), (3, "exited with status 3"), (-200, "killed by signal 200")],
+)
+def test_an_exit_is_said_in_words(code: int, words: str) -> None:
+    assert describe_exit(code) == words

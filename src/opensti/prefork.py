@@ -5,30 +5,45 @@ workers that inherit the bound sockets and accept on them side by side (the kern
 hands each connection to one of them). The SIP server and ``opensti serve``'s HTTP
 front both use this. Fork before any event loop or thread starts: a child gets only the
 forking thread, and a loop carried across a fork is unusable.
+
+A worker that ends while the server runs is replaced (:class:`Supervisor`) by a new
+process started by exec, which inherits the listeners and load boards by descriptor
+(:class:`Handoff`), since the server cannot fork any more once its loop runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
+import json
 import logging
 import mmap
 import os
 import signal
 import socket
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from ssl import SSLContext
 from typing import Any
 
+from opensti.core.errors import InvalidInput
+
 __all__ = [
+    "HANDOFF_ENV",
     "Balance",
     "BalancedAcceptor",
+    "Handoff",
     "LoadBoard",
+    "Supervisor",
     "bind_each",
+    "describe_exit",
+    "die_with_parent",
     "fork_workers",
+    "spawn_worker",
     "stop_workers",
 ]
 
@@ -104,6 +119,183 @@ def stop_workers(children: Iterable[int], *, timeout: float = 30.0) -> dict[int,
     return statuses
 
 
+#: The environment variable that hands a replacement worker what it inherits.
+HANDOFF_ENV = "OPENSTI_WORKER_HANDOFF"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """What a replacement worker inherits from the server that started it: its slot on
+    the load boards, its parent, and its descriptors by group (listeners, boards)."""
+
+    process: int
+    parent: int
+    fds: dict[str, tuple[int, ...]]
+
+    def encode(self) -> str:
+        return json.dumps({"process": self.process, "parent": self.parent, "fds": self.fds})
+
+    @classmethod
+    def take(cls, environ: MutableMapping[str, str] = os.environ) -> Handoff | None:
+        """The handoff in ``environ``, removed so that nothing this process starts
+        inherits it; None in a server started by hand."""
+        value = environ.pop(HANDOFF_ENV, None)
+        if value is None:
+            return None
+        try:
+            data = json.loads(value)
+            fds = {str(k): tuple(int(fd) for fd in v) for k, v in data["fds"].items()}
+            return cls(int(data["process"]), int(data["parent"]), fds)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise InvalidInput(f"{HANDOFF_ENV} is malformed (it is set by opensti serve)") from None
+
+    def descriptors(self) -> list[int]:
+        return [fd for group in self.fds.values() for fd in group]
+
+
+def spawn_worker(handoff: Handoff) -> int:
+    """Start this very command again as a replacement worker; its pid.
+
+    A new process by exec, not a fork: the server runs an event loop and threads by
+    now, which a forked child would inherit half-way. The child gets the handoff's
+    descriptors (and only those: everything else is close-on-exec) and its environment
+    names them."""
+    argv = [sys.executable, *sys.orig_argv[1:]]
+    environ = {**os.environ, HANDOFF_ENV: handoff.encode()}
+    # dup2 of a descriptor onto itself clears close-on-exec in the child alone.
+    actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in handoff.descriptors()]
+    return os.posix_spawn(sys.executable, argv, environ, file_actions=actions)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGTERM this worker when its parent ends (Linux).
+
+    A parent killed outright (SIGKILL, the OOM killer) cannot stop its workers; they
+    would go on serving without renewals, and hold the ports a restarted server needs."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def describe_exit(code: int) -> str:
+    """An exit code as :func:`os.waitstatus_to_exitcode` gives it, in words."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+@dataclass(slots=True)
+class _Worker:
+    number: int
+    pid: int | None
+    started: float
+    #: The pause before this slot's last replacement (0: none yet).
+    delay: float = 0.0
+    #: When the replacement of an ended worker starts.
+    restart_at: float = 0.0
+
+
+class Supervisor:
+    """Keeps the forked workers running: one that ends while the server runs (a crash,
+    the OOM killer, a stray signal) is replaced by a new process in its slot.
+
+    The first replacement starts after ``FIRST_DELAY``; while replacements keep dying
+    young (within ``STEADY_SECONDS``) the pause doubles up to ``MAX_DELAY``, so a worker
+    that cannot start (the database is down) does not spin. Without it, a dead worker
+    left the server on fewer processes, silently, until it was restarted."""
+
+    CHECK_SECONDS = 0.5
+    FIRST_DELAY = 1.0
+    MAX_DELAY = 60.0
+    STEADY_SECONDS = 60.0
+
+    def __init__(
+        self,
+        children: Iterable[int],
+        spawn: Callable[[int], int],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._spawn = spawn
+        self._clock = clock
+        now = clock()
+        self._workers = [_Worker(n, pid, now) for n, pid in enumerate(children, start=1)]
+        #: How many replacements were started, for tests and the log.
+        self.replaced = 0
+
+    def pids(self) -> list[int]:
+        """The workers running now (to stop them with the server)."""
+        return [worker.pid for worker in self._workers if worker.pid is not None]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check the workers until ``stop`` is set."""
+        if not self._workers:
+            return
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.CHECK_SECONDS)
+            if not stop.is_set():
+                self.check()
+
+    def check(self) -> None:
+        """Note the workers that ended; start the replacements that are due."""
+        now = self._clock()
+        for worker in self._workers:
+            if worker.pid is None:
+                if now >= worker.restart_at:
+                    self._replace(worker, now)
+                continue
+            code = _exit_code(worker.pid)
+            if code is None:
+                continue
+            young = now - worker.started < self.STEADY_SECONDS
+            worker.delay = min(self.MAX_DELAY, 2 * worker.delay) if young else 0.0
+            worker.delay = max(worker.delay, self.FIRST_DELAY)
+            worker.restart_at = now + worker.delay
+            logger.error(
+                "worker %d (pid %d) %s; a new one starts in %g s",
+                worker.number,
+                worker.pid,
+                describe_exit(code),
+                worker.delay,
+            )
+            worker.pid = None
+
+    def _replace(self, worker: _Worker, now: float) -> None:
+        try:
+            worker.pid = self._spawn(worker.number)
+        except OSError as exc:
+            worker.delay = min(self.MAX_DELAY, 2 * worker.delay)
+            worker.restart_at = now + worker.delay
+            logger.error(
+                "cannot start worker %d: %s; trying again in %g s",
+                worker.number,
+                exc.strerror or exc,
+                worker.delay,
+            )
+            return
+        worker.started = now
+        self.replaced += 1
+        logger.warning("worker %d started again (pid %d)", worker.number, worker.pid)
+
+
+def _exit_code(pid: int) -> int | None:
+    """The exit code of ``pid`` if it ended (reaped now), else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return 0  # reaped by someone else: it ended, how is unknown
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
 class LoadBoard:
     """Each process's open connections and heartbeat, in memory shared across the fork,
     so a worker can tell whether it holds more than the least loaded live one.
@@ -118,12 +310,26 @@ class LoadBoard:
     #: How often a live process writes its slot.
     BEAT_SECONDS = 0.05
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, fd: int | None = None) -> None:
+        """A new board for ``processes``, or (``fd``) the one a replacement worker
+        inherited (:meth:`attach`)."""
         self.processes = processes
-        self._memory = mmap.mmap(-1, 16 * processes)  # MAP_SHARED | MAP_ANONYMOUS
+        if fd is None:
+            # A memory file rather than an anonymous map: a worker started later (by
+            # exec, see :class:`Supervisor`) can map it from the inherited descriptor.
+            fd = os.memfd_create("opensti-load-board")
+            os.ftruncate(fd, 16 * processes)
+        #: The memory file's descriptor, handed to replacement workers.
+        self.fd = fd
+        self._memory = mmap.mmap(fd, 16 * processes)  # MAP_SHARED
         view = memoryview(self._memory)
         self._connections = view[: 8 * processes].cast("q")
         self._beats = view[8 * processes :].cast("d")
+
+    @classmethod
+    def attach(cls, fd: int) -> LoadBoard:
+        """The board behind an inherited descriptor; its size tells the processes."""
+        return cls(os.fstat(fd).st_size // 16, fd)
 
     def publish(self, process: int, connections: int, now: float) -> None:
         self._connections[process] = connections

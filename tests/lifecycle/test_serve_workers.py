@@ -209,3 +209,110 @@ def test_serving_is_announced_once_every_worker_serves(tmp_path: Path) -> None:
             sock.close()
         node.terminate()
         node.wait(timeout=30)
+
+
+def _gone(pid: int, timeout: float = 15) -> bool:
+    """Wait until ``pid`` has ended (gone, or a zombie nobody reaped yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _replaced(parent: int, worker: int, port: int) -> int:
+    """Kill ``worker`` outright; the pid of the process that replaces it, once it
+    answers HTTP on ``port``."""
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while not (children := [pid for pid in child_pids(parent) if pid != worker]):
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.05)
+    (replacement,) = children
+    _stop(parent)
+    try:  # the connection waits in the backlog until the replacement has started
+        with httpx.Client(trust_env=False, timeout=15) as http:
+            assert http.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    finally:
+        os.kill(parent, signal.SIGCONT)
+    return replacement
+
+
+def test_a_worker_that_is_killed_is_replaced_and_serves(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    made = _run(data_dir, "token", "create", "--role", "signer", "--name", "sbc")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    port, udp, tcp = _free_port(), free_udp_port(), _free_port()
+    sip = f"udp:127.0.0.1:{udp}/sign,tcp:127.0.0.1:{tcp}/sign"
+    node = _serving_with_workers(data_dir, port, "--sip-listen", sip)
+    try:
+        (worker,) = child_pids(node.pid)
+        replacement = _replaced(node.pid, worker, port)
+        url = f"http://127.0.0.1:{port}"
+        _stop(node.pid)  # only the replacement can answer now
+        try:
+            # It inherited the listeners and has the store: the token is known, a
+            # wrong one is not.
+            assert [_signs_as_sbc(url, token) for _ in range(3)] == [404] * 3
+            assert _signs_as_sbc(url, "osti_not-a-token") == 401
+            assert _sip_options("udp", udp) == "SIP/2.0 200 OK"
+            assert _sip_options("tcp", tcp) == "SIP/2.0 200 OK"
+        finally:
+            os.kill(node.pid, signal.SIGCONT)
+        node.send_signal(signal.SIGTERM)
+        _, errors = node.communicate(timeout=30)
+        assert node.returncode == 0, errors
+        assert f"worker 1 (pid {worker}) killed by SIGKILL; a new one starts in 1 s" in errors
+        assert f"worker 1 started again (pid {replacement})" in errors
+        assert _gone(replacement)  # stopped with the server
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+
+
+def test_a_replacement_worker_shares_a_burst_through_the_inherited_board(
+    tmp_path: Path,
+) -> None:
+    """The replacement writes its slot of the same load board: with the first process
+    holding 16 connections, a burst goes to the replacement."""
+    port = _free_port()
+    node = _serving_with_workers(tmp_path / "data", port)
+    opened: list[socket.socket] = []
+    try:
+        (worker,) = child_pids(node.pid)
+        replacement = _replaced(node.pid, worker, port)
+        pids = [node.pid, replacement]
+        _stop(replacement)
+        try:
+            opened += _burst(port, 16, [node.pid])
+        finally:
+            os.kill(replacement, signal.SIGCONT)
+        time.sleep(0.5)  # the replacement's heartbeat is fresh again
+        opened += _burst(port, 16, pids)
+        held = _connections_held(pids, port)
+        assert held[replacement] >= 12, held
+    finally:
+        for sock in opened:
+            sock.close()
+        node.terminate()
+        node.wait(timeout=30)
+
+
+def test_workers_end_with_a_parent_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL leaves the parent no time to stop its workers; the kernel ends them, so
+    none serves on without renewals, holding the port a restarted server needs."""
+    port = _free_port()
+    node = _serving_with_workers(tmp_path / "data", port)
+    (worker,) = child_pids(node.pid)
+    node.kill()
+    node.wait(timeout=10)
+    assert _gone(worker), "the worker outlived its parent"
+    with socket.create_server(("127.0.0.1", port)):
+        pass  # the port is free again

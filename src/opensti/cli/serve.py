@@ -25,6 +25,7 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -61,7 +62,17 @@ from opensti.eventloop import run_server_loop
 from opensti.lifecycle.branding import IconFetch, refresh_icons
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
-from opensti.prefork import Balance, LoadBoard, bind_each, fork_workers, stop_workers
+from opensti.prefork import (
+    Balance,
+    Handoff,
+    LoadBoard,
+    Supervisor,
+    bind_each,
+    die_with_parent,
+    fork_workers,
+    spawn_worker,
+    stop_workers,
+)
 from opensti.repository import RepositoryApp, create_repository_app
 from opensti.sandbox.server import bind_socket
 from opensti.signing import CallSignerAdapter, Keyring, SigningService
@@ -151,6 +162,29 @@ class BoundSockets:
         for sock in (*self.http, *self.sip):
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def handoff(self, process: int) -> Handoff:
+        """What a replacement for worker ``process`` inherits (:func:`spawn_worker`)."""
+        fds = {
+            "http": tuple(sock.fileno() for sock in self.http),
+            "sip": tuple(sock.fileno() for sock in self.sip),
+            "boards": tuple(board.fd for board in self.boards),
+            "sip_board": () if self.sip_board is None else (self.sip_board.fd,),
+        }
+        return Handoff(process, os.getpid(), fds)
+
+    @classmethod
+    def inherited(cls, handoff: Handoff) -> BoundSockets:
+        """The listeners and boards of the server that started this replacement."""
+        fds = handoff.fds
+        sip_board = fds.get("sip_board", ())
+        return cls(
+            [socket.socket(fileno=fd) for fd in fds.get("http", ())],
+            [socket.socket(fileno=fd) for fd in fds.get("sip", ())],
+            [LoadBoard.attach(fd) for fd in fds.get("boards", ())],
+            LoadBoard.attach(sip_board[0]) if sip_board else None,
+            process=handoff.process,
+        )
 
 
 def check_front(options: ServeOptions) -> None:
@@ -585,6 +619,10 @@ def serve_command(
         policy=policy_from(tick, backoff_initial, backoff_max, lease_ttl, concurrency),
         worker_id=worker_id,
     )
+    # Set only when this process replaces a worker that ended (prefork.Supervisor).
+    handoff = Handoff.take()
+    if handoff is not None:
+        die_with_parent(handoff.parent)
     with open_app(ctx) as application:
         listen = sti_cr_listen or application.settings.sti_cr_listen
         if listen is not None:
@@ -592,31 +630,42 @@ def serve_command(
         options = replace(options, workers=workers or application.settings.workers)
         check_front(options)
         configure_logging(application.settings.log_level)
+        if handoff is not None:
+            _serve_as_worker(application, options, BoundSockets.inherited(handoff))
+            return
         sockets = bind_all(options)
+        parent = os.getpid()
         children = fork_workers(
             options.workers - 1,
-            lambda process: _worker(ctx, options, replace(sockets, process=process)),
+            lambda process: _worker(ctx, options, replace(sockets, process=process), parent),
             name="worker",
         )
+        supervisor = Supervisor(children, lambda process: spawn_worker(sockets.handoff(process)))
         try:
-            run_server_loop(_serve(application, options, sockets))
+            run_server_loop(_serve(application, options, sockets, supervisor))
         finally:
-            stop_workers(children)
+            stop_workers(supervisor.pids())
             sockets.close()
 
 
-def _worker(ctx: typer.Context, options: ServeOptions, sockets: BoundSockets) -> None:
-    """A forked process that answers HTTP and SIP on the inherited sockets, with a store,
-    keyring watch, verifier and call log of its own; renewals stay with the parent."""
-    serving_only = replace(options, worker=False, workers=1)
+def _worker(ctx: typer.Context, options: ServeOptions, sockets: BoundSockets, parent: int) -> None:
+    """A forked worker: a store of its own (the parent's connections stay the parent's)."""
+    die_with_parent(parent)
     with open_app(ctx) as application:
+        _serve_as_worker(application, options, sockets)
 
-        async def main() -> None:
-            stop = asyncio.Event()
-            with stop_on_signals(stop):
-                await run_server(application, serving_only, stop, sockets=sockets, first=False)
 
-        run_server_loop(main())
+def _serve_as_worker(application: App, options: ServeOptions, sockets: BoundSockets) -> None:
+    """Answer HTTP and SIP on the inherited sockets, with a keyring watch, verifier and
+    call log of this process's own; renewals stay with the parent."""
+    serving_only = replace(options, worker=False, workers=1)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        with stop_on_signals(stop):
+            await run_server(application, serving_only, stop, sockets=sockets, first=False)
+
+    run_server_loop(main())
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -642,7 +691,9 @@ def browser_url(application: App, scheme: str, host: str, port: int) -> str:
     return public.rstrip("/") if public else f"{scheme}://localhost:{port}"
 
 
-async def _serve(application: App, options: ServeOptions, sockets: BoundSockets) -> None:
+async def _serve(
+    application: App, options: ServeOptions, sockets: BoundSockets, supervisor: Supervisor
+) -> None:
     stop = asyncio.Event()
     scheme = "https" if options.tls_cert else "http"
 
@@ -657,4 +708,9 @@ async def _serve(application: App, options: ServeOptions, sockets: BoundSockets)
             console.print(f"No user yet: create the admin at {link}", highlight=False)
 
     with stop_on_signals(stop):
-        await run_server(application, options, stop, ready=announce, sockets=sockets)
+        supervising = asyncio.create_task(supervisor.run(stop))
+        try:
+            await run_server(application, options, stop, ready=announce, sockets=sockets)
+        finally:
+            stop.set()
+            await supervising
