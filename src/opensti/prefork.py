@@ -23,6 +23,7 @@ import mmap
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, MutableMapping
@@ -38,6 +39,7 @@ __all__ = [
     "BalancedAcceptor",
     "Handoff",
     "LoadBoard",
+    "SlotBoard",
     "Supervisor",
     "bind_each",
     "describe_exit",
@@ -314,14 +316,8 @@ class LoadBoard:
         """A new board for ``processes``, or (``fd``) the one a replacement worker
         inherited (:meth:`attach`)."""
         self.processes = processes
-        if fd is None:
-            # A memory file rather than an anonymous map: a worker started later (by
-            # exec, see :class:`Supervisor`) can map it from the inherited descriptor.
-            fd = os.memfd_create("opensti-load-board")
-            os.ftruncate(fd, 16 * processes)
         #: The memory file's descriptor, handed to replacement workers.
-        self.fd = fd
-        self._memory = mmap.mmap(fd, 16 * processes)  # MAP_SHARED
+        self.fd, self._memory = _shared_memory("opensti-load-board", 16 * processes, fd)
         view = memoryview(self._memory)
         self._connections = view[: 8 * processes].cast("q")
         self._beats = view[8 * processes :].cast("d")
@@ -360,6 +356,76 @@ class LoadBoard:
             for other in range(self.processes)
             if other != process
         )
+
+
+class SlotBoard:
+    """A slot of bytes per process in memory shared by the workers; each process
+    writes only its own, and any reads any (the metrics a scrape answers for all).
+
+    A slot holds a sequence number, the time it was written and its length before the
+    data. The writer makes the number odd while it writes; a reader that sees it odd,
+    or changed after its copy, reads again (a seqlock: no lock a stopped writer could
+    hold)."""
+
+    _HEADER = struct.Struct("<QdI")
+    _BOARD = struct.Struct("<II")  # processes, slot size: what :meth:`attach` reads
+
+    def __init__(self, processes: int, slot_bytes: int, fd: int | None = None) -> None:
+        self.processes = processes
+        self.slot_bytes = slot_bytes
+        size = self._BOARD.size + processes * slot_bytes
+        self.fd, self._memory = _shared_memory("opensti-slot-board", size, fd)
+        if fd is None:
+            self._BOARD.pack_into(self._memory, 0, processes, slot_bytes)
+
+    @classmethod
+    def attach(cls, fd: int) -> SlotBoard:
+        """The board behind an inherited descriptor."""
+        with mmap.mmap(fd, cls._BOARD.size) as head:
+            processes, slot_bytes = cls._BOARD.unpack_from(head, 0)
+        return cls(processes, slot_bytes, fd)
+
+    def _offset(self, process: int) -> int:
+        if not 0 <= process < self.processes:
+            raise IndexError(f"no slot {process} on a board of {self.processes}")
+        return self._BOARD.size + process * self.slot_bytes
+
+    def write(self, process: int, data: bytes, now: float) -> bool:
+        """Put ``data`` in ``process``'s slot; False (the slot unchanged) if too long."""
+        if self._HEADER.size + len(data) > self.slot_bytes:
+            return False
+        offset = self._offset(process)
+        sequence = self._HEADER.unpack_from(self._memory, offset)[0]
+        self._HEADER.pack_into(self._memory, offset, sequence + 1, 0.0, 0)
+        start = offset + self._HEADER.size
+        self._memory[start : start + len(data)] = data
+        self._HEADER.pack_into(self._memory, offset, sequence + 2, now, len(data))
+        return True
+
+    def read(self, process: int, attempts: int = 5) -> tuple[float, bytes] | None:
+        """When ``process``'s slot was written and what it holds; None if never
+        written (or a writer kept changing it)."""
+        offset = self._offset(process)
+        start = offset + self._HEADER.size
+        for _ in range(attempts):
+            sequence, written, length = self._HEADER.unpack_from(self._memory, offset)
+            if sequence % 2:
+                continue
+            data = self._memory[start : start + length]
+            if self._HEADER.unpack_from(self._memory, offset)[0] == sequence:
+                return (written, data) if sequence else None
+        return None
+
+
+def _shared_memory(name: str, size: int, fd: int | None) -> tuple[int, mmap.mmap]:
+    """A memory file of ``size`` bytes (or the inherited ``fd``), mapped shared.
+
+    A memory file rather than an anonymous map: a worker started later (by exec, see
+    :class:`Supervisor`) can map it from the inherited descriptor."""
+    if fd is None:
+        fd = os.memfd_create(name)
+        os.ftruncate(fd, size)
+    return fd, mmap.mmap(fd, size)  # MAP_SHARED
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests._servers import child_pids, free_udp_port
 from tests.lifecycle.test_serve_doors import OPENSTI, SIGNING, _env, _free_port, _run
@@ -316,3 +317,46 @@ def test_workers_end_with_a_parent_killed_outright(tmp_path: Path) -> None:
     assert _gone(worker), "the worker outlived its parent"
     with socket.create_server(("127.0.0.1", port)):
         pass  # the port is free again
+
+
+def _signed_by_worker(url: str, token: str) -> dict[str, float]:
+    """One scrape of /metrics (on a new connection: any process may answer), read by
+    Prometheus's parser: the refused signatures counted, by worker."""
+    with httpx.Client(base_url=url, trust_env=False, timeout=10) as http:
+        response = http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "opensti_calls_signed_total":
+                counts[sample.labels["worker"]] = sample.value
+    return counts
+
+
+def test_a_scrape_counts_every_worker(tmp_path: Path) -> None:
+    """Whichever process answers /metrics, it gives each one's counters under its
+    ``worker`` label: a scrape that saw only its own would jump between them."""
+    data_dir = tmp_path / "data"
+    made = _run(data_dir, "token", "create", "--role", "signer", "--name", "sbc")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    node = _serving_with_workers(data_dir, port)
+    try:
+        (worker,) = child_pids(node.pid)
+        for pid, count in ((worker, 3), (node.pid, 2)):
+            _stop(pid)  # the other process answers these
+            try:
+                assert [_signs_as_sbc(url, token) for _ in range(count)] == [404] * count
+            finally:
+                os.kill(pid, signal.SIGCONT)
+        expected = {"0": 3.0, "1": 2.0}
+        deadline = time.monotonic() + 10
+        while (counts := _signed_by_worker(url, token)) != expected:
+            assert time.monotonic() < deadline, counts  # published once a second
+            time.sleep(0.2)
+        assert [_signed_by_worker(url, token) for _ in range(6)] == [expected] * 6
+    finally:
+        node.terminate()
+        node.wait(timeout=30)

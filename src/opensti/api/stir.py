@@ -67,7 +67,7 @@ from opensti.core.passport import decode_passport
 from opensti.core.rcd import build_rcd_claims
 from opensti.core.verify import VerificationResult, Verstat
 from opensti.lifecycle.branding import IconFetch, fetch_icon_digest
-from opensti.metrics import Labels, Metrics, labels
+from opensti.metrics import Counter, Family, Gauge, Labels, Metrics, labels
 from opensti.signing import SigningService
 from opensti.verification import FailurePolicy, VerificationService
 
@@ -212,7 +212,7 @@ class STIRApp:
         self.metrics = metrics or Metrics()
         self._timer = clock
         if verifier is not None:
-            self.metrics.add_collector(lambda: _verifier_lines(verifier))
+            self.metrics.add_collector(lambda: _verifier_families(verifier))
         self._routes: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "/stir/v1/signing": self._signing,
             "/stir/v1/verification": self._verification,
@@ -428,30 +428,35 @@ def _batch(body: dict[str, Any], key: str) -> list[object]:
     return items
 
 
-def _verifier_lines(verifier: VerificationService) -> list[str]:
+def _verifier_families(verifier: VerificationService) -> list[Family]:
     stats = verifier.stats()
     cache = stats.cache
     assert cache is not None
     counters = {
-        "opensti_x5u_cache_hits_total": cache.hits,
-        "opensti_x5u_cache_misses_total": cache.misses,
-        "opensti_x5u_cache_negative_hits_total": stats.negative_hits,
-        "opensti_x5u_fetches_total": stats.fetches,
-        "opensti_x5u_fetch_errors_total": stats.fetch_errors,
-        "opensti_x5u_circuit_rejections_total": stats.circuit_rejections,
+        "opensti_x5u_cache_hits_total": ("x5u certificate cache hits.", cache.hits),
+        "opensti_x5u_cache_misses_total": ("x5u certificate cache misses.", cache.misses),
+        "opensti_x5u_cache_negative_hits_total": (
+            "x5u URLs answered from the cache of failures.",
+            stats.negative_hits,
+        ),
+        "opensti_x5u_fetches_total": ("x5u certificate fetches.", stats.fetches),
+        "opensti_x5u_fetch_errors_total": ("x5u fetches that failed.", stats.fetch_errors),
+        "opensti_x5u_circuit_rejections_total": (
+            "x5u fetches refused while the host's circuit is open.",
+            stats.circuit_rejections,
+        ),
     }
-    lines = []
-    for name, value in counters.items():
-        lines += [f"# TYPE {name} counter", f"{name} {value}"]
-    lines += ["# TYPE opensti_x5u_cache_entries gauge", f"opensti_x5u_cache_entries {cache.size}"]
-    trust = verifier.trust
-    lines += [
-        "# HELP opensti_trust_anchors STI-CA trust anchors in use (loaded) or skipped as unusable.",
-        "# TYPE opensti_trust_anchors gauge",
-        f'opensti_trust_anchors{{state="loaded"}} {trust.anchors_loaded}',
-        f'opensti_trust_anchors{{state="skipped"}} {len(trust.anchors_skipped)}',
+    families: list[Family] = [
+        Counter(name, help_, {(): value}) for name, (help_, value) in counters.items()
     ]
-    return lines
+    entries = Gauge("opensti_x5u_cache_entries", "x5u certificates cached.", {(): cache.size})
+    trust = verifier.trust
+    anchors = Gauge(
+        "opensti_trust_anchors", "STI-CA trust anchors in use (loaded) or skipped as unusable."
+    )
+    anchors.set(trust.anchors_loaded, state="loaded")
+    anchors.set(len(trust.anchors_skipped), state="skipped")
+    return [*families, entries, anchors]
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

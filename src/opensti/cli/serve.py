@@ -66,6 +66,7 @@ from opensti.prefork import (
     Balance,
     Handoff,
     LoadBoard,
+    SlotBoard,
     Supervisor,
     bind_each,
     die_with_parent,
@@ -118,6 +119,8 @@ _DEFAULTS = ReconcilePolicy()
 WATCH_POLL_SECONDS = 1.0
 #: How long ``serve`` waits for its forked workers before it says it serves anyway.
 WORKERS_START_SECONDS = 60.0
+#: Room for one process's metrics as published for a scrape (a few KiB in use).
+METRICS_SLOT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,8 @@ class BoundSockets:
     boards: list[LoadBoard] = field(default_factory=list)
     #: ...and one for the SIP listeners over TCP (None: a lone process, or no such one).
     sip_board: LoadBoard | None = None
+    #: With forked workers: each process's metrics, so a scrape answers for all.
+    metrics: SlotBoard | None = None
     #: This process's slot on the boards: 0 for the first, then each forked worker's.
     process: int = 0
 
@@ -170,6 +175,7 @@ class BoundSockets:
             "sip": tuple(sock.fileno() for sock in self.sip),
             "boards": tuple(board.fd for board in self.boards),
             "sip_board": () if self.sip_board is None else (self.sip_board.fd,),
+            "metrics": () if self.metrics is None else (self.metrics.fd,),
         }
         return Handoff(process, os.getpid(), fds)
 
@@ -177,12 +183,13 @@ class BoundSockets:
     def inherited(cls, handoff: Handoff) -> BoundSockets:
         """The listeners and boards of the server that started this replacement."""
         fds = handoff.fds
-        sip_board = fds.get("sip_board", ())
+        sip_board, metrics = fds.get("sip_board", ()), fds.get("metrics", ())
         return cls(
             [socket.socket(fileno=fd) for fd in fds.get("http", ())],
             [socket.socket(fileno=fd) for fd in fds.get("sip", ())],
             [LoadBoard.attach(fd) for fd in fds.get("boards", ())],
             LoadBoard.attach(sip_board[0]) if sip_board else None,
+            SlotBoard.attach(metrics[0]) if metrics else None,
             process=handoff.process,
         )
 
@@ -378,8 +385,13 @@ def bind_all(options: ServeOptions) -> BoundSockets:
     if options.workers == 1:
         return BoundSockets(http_bound, sip_bound)
     tcp = any(spec.transport == "tcp" for spec in options.sip_listeners)
-    boards = [LoadBoard(options.workers) for _ in http]
-    return BoundSockets(http_bound, sip_bound, boards, LoadBoard(options.workers) if tcp else None)
+    return BoundSockets(
+        http_bound,
+        sip_bound,
+        [LoadBoard(options.workers) for _ in http],
+        LoadBoard(options.workers) if tcp else None,
+        SlotBoard(options.workers, METRICS_SLOT_BYTES),
+    )
 
 
 def bind_listeners(options: ServeOptions) -> list[socket.socket]:
@@ -463,6 +475,9 @@ async def run_server(
             problems=lambda: signing_problems(keyring, options.sip_listeners),
             icon_fetch=resources.fetch,
         )
+        if sockets is not None and sockets.metrics is not None:
+            shared = stir.metrics.share(sockets.metrics, sockets.process)
+            stack.push_async_callback(_cancel, asyncio.create_task(shared.publish_every()))
         internal = Dispatcher(
             None if split else repository,
             stir,
