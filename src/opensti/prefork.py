@@ -160,9 +160,9 @@ def spawn_worker(handoff: Handoff) -> int:
     """Start this very command again as a replacement worker; its pid.
 
     A new process by exec, not a fork: the server runs an event loop and threads by
-    now, which a forked child would inherit half-way. The child gets the handoff's
-    descriptors (and only those: everything else is close-on-exec) and its environment
-    names them."""
+    now, which a forked child would inherit half-way. The child gets the standard
+    streams and the handoff's descriptors (Python opens the rest close-on-exec), and
+    its environment names them."""
     argv = [sys.executable, *sys.orig_argv[1:]]
     environ = {**os.environ, HANDOFF_ENV: handoff.encode()}
     # dup2 of a descriptor onto itself clears close-on-exec in the child alone.
