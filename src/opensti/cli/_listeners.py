@@ -1,5 +1,6 @@
 """The HTTP(S) listeners of ``opensti serve``: TLS material checked before anything
-starts, mutual TLS for the internal listener, forwarded headers only from known proxies.
+starts and loaded again when renewed, mutual TLS for the internal listener, forwarded
+headers only from known proxies.
 
 uvicorn does not tell the app whether the TLS handshake verified a client certificate,
 so the listeners' protocol (:mod:`opensti.api._http_protocol`) hands the verified chain
@@ -10,9 +11,12 @@ to the STIR API's door, on its fast path and in the ASGI TLS extension
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,9 @@ from opensti.api._http_protocol import FastPath, http_protocol
 from opensti.core.errors import InvalidInput
 from opensti.prefork import Balance, BalancedAcceptor
 
-__all__ = ["TLSMaterial", "check_tls", "uvicorn_server"]
+__all__ = ["CertificateReloader", "TLSMaterial", "check_tls", "uvicorn_server"]
+
+logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -57,6 +63,72 @@ def check_tls(material: TLSMaterial) -> None:
             raise InvalidInput(
                 f"cannot load the client CA file {str(material.client_ca)!r}: {_reason(exc)}"
             ) from None
+
+
+class CertificateReloader:
+    """Loads a renewed certificate and key into the listeners' TLS contexts, so new
+    connections get it without a restart; open ones keep theirs.
+
+    The STI-CR's Web PKI certificate is renewed every 60 to 90 days. Loaded only at
+    start, a renewal waited for a restart that is easily forgotten, and once the old
+    certificate expired every verifier failed to fetch the x5u.
+
+    The files are read once into memory, checked in a context of their own, then
+    loaded from that copy: a renewal caught half-written (the certificate new, the key
+    not yet) is refused whole, and never leaves a live context with a certificate whose
+    key it lacks. It is tried again when the files change again."""
+
+    def __init__(self, material: TLSMaterial, contexts: Sequence[ssl.SSLContext]) -> None:
+        self._files = (material.cert, material.key)
+        self._contexts = list(contexts)
+        self._seen = self._stat()
+
+    def _stat(self) -> tuple[tuple[int, ...], ...] | None:
+        try:
+            stats = [os.stat(path) for path in self._files]
+        except OSError:
+            return None
+        return tuple((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in stats)
+
+    def check(self) -> bool:
+        """Load the files if they changed and load; True when they were loaded."""
+        seen = self._stat()
+        if seen is None or seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            pem = b"".join(path.read_bytes().rstrip() + b"\n" for path in self._files)
+            with _in_memory(pem) as path:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(path)
+                for context in self._contexts:
+                    context.load_cert_chain(path)
+        except OSError as exc:  # ssl.SSLError is an OSError
+            logger.warning(
+                "the TLS certificate %s or its key changed but does not load (%s): "
+                "still serving the previous one",
+                self._files[0],
+                _reason(exc),
+            )
+            return False
+        logger.info("TLS certificate %s loaded again: new connections get it", self._files[0])
+        return True
+
+    async def run(self, seconds: float) -> None:
+        """Check every ``seconds`` until cancelled (with the server)."""
+        while True:
+            await asyncio.sleep(seconds)
+            self.check()
+
+
+@contextlib.contextmanager
+def _in_memory(data: bytes) -> Iterator[str]:
+    """A path to ``data`` that is never on disk (``ssl`` loads keys from paths only)."""
+    fd = os.memfd_create("opensti-tls")
+    try:
+        os.write(fd, data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def _reason(exc: OSError) -> str:

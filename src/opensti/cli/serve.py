@@ -43,7 +43,7 @@ from opensti.app import App
 from opensti.calls import CallLog, keyring_certificates
 from opensti.cli._app import app, console, err_console
 from opensti.cli._context import open_app
-from opensti.cli._listeners import TLSMaterial, check_tls, uvicorn_server
+from opensti.cli._listeners import CertificateReloader, TLSMaterial, check_tls, uvicorn_server
 from opensti.cli.lifecycle_loop import (
     BackoffInitialOption,
     BackoffMaxOption,
@@ -530,6 +530,11 @@ async def run_server(
         while not all(x.server.started for x in listeners) and not any(t.done() for t in serving):
             await asyncio.sleep(0.01)
         started = all(x.server.started for x in listeners)
+        if started and tls is not None:
+            contexts = [x.server.config.ssl for x in listeners if x.server.config.ssl]
+            reloader = CertificateReloader(tls, contexts)
+            reloading = asyncio.create_task(reloader.run(settings.tls_reload_seconds))
+            stack.push_async_callback(_cancel, reloading)
         if ready is not None and started and sockets.boards:
             await _workers_serving(sockets.boards[0])
         if ready is not None and started:
