@@ -4,7 +4,10 @@ whole (the previous certificate stays served)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
+import json
+import os
 import re
 import shutil
 import signal
@@ -15,7 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from opensti.cli._listeners import CertificateReloader, TLSMaterial
 from tests._servers import TLSFiles, make_tls_files
 from tests.lifecycle.test_serve_doors import OPENSTI, _env, _free_port
 
@@ -104,3 +109,54 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path, worke
     assert f"TLS certificate {cert} loaded again" in errors
     assert "changed but does not load" in errors
     assert "still serving the previous one" in errors
+
+
+def test_a_certificate_near_its_end_is_a_health_problem(tmp_path: Path) -> None:
+    """The test certificate is valid for a day: inside the 14-day warning, then past
+    its end; a renewal loaded clears the warning."""
+    files = make_tls_files(tmp_path / "tls", label="short")
+    reloader = CertificateReloader(TLSMaterial(files.cert_pem, files.key_pem))
+    assert reloader.not_after is not None
+    now = reloader.not_after - dt.timedelta(days=1)
+    (problem,) = reloader.problems(now)
+    assert problem == (
+        f"the TLS certificate {files.cert_pem} expires in 1.0 days: renew it "
+        "(it is loaded without a restart)"
+    )
+    (problem,) = reloader.problems(reloader.not_after + dt.timedelta(seconds=1))
+    assert "expired at" in problem
+    assert reloader.problems(reloader.not_after - CertificateReloader.EXPIRY_WARNING) == []
+    # A renewal with a later end is what the warning is measured on, once loaded.
+    later = make_tls_files(tmp_path / "later", label="later")
+    shutil.copyfile(later.cert_pem, files.cert_pem)
+    shutil.copyfile(later.key_pem, files.key_pem)
+    os.utime(files.cert_pem, ns=(0, time.time_ns() + 10**9))  # a new mtime, surely
+    assert reloader.check()
+    assert (
+        reloader.not_after
+        == x509.load_pem_x509_certificate(later.cert_pem.read_bytes()).not_valid_after_utc
+    )
+
+
+def test_health_reports_the_certificate_near_its_end(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "tls", label="short")
+    port = _free_port()
+    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
+    command += ["--port", str(port), "--tls-cert", str(files.cert_pem)]
+    command += ["--tls-key", str(files.key_pem)]
+    node = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout is not None
+        assert "serving on https://" in node.stdout.readline()
+        trusting = ssl.create_default_context(cafile=str(files.root_pem))
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=trusting)
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()  # an idle TLS client holds the stop for its close_notify
+        assert response.status == 200  # degraded, still serving
+        assert body["status"] == "degraded"
+        assert any(f"TLS certificate {files.cert_pem} expires in" in p for p in body["problems"])
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=30)

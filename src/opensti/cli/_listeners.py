@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from cryptography import x509
 
 from opensti.api._http_protocol import FastPath, http_protocol
 from opensti.core.errors import InvalidInput
@@ -78,10 +80,36 @@ class CertificateReloader:
     not yet) is refused whole, and never leaves a live context with a certificate whose
     key it lacks. It is tried again when the files change again."""
 
-    def __init__(self, material: TLSMaterial, contexts: Sequence[ssl.SSLContext]) -> None:
+    #: Within this much of its expiry the served certificate is a ``/health`` problem.
+    EXPIRY_WARNING = dt.timedelta(days=14)
+
+    def __init__(self, material: TLSMaterial) -> None:
         self._files = (material.cert, material.key)
-        self._contexts = list(contexts)
+        self._contexts: list[ssl.SSLContext] = []
         self._seen = self._stat()
+        #: The served certificate's expiry (None if its file no longer parses).
+        self.not_after = _not_after(material.cert.read_bytes())
+
+    def watch(self, contexts: Sequence[ssl.SSLContext]) -> None:
+        """The listeners' contexts (made as they start) that renewals are loaded into."""
+        self._contexts = list(contexts)
+
+    def problems(self, now: dt.datetime | None = None) -> list[str]:
+        """The served certificate expiring or expired, for ``/health``: a renewal that
+        does not reach the files would otherwise show only when verifiers fail."""
+        if self.not_after is None:
+            return []
+        now = now or dt.datetime.now(dt.UTC)
+        name = self._files[0]
+        if self.not_after <= now:
+            return [f"the TLS certificate {name} expired at {self.not_after:%Y-%m-%d %H:%M} UTC"]
+        if self.not_after - now < self.EXPIRY_WARNING:
+            days = (self.not_after - now).total_seconds() / 86400
+            return [
+                f"the TLS certificate {name} expires in {days:.1f} days: renew it "
+                "(it is loaded without a restart)"
+            ]
+        return []
 
     def _stat(self) -> tuple[tuple[int, ...], ...] | None:
         try:
@@ -97,8 +125,8 @@ class CertificateReloader:
             return False
         self._seen = seen
         try:
-            pem = b"".join(path.read_bytes().rstrip() + b"\n" for path in self._files)
-            with _in_memory(pem) as path:
+            cert, key = (path.read_bytes() for path in self._files)
+            with _in_memory(cert.rstrip() + b"\n" + key) as path:
                 ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(path)
                 for context in self._contexts:
                     context.load_cert_chain(path)
@@ -110,6 +138,7 @@ class CertificateReloader:
                 _reason(exc),
             )
             return False
+        self.not_after = _not_after(cert)
         logger.info("TLS certificate %s loaded again: new connections get it", self._files[0])
         return True
 
@@ -118,6 +147,14 @@ class CertificateReloader:
         while True:
             await asyncio.sleep(seconds)
             self.check()
+
+
+def _not_after(pem: bytes) -> dt.datetime | None:
+    """The expiry of the first certificate in ``pem`` (the server's own, in a chain)."""
+    try:
+        return x509.load_pem_x509_certificate(pem).not_valid_after_utc
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager

@@ -286,6 +286,14 @@ def signing_problems(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> tup
     return snapshot.problems() if signs or snapshot.entries else ()
 
 
+def _problems(
+    keyring: Keyring, listeners: Sequence[ListenerSpec], tls: CertificateReloader | None
+) -> list[str]:
+    """What ``/health`` reports as degraded: calls that would go unsigned, and the
+    HTTPS certificate near its end."""
+    return [*signing_problems(keyring, listeners), *(tls.problems() if tls else ())]
+
+
 def _warn_unserved(keyring: Keyring, listeners: Sequence[ListenerSpec]) -> None:
     """Say at start which sign listeners no entry can serve, and why."""
     problems = signing_problems(keyring, listeners)
@@ -456,6 +464,7 @@ async def run_server(
     )
     # One call log for SIP and REST: every signed and verified call, written in batches
     # off the request path.
+    reloader = None if tls is None else CertificateReloader(tls)
     call_log = CallLog.from_settings(
         application.database, settings, certificate_for_x5u=keyring_certificates(keyring)
     )
@@ -472,7 +481,7 @@ async def run_server(
             verifier,
             access=stir_access(application),
             health=application.database.health,
-            problems=lambda: signing_problems(keyring, options.sip_listeners),
+            problems=lambda: _problems(keyring, options.sip_listeners, reloader),
             icon_fetch=resources.fetch,
         )
         if sockets is not None and sockets.metrics is not None:
@@ -530,9 +539,8 @@ async def run_server(
         while not all(x.server.started for x in listeners) and not any(t.done() for t in serving):
             await asyncio.sleep(0.01)
         started = all(x.server.started for x in listeners)
-        if started and tls is not None:
-            contexts = [x.server.config.ssl for x in listeners if x.server.config.ssl]
-            reloader = CertificateReloader(tls, contexts)
+        if started and reloader is not None:
+            reloader.watch([x.server.config.ssl for x in listeners if x.server.config.ssl])
             reloading = asyncio.create_task(reloader.run(settings.tls_reload_seconds))
             stack.push_async_callback(_cancel, reloading)
         if ready is not None and started and sockets.boards:
