@@ -35,6 +35,7 @@ from opensti.core.errors import InvalidInput
 
 __all__ = [
     "HANDOFF_ENV",
+    "SSL_SHUTDOWN_SECONDS",
     "Balance",
     "BalancedAcceptor",
     "Handoff",
@@ -436,6 +437,11 @@ class Balance:
     process: int
 
 
+#: How long a TLS connection being closed waits for the client's close_notify
+#: (asyncio's default is 30 s: one idle kept-alive client then held a stop that long).
+SSL_SHUTDOWN_SECONDS = 2.0
+
+
 class BalancedAcceptor:
     """Accepts on a listening socket shared by forked workers, one connection per wake,
     and leaves a connection to a less loaded live worker when there is one.
@@ -527,7 +533,13 @@ class BalancedAcceptor:
             return
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        task = loop.create_task(loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl))
+        if self._ssl is None:
+            connected = loop.connect_accepted_socket(self._factory, conn)
+        else:
+            connected = loop.connect_accepted_socket(
+                self._factory, conn, ssl=self._ssl, ssl_shutdown_timeout=SSL_SHUTDOWN_SECONDS
+            )
+        task = loop.create_task(connected)
         self._handshakes.add(task)
         task.add_done_callback(self._handshake_done)
 

@@ -1,6 +1,6 @@
 """``opensti serve`` loads a renewed TLS certificate without a restart: new
 connections get it, open ones keep theirs, and files caught half-written are refused
-whole (the previous certificate stays served)."""
+whole (the previous certificate stays served); an idle TLS client does not hold a stop."""
 
 from __future__ import annotations
 
@@ -160,3 +160,35 @@ def test_health_reports_the_certificate_near_its_end(tmp_path: Path) -> None:
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=30)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_idle_tls_client_does_not_hold_the_stop(tmp_path: Path, workers: str) -> None:
+    """A kept-alive client that reads nothing never answers the server's close_notify;
+    asyncio waits 30 s for it by default, and the stop waited with it."""
+    files = make_tls_files(tmp_path / "tls")
+    port = _free_port()
+    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
+    command += ["--port", str(port), "--tls-cert", str(files.cert_pem)]
+    command += ["--tls-key", str(files.key_pem), "--workers", workers]
+    node = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, text=True)
+    idle: list[http.client.HTTPSConnection] = []
+    try:
+        assert node.stdout is not None
+        assert "serving on https://" in node.stdout.readline()
+        trusting = ssl.create_default_context(cafile=str(files.root_pem))
+        for _ in range(4):  # some on each process
+            connection = http.client.HTTPSConnection("127.0.0.1", port, context=trusting)
+            connection.request("GET", "/health")
+            assert connection.getresponse().read()
+            idle.append(connection)
+        stopping = time.monotonic()
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=60) == 0
+        assert time.monotonic() - stopping < 10
+    finally:
+        for connection in idle:
+            connection.close()
+        if node.poll() is None:
+            node.kill()
+            node.wait()

@@ -27,7 +27,7 @@ from cryptography import x509
 
 from opensti.api._http_protocol import FastPath, http_protocol
 from opensti.core.errors import InvalidInput
-from opensti.prefork import Balance, BalancedAcceptor
+from opensti.prefork import Balance, BalancedAcceptor, LoadBoard
 
 __all__ = ["CertificateReloader", "TLSMaterial", "check_tls", "uvicorn_server"]
 
@@ -218,8 +218,8 @@ def uvicorn_server(
 ) -> uvicorn.Server:
     """A uvicorn server for one listener (its socket is given to ``serve`` later);
     ``stir``: the STIR API that ``app`` routes to, answered on the protocol's fast path;
-    ``balance``: the listener is shared with forked workers (a lone process keeps
-    uvloop's accept, which costs less per connection)."""
+    ``balance``: the listener is shared with forked workers (a lone process on plain
+    HTTP keeps uvloop's accept, which costs less per connection)."""
     config: dict[str, Any] = {
         "lifespan": "off",
         "log_level": log_level.lower(),
@@ -237,6 +237,11 @@ def uvicorn_server(
                 ssl_ca_certs=str(tls.client_ca),
                 ssl_cert_reqs=ssl.CERT_OPTIONAL,
             )
+    if balance is None and tls is not None:
+        # Alone, too, TLS connections come through opensti's accept: a connection being
+        # closed then waits 2 s for the client's close_notify, not asyncio's 30 (one
+        # idle kept-alive client held every stop that long).
+        balance = Balance(LoadBoard(1), 0)
     if balance is not None:
         return _BalancedServer(uvicorn.Config(app, **config), balance)
     return uvicorn.Server(uvicorn.Config(app, **config))
