@@ -152,6 +152,29 @@ def _burst(
     return burst
 
 
+def _burst_goes_to(
+    worker: int,
+    first: int,
+    port: int,
+    opened: list[socket.socket],
+    exchange: Exchange = _http_health,
+) -> None:
+    """``first`` takes 16 connections while ``worker`` is stopped; a burst of 16 more
+    must then go mostly (at least 12) to ``worker``. Every connection lands in
+    ``opened``, for the caller to close."""
+    pids = [first, worker]
+    _stop(worker)
+    try:
+        opened += _burst(port, 16, [first], exchange)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert _connections_held(pids, port) == {first: 16, worker: 0}
+    time.sleep(0.5)  # the worker's heartbeat is fresh again
+    opened += _burst(port, 16, pids, exchange)
+    held = _connections_held(pids, port)
+    assert held[worker] >= 12, held
+
+
 def _serving_with_workers(data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
     command = [OPENSTI, "--data-dir", str(data_dir), "serve", "--no-worker"]
     command += ["--insecure-http", "--port", str(port), "--workers", "2", *args]
@@ -176,17 +199,7 @@ def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path, do
     opened: list[socket.socket] = []
     try:
         (worker,) = child_pids(node.pid)
-        pids = [node.pid, worker]
-        _stop(worker)
-        try:
-            opened += _burst(port, 16, [node.pid], exchange)
-        finally:
-            os.kill(worker, signal.SIGCONT)
-        assert _connections_held(pids, port) == {node.pid: 16, worker: 0}
-        time.sleep(0.5)  # the worker's heartbeat is fresh again
-        opened += _burst(port, 16, pids, exchange)
-        held = _connections_held(pids, port)
-        assert held[worker] >= 12, held
+        _burst_goes_to(worker, node.pid, port, opened, exchange)
     finally:
         for sock in opened:
             sock.close()
@@ -289,16 +302,7 @@ def test_a_replacement_worker_shares_a_burst_through_the_inherited_board(
     try:
         (worker,) = child_pids(node.pid)
         replacement = _replaced(node.pid, worker, port)
-        pids = [node.pid, replacement]
-        _stop(replacement)
-        try:
-            opened += _burst(port, 16, [node.pid])
-        finally:
-            os.kill(replacement, signal.SIGCONT)
-        time.sleep(0.5)  # the replacement's heartbeat is fresh again
-        opened += _burst(port, 16, pids)
-        held = _connections_held(pids, port)
-        assert held[replacement] >= 12, held
+        _burst_goes_to(replacement, node.pid, port, opened)
     finally:
         for sock in opened:
             sock.close()
