@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sip_support import (
     DEST,
     ORIG,
@@ -507,3 +508,28 @@ async def test_idle_tcp_connections_are_closed(call_signer: DemoSigner) -> None:
         tcp_client(server.address("tcp")) as client,
     ):
         assert await client.closed_by_peer()
+
+
+async def test_responses_are_counted_for_metrics(server: SIPServer) -> None:
+    """Every response a listener sends, by status code, over UDP and TCP; read back as
+    Prometheus's parser reads /metrics."""
+    udp = address_of(server, "udp", Mode.SIGN)
+    invite = request(headers=[PAI])
+    async with udp_client(udp) as client:
+        assert (await client.exchange(invite)).status == 302
+        assert (await client.exchange(invite)).status == 302  # a retransmission, resent
+        assert (await client.exchange(request("REGISTER"))).status == 405
+    async with tcp_client(address_of(server, "tcp", Mode.SIGN)) as tcp:
+        await tcp.send(request("OPTIONS"))
+        assert (await tcp.receive()).status == 200
+    text = "\n".join(line for family in server.metric_families() for line in family.render())
+    counts = {
+        (sample.labels["listener"], sample.labels["code"]): sample.value
+        for family in text_string_to_metric_families(text + "\n")
+        for sample in family.samples
+    }
+    assert counts == {
+        ("udp:127.0.0.1:0/sign", "302"): 2,
+        ("udp:127.0.0.1:0/sign", "405"): 1,
+        ("tcp:127.0.0.1:0/sign", "200"): 1,
+    }

@@ -510,6 +510,7 @@ async def run_server(
                 balance=None if sockets is None else sockets.sip_balance(),
             )
             await stack.enter_async_context(sip_server)
+            stir.metrics.add_collector(sip_server.metric_families)
         if sockets is None:
             sockets = BoundSockets(bind_listeners(options), [])
         bound, balance = sockets.http, sockets.balance

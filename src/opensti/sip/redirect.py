@@ -324,6 +324,9 @@ class RedirectHandler:
         )
         self._log = log
         self._reliable = reliable
+        #: Responses sent on this listener by status code (b"302"), for ``/metrics``:
+        #: counted by the transport that sends them.
+        self.sent: dict[bytes, int] = {}
         self.transactions = ServerTransactions(
             lifetime=policy.transaction_lifetime,
             max_completed=0 if reliable else policy.max_transactions,

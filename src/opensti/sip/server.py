@@ -39,6 +39,7 @@ from typing import Any, cast
 
 from opensti.core.errors import InvalidInput, SIPParseError
 from opensti.eventloop import run_server_loop
+from opensti.metrics import Counter, Family, labels
 from opensti.prefork import Balance, BalancedAcceptor, fork_workers
 from opensti.sip.message import (
     MAX_MESSAGE_SIZE,
@@ -242,6 +243,9 @@ class _UDPEndpoint:
     def _send(self, payload: bytes, addr: Any) -> None:
         if self._closed:
             return
+        sent = self._handler.sent
+        code = payload[8:11]  # "SIP/2.0 302 ..."
+        sent[code] = sent.get(code, 0) + 1
         if not self._queue:
             try:
                 self._sock.sendto(payload, addr)
@@ -333,6 +337,9 @@ class _TCPProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        sent = self._handler.sent
+        code = payload[8:11]  # "SIP/2.0 302 ..."
+        sent[code] = sent.get(code, 0) + 1
         if transport.get_write_buffer_size() > self._limits.max_tcp_write_buffer:
             logger.debug("dropping TCP peer %s that does not read", self._peer)
             transport.abort()
@@ -437,6 +444,18 @@ class SIPServer:
             (spec, handler.transactions.info())
             for spec, handler in zip(self._listeners, self._handlers, strict=True)
         ]
+
+    def metric_families(self) -> list[Family]:
+        """The responses each listener sent, for ``/metrics``."""
+        sent = Counter(
+            "opensti_sip_responses_total",
+            "SIP responses sent (retransmissions included), by listener and status code.",
+        )
+        for spec, handler in zip(self._listeners, self._handlers, strict=True):
+            for code, count in handler.sent.items():
+                key = labels(listener=str(spec), code=code.decode("ascii", "replace"))
+                sent.inc_at(key, count)
+        return [sent]
 
     def admit(self, connection: _TCPProtocol) -> bool:
         if len(self._connections) >= self._limits.max_tcp_connections:
