@@ -303,9 +303,9 @@ class LoadBoard:
     """Each process's open connections and heartbeat, in memory shared across the fork,
     so a worker can tell whether it holds more than the least loaded live one.
 
-    Anonymous shared memory made before the fork: every process sees every slot, and
-    each writes only its own, so no lock is needed (a stale count misplaces one
-    connection at worst)."""
+    A shared memory file made before the fork (and inherited by replacements): every
+    process sees every slot, and each writes only its own, so no lock is needed (a
+    stale count misplaces one connection at worst)."""
 
     #: A process silent this long (stopped, or stuck in one long request) is left out,
     #: so the others take connections rather than wait for it.
