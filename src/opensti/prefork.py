@@ -163,7 +163,8 @@ def spawn_worker(handoff: Handoff) -> int:
     A new process by exec, not a fork: the server runs an event loop and threads by
     now, which a forked child would inherit half-way. The child gets the standard
     streams and the handoff's descriptors (Python opens the rest close-on-exec), and
-    its environment names them."""
+    its environment names them. Call it from the main thread: the child's parent-death
+    signal (:func:`die_with_parent`) fires when the thread that started it ends."""
     argv = [sys.executable, *sys.orig_argv[1:]]
     environ = {**os.environ, HANDOFF_ENV: handoff.encode()}
     # dup2 of a descriptor onto itself clears close-on-exec in the child alone.
