@@ -185,7 +185,7 @@ def test_an_idle_tls_client_does_not_hold_the_stop(tmp_path: Path, workers: str)
         stopping = time.monotonic()
         node.send_signal(signal.SIGTERM)
         assert node.wait(timeout=60) == 0
-        assert time.monotonic() - stopping < 10
+        assert time.monotonic() - stopping < 20  # asyncio alone waits 30 s per client
     finally:
         for connection in idle:
             connection.close()
