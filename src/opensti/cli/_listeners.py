@@ -119,7 +119,8 @@ class CertificateReloader:
         return tuple((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in stats)
 
     def check(self) -> bool:
-        """Load the files if they changed and load; True when they were loaded."""
+        """Load the files into the contexts if they changed and load together; True
+        when they were loaded."""
         seen = self._stat()
         if seen is None or seen == self._seen:
             return False

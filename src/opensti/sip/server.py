@@ -243,9 +243,7 @@ class _UDPEndpoint:
     def _send(self, payload: bytes, addr: Any) -> None:
         if self._closed:
             return
-        sent = self._handler.sent
-        code = payload[8:11]  # "SIP/2.0 302 ..."
-        sent[code] = sent.get(code, 0) + 1
+        _count_sent(self._handler, payload)
         if not self._queue:
             try:
                 self._sock.sendto(payload, addr)
@@ -281,6 +279,12 @@ class _UDPEndpoint:
             self._loop.remove_writer(self._fd)
             self._queue.clear()
         self._sock.close()
+
+
+def _count_sent(handler: RedirectHandler, payload: bytes) -> None:
+    """Count a response for ``/metrics`` (:meth:`SIPServer.metric_families`)."""
+    code = payload[8:11]  # "SIP/2.0 302 ..."
+    handler.sent[code] = handler.sent.get(code, 0) + 1
 
 
 class _TCPProtocol(asyncio.Protocol):
@@ -337,9 +341,7 @@ class _TCPProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        sent = self._handler.sent
-        code = payload[8:11]  # "SIP/2.0 302 ..."
-        sent[code] = sent.get(code, 0) + 1
+        _count_sent(self._handler, payload)
         if transport.get_write_buffer_size() > self._limits.max_tcp_write_buffer:
             logger.debug("dropping TCP peer %s that does not read", self._peer)
             transport.abort()
