@@ -205,6 +205,8 @@ class _Worker:
     delay: float = 0.0
     #: When the replacement of an ended worker starts.
     restart_at: float = 0.0
+    #: How many times this slot's worker was started again.
+    restarts: int = 0
 
 
 class Supervisor:
@@ -232,8 +234,10 @@ class Supervisor:
         self._clock = clock
         now = clock()
         self._workers = [_Worker(n, pid, now) for n, pid in enumerate(children, start=1)]
-        #: How many replacements were started, for tests and the log.
-        self.replaced = 0
+
+    def restarts(self) -> dict[int, int]:
+        """How many times each worker slot (1 to N-1) was started again."""
+        return {worker.number: worker.restarts for worker in self._workers}
 
     def pids(self) -> list[int]:
         """The workers running now (to stop them with the server)."""
@@ -287,7 +291,7 @@ class Supervisor:
             )
             return
         worker.started = now
-        self.replaced += 1
+        worker.restarts += 1
         logger.warning("worker %d started again (pid %d)", worker.number, worker.pid)
 
 

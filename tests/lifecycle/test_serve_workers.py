@@ -279,6 +279,11 @@ def test_a_worker_that_is_killed_is_replaced_and_serves(tmp_path: Path) -> None:
             assert _sip_options("tcp", tcp) == "SIP/2.0 200 OK"
         finally:
             os.kill(node.pid, signal.SIGCONT)
+        # /metrics counts the restart (the first process's series, whoever answers).
+        deadline = time.monotonic() + 10
+        while _restarts(url, token) != {"1": 1.0}:
+            assert time.monotonic() < deadline, _restarts(url, token)
+            time.sleep(0.2)
         node.send_signal(signal.SIGTERM)
         _, errors = node.communicate(timeout=30)
         assert node.returncode == 0, errors
@@ -323,18 +328,28 @@ def test_workers_end_with_a_parent_killed_outright(tmp_path: Path) -> None:
         pass  # the port is free again
 
 
-def _signed_by_worker(url: str, token: str) -> dict[str, float]:
+def _scraped(url: str, token: str, name: str, label: str) -> dict[str, float]:
     """One scrape of /metrics (on a new connection: any process may answer), read by
-    Prometheus's parser: the refused signatures counted, by worker."""
+    Prometheus's parser: the samples of ``name``, by the value of ``label``."""
     with httpx.Client(base_url=url, trust_env=False, timeout=10) as http:
         response = http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == "opensti_calls_signed_total":
-                counts[sample.labels["worker"]] = sample.value
-    return counts
+    return {
+        sample.labels[label]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def _signed_by_worker(url: str, token: str) -> dict[str, float]:
+    """The refused signatures counted, by worker."""
+    return _scraped(url, token, "opensti_calls_signed_total", "worker")
+
+
+def _restarts(url: str, token: str) -> dict[str, float]:
+    """The workers started again, by slot."""
+    return _scraped(url, token, "opensti_worker_restarts_total", "slot")
 
 
 def test_a_scrape_counts_every_worker(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ from opensti.eventloop import run_server_loop
 from opensti.lifecycle.branding import IconFetch, refresh_icons
 from opensti.lifecycle.keyring_watch import KeyringWatcher
 from opensti.lifecycle.reconcile import ReconcileHooks, ReconcilePolicy, reconciler_for
+from opensti.metrics import Collector, Counter, Family, labels
 from opensti.prefork import (
     Balance,
     Handoff,
@@ -443,6 +444,7 @@ async def run_server(
     ready: Callable[..., None] | None = None,
     sockets: BoundSockets | None = None,
     first: bool = True,
+    collectors: Sequence[Collector] = (),
 ) -> None:
     """Serve until ``stop`` is set; ``ready`` gets the internal address once it listens,
     then the public STI-CR's (with ``public=True``) when it has a listener of its own.
@@ -484,6 +486,8 @@ async def run_server(
             problems=lambda: _problems(keyring, options.sip_listeners, reloader),
             icon_fetch=resources.fetch,
         )
+        for collector in collectors:
+            stir.metrics.add_collector(collector)
         if sockets is not None and sockets.metrics is not None:
             shared = stir.metrics.share(sockets.metrics, sockets.process)
             stack.push_async_callback(_cancel, asyncio.create_task(shared.publish_every()))
@@ -697,6 +701,16 @@ def _serve_as_worker(application: App, options: ServeOptions, sockets: BoundSock
     run_server_loop(main())
 
 
+def _restart_families(supervisor: Supervisor) -> list[Family]:
+    """The workers started again, for ``/metrics``: a rise is a worker crashing."""
+    restarts = Counter(
+        "opensti_worker_restarts_total", "Workers started again after they ended, by slot."
+    )
+    for slot, count in supervisor.restarts().items():
+        restarts.inc_at(labels(slot=str(slot)), count)
+    return [restarts]
+
+
 def _host_port(value: str) -> tuple[str, int]:
     try:
         return split_host_port(value)
@@ -739,7 +753,14 @@ async def _serve(
     with stop_on_signals(stop):
         supervising = asyncio.create_task(supervisor.run(stop))
         try:
-            await run_server(application, options, stop, ready=announce, sockets=sockets)
+            await run_server(
+                application,
+                options,
+                stop,
+                ready=announce,
+                sockets=sockets,
+                collectors=[functools.partial(_restart_families, supervisor)],
+            )
         finally:
             stop.set()
             await supervising
