@@ -189,6 +189,21 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> int:
         raise AssertionError(f"a worker did not stop on SIGTERM: {stderr}") from None
 
 
+def stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
+    """:func:`stop_worker` on each, every one of them even when one does not stop (that
+    one fails the test after the others are stopped, rather than leave them running)."""
+    codes: dict[str, int] = {}
+    failures: list[AssertionError] = []
+    for name, worker in workers.items():
+        try:
+            codes[name] = stop_worker(worker)
+        except AssertionError as failure:
+            failures.append(failure)
+    if failures:
+        raise failures[0]
+    return codes
+
+
 def held_in_flight(world: World, holder: str, *, alive: bool = True) -> dict[int, dt.datetime]:
     """Entries ``holder`` leases (unexpired, if ``alive``) while one of their
     certificates is pending: id -> lease expiry."""
@@ -267,7 +282,7 @@ def kill_one_worker_mid_renewal(
 
         wait_for(finished, timeout, "every entry renewed and w0's entries taken over")
     finally:
-        codes = {name: stop_worker(worker) for name, worker in workers.items()}
+        codes = stop_workers(workers)
     return TakeoverRun(killed_at, held, codes)
 
 
