@@ -264,10 +264,7 @@ class Supervisor:
             code = _exit_code(worker.pid)
             if code is None:
                 continue
-            young = now - worker.started < self.STEADY_SECONDS
-            worker.delay = min(self.MAX_DELAY, 2 * worker.delay) if young else 0.0
-            worker.delay = max(worker.delay, self.FIRST_DELAY)
-            worker.restart_at = now + worker.delay
+            self._back_off(worker, now, young=now - worker.started < self.STEADY_SECONDS)
             logger.error(
                 "worker %d (pid %d) %s; a new one starts in %g s",
                 worker.number,
@@ -277,12 +274,18 @@ class Supervisor:
             )
             worker.pid = None
 
+    def _back_off(self, worker: _Worker, now: float, *, young: bool) -> None:
+        """Schedule ``worker``'s next start: the first pause, or (after a start that
+        did not last) twice the last one, up to the longest."""
+        doubled = min(self.MAX_DELAY, 2 * worker.delay) if young else 0.0
+        worker.delay = max(doubled, self.FIRST_DELAY)
+        worker.restart_at = now + worker.delay
+
     def _replace(self, worker: _Worker, now: float) -> None:
         try:
             worker.pid = self._spawn(worker.number)
         except OSError as exc:
-            worker.delay = min(self.MAX_DELAY, 2 * worker.delay)
-            worker.restart_at = now + worker.delay
+            self._back_off(worker, now, young=True)
             logger.error(
                 "cannot start worker %d: %s; trying again in %g s",
                 worker.number,
