@@ -34,6 +34,7 @@ __all__ = [
     "TLSFiles",
     "child_pids",
     "client_env",
+    "free_port",
     "free_udp_port",
     "make_client_pki",
     "make_tls_files",
@@ -61,11 +62,51 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def _port_block() -> range:
+    """This test process's own ports, all below the kernel's ephemeral range.
+
+    A port found by binding to 0 and closing again is one the kernel hands out next to
+    anyone: to another xdist worker's probe, or as the local port of any outgoing
+    connection, before the server under test binds it ("Address already in use" once in
+    a few thousand runs). Ports below ``ip_local_port_range`` are never handed out that
+    way, and each xdist worker takes a block of its own, so nobody else picks ours.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    low, high = 10000, max(ephemeral_low, 10000 + 64 * 8)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    size = (high - low) // workers
+    start = low + int(worker or 0) % workers * size
+    return range(start, start + size)
+
+
+_PORTS = _port_block()
+_next_port = iter(_PORTS)
+
+
+def _bindable(port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(*, tcp: bool = True, udp: bool = False) -> int:
+    """A port on 127.0.0.1 free now for the protocols asked, that no other test process
+    and no outgoing connection will take before a server under test binds it; each call
+    gives a different one."""
+    kinds = [socket.SOCK_STREAM] * tcp + [socket.SOCK_DGRAM] * udp
+    for port in _next_port:
+        if all(_bindable(port, kind) for kind in kinds):
+            return port
+    raise RuntimeError(f"no free port left in {_PORTS}")
+
+
 def free_udp_port() -> int:
-    """A UDP port free on 127.0.0.1 now (for a SIP listener of a subprocess)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A UDP port free on 127.0.0.1 (for a SIP listener of a subprocess)."""
+    return free_port(tcp=False, udp=True)
 
 
 @dataclass(frozen=True)

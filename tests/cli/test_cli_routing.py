@@ -21,7 +21,7 @@ import pytest
 from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.sip.message import SIPResponse
-from tests._servers import client_env, free_udp_port
+from tests._servers import client_env, free_port, free_udp_port
 from tests.cli.test_cli_certificates import (
     OPENSTI,
     _account,
@@ -31,7 +31,6 @@ from tests.cli.test_cli_certificates import (
     world,
 )
 from tests.lifecycle.acquire_support import World
-from tests.lifecycle.reconcile_support import free_socket
 from tests.sandbox.conftest import clock, sandbox_factory
 from tests.sip.sip_support import needs_sipp, request, run_sipp, udp_client
 
@@ -60,11 +59,6 @@ def _readme_flow(world: World) -> dict[str, Any]:
     second = run_json(world, "cert", "request", "west")
     assert second["notes"] == []  # the default stays where it is
     return {entry["name"]: entry for entry in run_json(world, "cert", "list")}
-
-
-def free_port() -> int:
-    with free_socket() as sock:
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

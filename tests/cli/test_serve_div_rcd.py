@@ -22,9 +22,9 @@ from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.core.rcd import rcdi_digest
 from opensti.sip.message import SIPResponse
-from tests._servers import Route, free_udp_port, make_tls_files, serve
+from tests._servers import Route, free_port, free_udp_port, make_tls_files, serve
 from tests.cli.test_cli_certificates import assert_refused, run_json, world
-from tests.cli.test_cli_routing import _eventually, _invite, _readme_flow, _serving, free_port
+from tests.cli.test_cli_routing import _eventually, _invite, _readme_flow, _serving
 from tests.core.core_support import VECTORS
 from tests.lifecycle.acquire_support import World
 from tests.sandbox.conftest import clock, sandbox_factory

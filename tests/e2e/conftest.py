@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from opensti.sandbox.server import STIPA_CERT_FILE, TRUST_ANCHORS_FILE, SandboxHandle
-from tests._servers import client_env
+from tests._servers import client_env, free_port
 from tests.sandbox.conftest import SandboxFactory, clock, sandbox_factory
 
 __all__ = ["clock", "sandbox_factory"]
@@ -55,12 +54,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -43,7 +42,7 @@ from opensti.sip import SIPServer, SIPServices, parse_listeners
 from opensti.sip.message import SIPResponse
 from opensti.sip.redirect import CallRecord
 from opensti.verification import FetchPolicy, TrustStore, VerificationService, X5UFetcher
-from tests._servers import LocalHTTPServer, TLSFiles, client_env
+from tests._servers import LocalHTTPServer, TLSFiles, client_env, free_udp_port
 from tests.sip.sip_support import request, udp_client
 
 from .credentials import CHAIN_PATH, Credentials
@@ -173,12 +172,6 @@ async def options(target: tuple[str, int]) -> int:
 # --- Kamailio ----------------------------------------------------------------------------
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _quoted(value: str) -> str:
     """A Kamailio string define: its lexer turns \\n back into a newline."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
@@ -194,7 +187,7 @@ async def kamailio(
     assert MODULES is not None
     run = tmp_path / "kamailio-run"
     run.mkdir()
-    port = _free_udp_port()
+    port = free_udp_port()
     args = [
         str(KAMAILIO), "-f", str(CONFIG), "-DD", "-E", "-n", "1", "-m", "32", "-M", "8",
         "-l", f"udp:127.0.0.1:{port}", "-L", str(MODULES), "-Y", str(run),

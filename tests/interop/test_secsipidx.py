@@ -42,7 +42,7 @@ import pytest
 from opensti.core.identity import format_identity
 from opensti.core.passport import ShakenClaims, b64url_decode, b64url_encode, sign_passport
 from opensti.sandbox.pki import DemoPKI
-from tests._servers import LocalHTTPServer, TLSFiles, client_env
+from tests._servers import LocalHTTPServer, TLSFiles, client_env, free_port
 from tests._sti_ca_chains import NullParamPKI
 
 from .credentials import CHAIN_PATH, Credentials, make_credentials, write_file
@@ -413,16 +413,10 @@ def test_secsipidx_rejects_compact_form(creds: Credentials, x5u: str) -> None:
 # --- secsipidx as an HTTP verification service -----------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def secsipidx_http(creds: Credentials) -> Iterator[str]:
     """``secsipidx -http-srv`` with certificate checks on; yields its /v1/check URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [SECSIPIDX, "-http-srv", f"127.0.0.1:{port}", "-fpubkey", str(creds.chain_pem),
          "-expire", "60", "-cert-verify", "21", "-ca-file", str(creds.root_pem),

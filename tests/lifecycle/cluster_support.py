@@ -25,7 +25,8 @@ from opensti.core.identity import parse_identity
 from opensti.core.passport import decode_passport
 from opensti.lifecycle.reconcile import request_renewal
 from opensti.store import Certificate, CertificateEntry, CertificateState, LifecycleEvent
-from tests.lifecycle.reconcile_support import World, free_socket
+from tests._servers import free_port
+from tests.lifecycle.reconcile_support import World
 
 __all__ = [
     "OPENSTI",
@@ -81,8 +82,7 @@ def serve_node(world: World, *options: str, port: int | None = None) -> Iterator
     """``opensti serve --insecure-http`` on 127.0.0.1 with the world's settings; its
     base URL. Stopped with SIGTERM at the end, which it must obey."""
     if port is None:
-        with free_socket() as sock:
-            port = int(sock.getsockname()[1])
+        port = free_port()
     command = [OPENSTI, "serve", "--insecure-http", f"--port={port}", *options]
     node = subprocess.Popen(
         command, env=world.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from opensti.lifecycle.notify import (
     set_policy,
 )
 from opensti.store import CertificateEntry, Secret, get_entry_by_id, get_setting
-from tests._servers import TLSFiles, make_tls_files
+from tests._servers import TLSFiles, free_port, make_tls_files
 from tests.lifecycle.lifecycle_support import Store
 
 pytestmark = pytest.mark.integration
@@ -55,12 +54,6 @@ class Mailbox:
         return [str(message["Subject"]) for message in self.messages]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _authenticate(
     server: Any, session: Any, envelope: Any, mechanism: str, data: Any
 ) -> AuthResult:
@@ -74,7 +67,7 @@ def _authenticate(
 @contextmanager
 def smtp_server(tls: TLSFiles | None = None, *, implicit: bool = False) -> Iterator[Mailbox]:
     """aiosmtpd on 127.0.0.1; with ``tls``: STARTTLS required (or implicit TLS) and AUTH."""
-    box = Mailbox(_free_port())
+    box = Mailbox(free_port())
     options: dict[str, Any] = {}
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -317,7 +310,7 @@ async def test_undelivered_notice_is_sent_at_the_next_observation(
     store.certificate(entry)
     notifier = Notifier(store.db, store.box)
     _set_failing(store, entry, "STI-PA login failed", now)
-    _configure(store, _free_port())  # nobody listens there
+    _configure(store, free_port())  # nobody listens there
     assert await notifier.observe_entry(entry.id, now=now) == []
     with smtp_server() as box:
         _configure(store, box.port)

@@ -20,18 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._servers import TLSFiles, make_client_pki, make_tls_files
+from tests._servers import TLSFiles, free_port, make_client_pki, make_tls_files
 
 pytestmark = pytest.mark.integration
 
 OPENSTI = str(Path(sys.executable).with_name("opensti"))
 SIGNING = {"signingRequest": {"orig": {"tn": "12155550121"}, "dest": {"tn": ["12155550131"]}}}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -95,7 +89,7 @@ def test_unusable_tls_material_stops_serve_with_one_line(tls: TLSFiles, tmp_path
     other = make_tls_files(tmp_path / "other", label="other")
     junk = tmp_path / "junk.pem"
     junk.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
-    port = str(_free_port())
+    port = str(free_port())
     cases = [
         (tmp_path / "missing.pem", tls.key_pem, "no such file"),
         (tls.cert_pem, other.key_pem, "cannot load the TLS certificate"),
@@ -126,7 +120,7 @@ def test_a_busy_port_stops_serve_with_one_line(tmp_path: Path) -> None:
 
 
 def test_the_public_sti_cr_and_the_internal_listener_are_apart(tmp_path: Path) -> None:
-    internal, public = _free_port(), _free_port()
+    internal, public = free_port(), free_port()
     args = ("--insecure-http", "--port", str(internal), "--sti-cr-listen", f"127.0.0.1:{public}")
     with _serving(tmp_path / "data", *args, lines=2) as (inside, outside):
         assert outside == f"http://127.0.0.1:{public}"
@@ -150,7 +144,7 @@ def test_serve_wants_a_signer_token_on_the_stir_api(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     reader = _run(data_dir, "token", "create", "--role", "read-only").stdout.strip()
-    port = str(_free_port())
+    port = str(free_port())
     with (
         _serving(data_dir, "--insecure-http", "--port", port) as (url,),
         httpx.Client(base_url=url, trust_env=False, timeout=10) as http,
@@ -177,7 +171,7 @@ def test_mutual_tls_lets_a_client_certificate_in(
     :class:`opensti.prefork.BalancedAcceptor`): the handshake and the chain it verified
     reach the STIR API the same way."""
     client_ca, cert, key = make_client_pki(tmp_path / "sbc")
-    port = str(_free_port())
+    port = str(free_port())
     args = ["--port", port, "--tls-cert", str(tls.cert_pem), "--tls-key", str(tls.key_pem)]
     args += ["--workers", workers]
     env = {"OPENSTI_STIR_CLIENT_CA_FILE": str(client_ca)}
@@ -204,7 +198,7 @@ def test_mutual_tls_lets_a_client_certificate_in(
 def test_forwarded_for_is_ignored_from_a_peer_that_is_no_proxy(tmp_path: Path) -> None:
     """Five wrong sign-ins from 127.0.0.1, each claiming another address: the address
     counter still locks 127.0.0.1 (uvicorn alone would believe loopback peers)."""
-    port = str(_free_port())
+    port = str(free_port())
     with (
         _serving(tmp_path / "data", "--insecure-http", "--port", port) as (url,),
         httpx.Client(base_url=url, trust_env=False, timeout=10) as http,

@@ -21,8 +21,8 @@ import pytest
 from cryptography import x509
 
 from opensti.cli._listeners import CertificateReloader, TLSMaterial
-from tests._servers import TLSFiles, make_tls_files
-from tests.lifecycle.test_serve_doors import OPENSTI, _env, _free_port
+from tests._servers import TLSFiles, free_port, make_tls_files
+from tests.lifecycle.test_serve_doors import OPENSTI, _env
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path, worke
     cert, key = tmp_path / "live" / "fullchain.pem", tmp_path / "live" / "key.pem"
     cert.parent.mkdir()
     _install(first, cert, key)
-    port = _free_port()
+    port = free_port()
     command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
     command += ["--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)]
     command += ["--workers", workers]
@@ -140,7 +140,7 @@ def test_a_certificate_near_its_end_is_a_health_problem(tmp_path: Path) -> None:
 
 def test_health_reports_the_certificate_near_its_end(tmp_path: Path) -> None:
     files = make_tls_files(tmp_path / "tls", label="short")
-    port = _free_port()
+    port = free_port()
     command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
     command += ["--port", str(port), "--tls-cert", str(files.cert_pem)]
     command += ["--tls-key", str(files.key_pem)]
@@ -167,7 +167,7 @@ def test_an_idle_tls_client_does_not_hold_the_stop(tmp_path: Path, workers: str)
     """A kept-alive client that reads nothing never answers the server's close_notify;
     asyncio waits 30 s for it by default, and the stop waited with it."""
     files = make_tls_files(tmp_path / "tls")
-    port = _free_port()
+    port = free_port()
     command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
     command += ["--port", str(port), "--tls-cert", str(files.cert_pem)]
     command += ["--tls-key", str(files.key_pem), "--workers", workers]

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._servers import child_pids, free_udp_port
-from tests.lifecycle.test_serve_doors import OPENSTI, SIGNING, _env, _free_port, _run
+from tests._servers import child_pids, free_port, free_udp_port
+from tests.lifecycle.test_serve_doors import OPENSTI, SIGNING, _env, _run
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +66,8 @@ def test_a_forked_worker_answers_while_the_first_process_is_stopped(tmp_path: Pa
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     command = [OPENSTI, "--data-dir", str(data_dir), "serve", "--no-worker", "--insecure-http"]
-    udp, tcp = free_udp_port(), _free_port()
-    command += ["--port", str(_free_port()), "--workers", "2"]
+    udp, tcp = free_udp_port(), free_port()
+    command += ["--port", str(free_port()), "--workers", "2"]
     command += ["--sip-listen", f"udp:127.0.0.1:{udp}/sign,tcp:127.0.0.1:{tcp}/sign"]
     node = subprocess.Popen(
         command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -191,7 +191,7 @@ def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path, do
     """The first process holds 16 kept-alive connections (taken while the worker was
     stopped); a burst of 16 more then goes to the worker, not half to each: an SBC
     reopening its pool gets every core. uvloop alone gave a burst to whichever woke."""
-    http, sip = _free_port(), _free_port()
+    http, sip = free_port(), free_port()
     port, exchange = (http, _http_health) if door == "http" else (sip, _sip_ping)
     node = _serving_with_workers(
         tmp_path / "data", http, "--sip-listen", f"tcp:127.0.0.1:{sip}/sign"
@@ -210,7 +210,7 @@ def test_a_burst_of_connections_is_shared_between_the_workers(tmp_path: Path, do
 def test_serving_is_announced_once_every_worker_serves(tmp_path: Path) -> None:
     """A client that connects as soon as ``serve`` says it serves finds both processes
     accepting: said earlier, a worker still starting got none of a pool's connections."""
-    port = _free_port()
+    port = free_port()
     node = _serving_with_workers(tmp_path / "data", port)
     opened: list[socket.socket] = []
     try:
@@ -262,7 +262,7 @@ def test_a_worker_that_is_killed_is_replaced_and_serves(tmp_path: Path) -> None:
     made = _run(data_dir, "token", "create", "--role", "signer", "--name", "sbc")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
-    port, udp, tcp = _free_port(), free_udp_port(), _free_port()
+    port, udp, tcp = free_port(), free_udp_port(), free_port()
     sip = f"udp:127.0.0.1:{udp}/sign,tcp:127.0.0.1:{tcp}/sign"
     node = _serving_with_workers(data_dir, port, "--sip-listen", sip)
     try:
@@ -301,7 +301,7 @@ def test_a_replacement_worker_shares_a_burst_through_the_inherited_board(
 ) -> None:
     """The replacement writes its slot of the same load board: with the first process
     holding 16 connections, a burst goes to the replacement."""
-    port = _free_port()
+    port = free_port()
     node = _serving_with_workers(tmp_path / "data", port)
     opened: list[socket.socket] = []
     try:
@@ -318,7 +318,7 @@ def test_a_replacement_worker_shares_a_burst_through_the_inherited_board(
 def test_workers_end_with_a_parent_killed_outright(tmp_path: Path) -> None:
     """SIGKILL leaves the parent no time to stop its workers; the kernel ends them, so
     none serves on without renewals, holding the port a restarted server needs."""
-    port = _free_port()
+    port = free_port()
     node = _serving_with_workers(tmp_path / "data", port)
     (worker,) = child_pids(node.pid)
     node.kill()
@@ -359,7 +359,7 @@ def test_a_scrape_counts_every_worker(tmp_path: Path) -> None:
     made = _run(data_dir, "token", "create", "--role", "signer", "--name", "sbc")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     node = _serving_with_workers(data_dir, port)
     try:

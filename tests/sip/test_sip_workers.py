@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from sip_support import request, tcp_client, udp_client
-from tests._servers import child_pids
+from tests._servers import child_pids, free_port
 
 from opensti.core.errors import InvalidInput
 from opensti.sip import SIPServices, parse_listeners, serve
@@ -25,24 +24,9 @@ pytestmark = pytest.mark.integration
 APP = Path(__file__).with_name("worker_app.py")
 
 
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
 @pytest.fixture
 def workers() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = _free_port()
+    port = free_port(tcp=True, udp=True)
     listeners = f"udp:127.0.0.1:{port}/sign,tcp:127.0.0.1:{port}/sign"
     process = subprocess.Popen(
         [sys.executable, str(APP), listeners, "2"], cwd=APP.parent, stderr=subprocess.PIPE

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ import pytest
 from opensti.core.identity import format_identity
 from opensti.core.passport import ShakenClaims, sign_passport
 from opensti.sandbox.pki import DemoPKI
-from tests._servers import Route, TLSFiles, client_env, make_tls_files, serve
+from tests._servers import Route, TLSFiles, client_env, free_udp_port, make_tls_files, serve
 from tests._sti_ca_chains import NullParamPKI
 from tests.sip.sip_support import DEST, ORIG, request, udp_client
 
@@ -34,12 +33,6 @@ pytestmark = pytest.mark.integration
 OPENSTI = str(Path(sys.executable).with_name("opensti"))
 BROKEN_PEM = b"-----BEGIN CERTIFICATE-----\nMIIB!!not base64\n-----END CERTIFICATE-----\n"
 _SERVING = re.compile(r"opensti serving on (http://\S+)")
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -78,7 +71,7 @@ class Site:
 def _start(tmp_path: Path, anchors: Path, tls: TLSFiles, **env: str) -> Served:
     data = tmp_path / "data"
     data.mkdir(mode=0o700, exist_ok=True)
-    sip_port = _free_udp_port()
+    sip_port = free_udp_port()
     environment = client_env(
         OPENSTI_DATA_DIR=str(data),
         OPENSTI_CA_TRUST_ANCHORS=str(anchors),
