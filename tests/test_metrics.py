@@ -111,11 +111,54 @@ def test_a_slot_is_seen_across_a_fork_and_through_its_descriptor() -> None:
     assert board.write(0, b"x" * 2000, 8.0) is False
 
 
-def test_a_slot_being_written_is_not_read() -> None:
+def _begin_write(board: SlotBoard, process: int) -> None:
+    """What a writer stopped half-way leaves: the copy it overwrites marked odd."""
+    copies = board._copies(process)
+    numbers = [board._sequence(offset) for offset in copies]
+    older = copies[numbers.index(min(numbers))]
+    SlotBoard._HEADER.pack_into(board._memory, older, max(numbers) | 1, 0.0, 3)
+
+
+def test_a_slot_being_written_gives_its_last_finished_copy() -> None:
+    """A scrape that meets a worker mid-write still has that worker's series (with one
+    copy it had none, and the series vanished from that scrape)."""
     board = SlotBoard(1, 1024)
-    board.write(0, b"settled", 1.0)
-    # A writer stopped half-way leaves the sequence odd: the reader gives up rather
-    # than return half a snapshot.
-    sequence = SlotBoard._HEADER.unpack_from(board._memory, SlotBoard._BOARD.size)[0]
-    SlotBoard._HEADER.pack_into(board._memory, SlotBoard._BOARD.size, sequence + 1, 0.0, 3)
+    board.write(0, b"first", 1.0)
+    board.write(0, b"second", 2.0)
+    _begin_write(board, 0)
+    assert board.read(0) == (2.0, b"second")
+
+
+def test_each_write_is_read_back_whole_and_newest_first() -> None:
+    board = SlotBoard(2, 64)
+    for n in range(7):
+        assert board.write(1, f"publication {n}".encode(), float(n))
+        assert board.read(1) == (float(n), f"publication {n}".encode())
     assert board.read(0) is None
+
+
+def test_a_slot_left_half_written_is_written_again_first() -> None:
+    """A writer killed mid-write leaves its copy odd; the replacement's first write goes
+    there, and is then what a reader gets."""
+    board = SlotBoard(1, 1024)
+    board.write(0, b"before the kill", 1.0)
+    _begin_write(board, 0)
+    board.write(0, b"from the replacement", 3.0)
+    assert board.read(0) == (3.0, b"from the replacement")
+    _begin_write(board, 0)  # the copy written before the kill goes next
+    assert board.read(0) == (3.0, b"from the replacement")
+
+
+def test_a_first_write_under_way_reads_as_nothing() -> None:
+    board = SlotBoard(1, 1024)
+    _begin_write(board, 0)
+    assert board.read(0) is None
+
+
+def test_a_scrape_keeps_a_worker_that_is_publishing_meanwhile() -> None:
+    board = SlotBoard(2, 64 * 1024)
+    first, second = (_worker(Metrics(), n + 1, 0.001).share(board, n) for n in range(2))
+    second.publish(now=1.0)
+    _begin_write(board, 1)
+    key = ("opensti_calls_signed_total", (("outcome", "signed"), ("worker", "1")))
+    assert _samples(first.render(now=2.0))[key] == 2

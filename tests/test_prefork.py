@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import os
 import re
 import resource
@@ -145,7 +146,9 @@ async def test_out_of_file_descriptors_it_waits_and_then_accepts(
     client.setblocking(False)
     try:
         # The limit bounds descriptor numbers: at the lowest free one (what dup gives),
-        # none is left.
+        # none is left. Garbage from earlier tests must not free a lower one meanwhile.
+        gc.collect()
+        gc.disable()
         lowest_free = os.dup(0)
         os.close(lowest_free)
         resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
@@ -164,6 +167,7 @@ async def test_out_of_file_descriptors_it_waits_and_then_accepts(
             while not made:
                 await asyncio.sleep(0.01)
     finally:
+        gc.enable()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         acceptor.close()
         for transport in made:

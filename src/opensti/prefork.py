@@ -371,18 +371,21 @@ class SlotBoard:
     """A slot of bytes per process in memory shared by the workers; each process
     writes only its own, and any reads any (the metrics a scrape answers for all).
 
-    A slot holds a sequence number, the time it was written and its length before the
-    data. The writer makes the number odd while it writes; a reader that sees it odd,
-    or changed after its copy, reads again (a seqlock: no lock a stopped writer could
-    hold)."""
+    A slot holds two copies, each a sequence number, the time it was written and its
+    length before the data. The writer overwrites the older copy, making its number odd
+    while it writes; a reader takes the newest copy whose number is even and unchanged
+    after its copy (a seqlock: no lock a stopped writer could hold). With one copy, a
+    reader that met a writer mid-write (preempted, or waiting for its GIL) had nothing
+    to give, and a scrape then lost that worker's series."""
 
     _HEADER = struct.Struct("<QdI")
     _BOARD = struct.Struct("<II")  # processes, slot size: what :meth:`attach` reads
+    _COPIES = 2
 
     def __init__(self, processes: int, slot_bytes: int, fd: int | None = None) -> None:
         self.processes = processes
         self.slot_bytes = slot_bytes
-        size = self._BOARD.size + processes * slot_bytes
+        size = self._BOARD.size + processes * self._COPIES * slot_bytes
         self.fd, self._memory = _shared_memory("opensti-slot-board", size, fd)
         if fd is None:
             self._BOARD.pack_into(self._memory, 0, processes, slot_bytes)
@@ -394,35 +397,47 @@ class SlotBoard:
             processes, slot_bytes = cls._BOARD.unpack_from(head, 0)
         return cls(processes, slot_bytes, fd)
 
-    def _offset(self, process: int) -> int:
+    def _copies(self, process: int) -> tuple[int, int]:
+        """Where ``process``'s two copies start."""
         if not 0 <= process < self.processes:
             raise IndexError(f"no slot {process} on a board of {self.processes}")
-        return self._BOARD.size + process * self.slot_bytes
+        first = self._BOARD.size + process * self._COPIES * self.slot_bytes
+        return first, first + self.slot_bytes
+
+    def _sequence(self, offset: int) -> int:
+        return int(self._HEADER.unpack_from(self._memory, offset)[0])
 
     def write(self, process: int, data: bytes, now: float) -> bool:
         """Put ``data`` in ``process``'s slot; False (the slot unchanged) if too long."""
         if self._HEADER.size + len(data) > self.slot_bytes:
             return False
-        offset = self._offset(process)
-        sequence = self._HEADER.unpack_from(self._memory, offset)[0]
-        self._HEADER.pack_into(self._memory, offset, sequence + 1, 0.0, 0)
+        copies = self._copies(process)
+        numbers = [self._sequence(offset) for offset in copies]
+        # The older copy, or one a writer killed mid-write left odd.
+        older = next((n for n in (0, 1) if numbers[n] % 2), numbers.index(min(numbers)))
+        offset = copies[older]
+        writing = max(numbers) | 1  # odd, and above every finished copy
+        self._HEADER.pack_into(self._memory, offset, writing, 0.0, 0)
         start = offset + self._HEADER.size
         self._memory[start : start + len(data)] = data
-        self._HEADER.pack_into(self._memory, offset, sequence + 2, now, len(data))
+        self._HEADER.pack_into(self._memory, offset, writing + 1, now, len(data))
         return True
 
     def read(self, process: int, attempts: int = 5) -> tuple[float, bytes] | None:
-        """When ``process``'s slot was written and what it holds; None if never
-        written (or a writer kept changing it)."""
-        offset = self._offset(process)
-        start = offset + self._HEADER.size
+        """When ``process``'s slot was last written in full and what it held; None if
+        never written (or a writer overtook every attempt)."""
+        copies = self._copies(process)
         for _ in range(attempts):
-            sequence, written, length = self._HEADER.unpack_from(self._memory, offset)
-            if sequence % 2:
-                continue
-            data = self._memory[start : start + length]
-            if self._HEADER.unpack_from(self._memory, offset)[0] == sequence:
-                return (written, data) if sequence else None
+            headers = [self._HEADER.unpack_from(self._memory, offset) for offset in copies]
+            finished = [(h[0], n) for n, h in enumerate(headers) if h[0] and not h[0] % 2]
+            if not finished:
+                return None  # never written, or its first write is under way
+            for sequence, n in sorted(finished, reverse=True):
+                _, written, length = headers[n]
+                start = copies[n] + self._HEADER.size
+                data = self._memory[start : start + length]
+                if self._sequence(copies[n]) == sequence:
+                    return written, data
         return None
 
 
