@@ -8,8 +8,10 @@ path, on PostgreSQL whatever --db-url says (a throwaway cluster if need be).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from opensti.store import (
     Database,
     Secret,
     SecretBox,
+    _database,
     activate_certificate,
     add_certificate,
     create_pending_certificate,
@@ -29,6 +32,7 @@ from opensti.store import (
     open_database,
     record_issued_chain,
     set_certificate_state,
+    upgrade,
     watch_active_certificates,
     watch_published_certificates,
 )
@@ -119,6 +123,46 @@ async def test_changes_through_another_engine_reach_the_watcher(
             set_certificate_state(session, second, CertificateState.REVOKED, now=NOW)
         await watcher.next_call()
         assert watcher.count == 4
+
+
+async def test_a_sqlite_file_locked_past_the_busy_timeout_is_waited_out(
+    tmp_path: Path,
+    box: SecretBox,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process holding SQLite's lock longer than the busy timeout (a worker
+    stopped mid-transaction, a backup) made the watch's read fail, and that ended
+    ``opensti serve``. The watch now logs it, waits, and goes on once the lock goes."""
+    monkeypatch.setattr(_database, "BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "store.db"
+    db = open_database(f"sqlite:///{path}")
+    upgrade(db)
+    add_entry(db, box)
+    db.dispose()
+    holder = sqlite3.connect(path, isolation_level=None)
+    # Exclusive locking mode keeps the lock after COMMIT: readers too are refused.
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("COMMIT")
+    watched = open_database(f"sqlite:///{path}")
+    watcher = Watcher()
+    task = asyncio.create_task(watch_active_certificates(watched, watcher, poll_interval=0.05))
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while "store watch lost the database" not in caplog.text:
+                await asyncio.sleep(0.05)
+        assert "database is locked" in caplog.text
+        assert watcher.count == 0
+        holder.close()
+        await watcher.next_call()  # the watch went on, and is in place
+        assert not task.done()
+    finally:
+        holder.close()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        watched.dispose()
 
 
 @pytest.mark.parametrize(

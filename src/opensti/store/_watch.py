@@ -23,9 +23,10 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from opensti.core.errors import StoreUnavailable
 from opensti.store._certificates import published_certificate_ids
 from opensti.store._changes import CERTIFICATES_CHANNEL, Change, parse_payload
-from opensti.store._database import Database
+from opensti.store._database import Database, store_problem
 from opensti.store._models import Certificate, CertificateEntry, CertificateState
 
 __all__ = [
@@ -137,7 +138,7 @@ async def follow_store(
                             await watch.check()
                     retry = poll_interval
         except _transient_errors() as exc:
-            log.warning("store watch lost the database (%s); retrying", type(exc).__name__)
+            log.warning("store watch lost the database (%s); retrying", store_problem(exc))
             await asyncio.sleep(retry)
             retry = min(retry * 2, MAX_RETRY_SECONDS)
 
@@ -233,7 +234,10 @@ async def _notifications(
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = (DBAPIError, OSError)
+    # StoreUnavailable: a read the store refused, e.g. SQLite locked past its busy
+    # timeout by another process (a worker stopped mid-transaction, a backup). It once
+    # ended `opensti serve`; the watch waits and checks again instead.
+    errors: tuple[type[BaseException], ...] = (DBAPIError, OSError, StoreUnavailable)
     try:
         import psycopg
     except ImportError:
