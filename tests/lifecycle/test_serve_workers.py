@@ -23,6 +23,15 @@ from tests.lifecycle.test_serve_doors import OPENSTI, SIGNING, _env, _run
 pytestmark = pytest.mark.integration
 
 
+def _stoppable_env() -> dict[str, str]:
+    """These tests SIGSTOP one process and expect the other to answer. Each process
+    purges the call log when it starts; one stopped inside that write could hold
+    SQLite's lock and leave the other's store reads waiting out the busy timeout (the
+    server survives that, see tests/store/test_watch.py, but the request in hand does
+    not). Keeping every call means no purge."""
+    return _env(OPENSTI_CALL_LOG_RETENTION_DAYS="0")
+
+
 def _stop(pid: int) -> None:
     """SIGSTOP ``pid`` and wait until it is stopped: the signal lands asynchronously,
     and a process still running could take a connection meant for the others."""
@@ -71,7 +80,7 @@ def test_a_forked_worker_answers_while_the_first_process_is_stopped(tmp_path: Pa
     command += ["--port", str(free_port()), "--workers", "2"]
     command += ["--sip-listen", f"udp:127.0.0.1:{udp}/sign,tcp:127.0.0.1:{tcp}/sign"]
     node = subprocess.Popen(
-        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, env=_stoppable_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert node.stdout is not None
@@ -180,7 +189,7 @@ def _serving_with_workers(data_dir: Path, port: int, *args: str) -> subprocess.P
     command = [OPENSTI, "--data-dir", str(data_dir), "serve", "--no-worker"]
     command += ["--insecure-http", "--port", str(port), "--workers", "2", *args]
     node = subprocess.Popen(
-        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, env=_stoppable_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert node.stdout is not None
     assert "serving on" in node.stdout.readline(), node.stderr.read() if node.stderr else ""
