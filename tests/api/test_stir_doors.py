@@ -4,7 +4,9 @@ and the input bounds every request meets (iat, origid, time)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from opensti.api.stir import STIRAccess, STIRApp, parse_networks
 from opensti.app import App
 from opensti.config import load_settings
 from opensti.signing import Keyring, SigningEntry, SigningService
-from opensti.store import ApiToken, Role, revoke_api_token
+from opensti.store import ApiToken, Role, _database, revoke_api_token
 from opensti.verification import FetchPolicy, TrustStore, VerificationService, X5UFetcher
 
 PATHS = ("/stir/v1/signing", "/stir/v1/signing/batch", "/stir/v1/verification")
@@ -119,10 +121,55 @@ async def test_a_revoked_token_stops_working_without_a_restart(
         assert (await http.post(PATHS[0], json=_signing(), headers=signer)).status_code == 200
         with store_app.database.session() as session:
             revoke_api_token(session, f"t-{Role.SIGNER.value}")
+        # The refresh runs behind the requests: the revocation lands within a few.
+        statuses = []
+        for _ in range(50):
+            response = await http.post(PATHS[0], json=_signing(), headers=signer)
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                break
+            await asyncio.sleep(0.02)
+        assert statuses[-1] == 401, statuses
+        _assert_refusal(response, 401)
         _assert_refusal(await http.post(PATHS[0], json=_signing(), headers=signer), 401)
         # A token made after the cache was loaded works at once.
         new = store_app.create_api_token(name="late", role=Role.SIGNER).reveal_text()
         assert (await http.post(PATHS[0], json=_signing(), headers=_bearer(new))).status_code == 200
+
+
+async def test_a_locked_store_does_not_hold_up_signing(
+    store_app: App, tokens: dict[Role, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holding SQLite's lock (a backup, a worker stopped mid-write):
+    the periodic token refresh waits out the busy timeout behind the requests, which
+    are answered with the tokens known meanwhile. Awaited, it held each one up."""
+    if store_app.database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's file lock")
+    monkeypatch.setattr(_database, "BUSY_TIMEOUT_MS", 3000)
+    store_app.database.dispose()  # new connections take the busy timeout above
+    app = _stir(store_app)
+    cache = app.access.tokens
+    assert cache is not None
+    signer = _bearer(tokens[Role.SIGNER])
+    async with _client(app) as http:
+        assert (await http.post(PATHS[0], json=_signing(), headers=signer)).status_code == 200
+        store_app.database.dispose()  # the lock below needs every connection closed
+        path = store_app.database.engine.url.database
+        assert path is not None
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            # Exclusive locking mode keeps the lock after COMMIT: readers too are refused.
+            holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+            holder.execute("BEGIN EXCLUSIVE")
+            holder.execute("COMMIT")
+            cache.refresh_seconds = 0  # every request finds the tokens due a refresh
+            started = time.monotonic()
+            for _ in range(5):
+                response = await http.post(PATHS[0], json=_signing(), headers=signer)
+                assert response.status_code == 200, response.text
+            assert time.monotonic() - started < 1.5  # not one busy timeout (3 s)
+        finally:
+            holder.close()
 
 
 async def test_tokens_are_checked_in_memory_and_use_is_recorded_once(

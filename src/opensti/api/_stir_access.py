@@ -10,8 +10,10 @@ A request is let in by any one of:
 Tokens are checked against an in-memory map of SHA-256 digests, refreshed from the
 store in a worker thread every few seconds (and at once, at most every second, for a
 token not seen yet, so a new token works without a restart): the hot path makes no
-database round trip and no write. When a token was used, ``last_used_at`` is written
-with the next refresh, once per token and period.
+database round trip and no write. The periodic refresh runs behind the requests, which
+go on with the tokens known meanwhile: a slow or locked store never holds up signing
+(a revoked token stops working once that refresh lands). When a token was used,
+``last_used_at`` is written with the next refresh, once per token and period.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class TokenCache:
     _loaded_at: float | None = None
     _used: set[int] = field(default_factory=set)
     _lock: asyncio.Lock | None = None
+    _behind: asyncio.Task[None] | None = None
     #: Live tokens by value, as requests presented them: what saves hashing every
     #: request's token. Filled only with tokens found, emptied with each reload (so a
     #: revoked token goes with the map it came from), and bounded.
@@ -128,10 +131,24 @@ class TokenCache:
                 self._tokens, self._by_value = tokens, {}
             self._loaded_at = self.clock()
 
+    def _refresh_behind(self) -> None:
+        """Start the periodic refresh unless it runs already; nobody waits for it.
+
+        Awaited, it held up every request that came in while the store was slow: up to
+        SQLite's 10 s busy timeout every few seconds while another process held the
+        lock."""
+        if self._behind is None or self._behind.done():
+            self._behind = asyncio.get_running_loop().create_task(
+                self.refresh(older_than=self.refresh_seconds)
+            )
+            self._behind.add_done_callback(_report_failure)
+
     async def lookup(self, value: str) -> KnownToken | None:
         """The live token with this value, or None (unknown, revoked or expired)."""
-        if self._loaded_at is None or self.clock() - self._loaded_at >= self.refresh_seconds:
-            await self.refresh(older_than=self.refresh_seconds)
+        if self._loaded_at is None:
+            await self.refresh()  # nothing to go on yet
+        elif self.clock() - self._loaded_at >= self.refresh_seconds:
+            self._refresh_behind()
         token = self._by_value.get(value)
         if token is None:
             token = await self._find(value)
@@ -143,6 +160,9 @@ class TokenCache:
     async def _find(self, value: str) -> KnownToken | None:
         digest = _digest(value)
         token = self._tokens.get(digest)
+        if token is None and self._behind is not None and not self._behind.done():
+            await asyncio.wait((self._behind,))  # the reload under way may bring it
+            token = self._tokens.get(digest)
         if token is None:
             await self.refresh(older_than=self.miss_refresh_seconds)
             token = self._tokens.get(digest)
@@ -151,6 +171,11 @@ class TokenCache:
                 self._by_value = {}
             self._by_value[value] = token
         return token
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        _log.error("cannot reload the API tokens: %s", error, exc_info=error)
 
 
 def store_tokens(database: Any) -> TokenCache:
