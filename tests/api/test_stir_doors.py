@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from opensti.config import load_settings
 from opensti.signing import Keyring, SigningEntry, SigningService
 from opensti.store import ApiToken, Role, _database, revoke_api_token
 from opensti.verification import FetchPolicy, TrustStore, VerificationService, X5UFetcher
+from tests.store.conftest import lock_out_readers
 
 PATHS = ("/stir/v1/signing", "/stir/v1/signing/batch", "/stir/v1/verification")
 
@@ -156,12 +156,8 @@ async def test_a_locked_store_does_not_hold_up_signing(
         store_app.database.dispose()  # the lock below needs every connection closed
         path = store_app.database.engine.url.database
         assert path is not None
-        holder = sqlite3.connect(path, isolation_level=None)
+        holder = lock_out_readers(path)
         try:
-            # Exclusive locking mode keeps the lock after COMMIT: readers too are refused.
-            holder.execute("PRAGMA locking_mode=EXCLUSIVE")
-            holder.execute("BEGIN EXCLUSIVE")
-            holder.execute("COMMIT")
             cache.refresh_seconds = 0  # every request finds the tokens due a refresh
             started = time.monotonic()
             for _ in range(5):

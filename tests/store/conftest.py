@@ -4,6 +4,7 @@ box, and small builders for rows."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,15 @@ def race_for_lease(url: str, entry_id: int, workers: int) -> list[str]:
         database.dispose()
     assert errors == []
     return winners
+
+
+def lock_out_readers(path: str | Path) -> sqlite3.Connection:
+    """A connection that keeps every other one, readers too, out of the SQLite file
+    until it is closed (another process holding the lock: a worker stopped inside it,
+    a tool in exclusive mode). Every other connection must be closed first."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    # Exclusive locking mode keeps the lock after COMMIT.
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("COMMIT")
+    return holder

@@ -8,7 +8,6 @@ path, on PostgreSQL whatever --db-url says (a throwaway cluster if need be).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,7 +36,7 @@ from opensti.store import (
     watch_published_certificates,
 )
 
-from .conftest import NOW, add_entry
+from .conftest import NOW, add_entry, lock_out_readers
 
 pytestmark = pytest.mark.db_dialect
 
@@ -140,11 +139,7 @@ async def test_a_sqlite_file_locked_past_the_busy_timeout_is_waited_out(
     upgrade(db)
     add_entry(db, box)
     db.dispose()
-    holder = sqlite3.connect(path, isolation_level=None)
-    # Exclusive locking mode keeps the lock after COMMIT: readers too are refused.
-    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
-    holder.execute("BEGIN EXCLUSIVE")
-    holder.execute("COMMIT")
+    holder = lock_out_readers(path)
     watched = open_database(f"sqlite:///{path}")
     watcher = Watcher()
     task = asyncio.create_task(watch_active_certificates(watched, watcher, poll_interval=0.05))
