@@ -168,6 +168,45 @@ async def test_a_locked_store_does_not_hold_up_signing(
             holder.close()
 
 
+async def test_a_token_the_cache_has_not_seen_is_not_refused_while_the_store_is_locked(
+    store_app: App, tokens: dict[Role, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token made since the cache last read the store may be live: while the store
+    cannot be read, the SBC gets 503 (retry), not 401 (a wrong credential)."""
+    if store_app.database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's file lock")
+    monkeypatch.setattr(_database, "BUSY_TIMEOUT_MS", 200)
+    store_app.database.dispose()
+    app = _stir(store_app)
+    cache = app.access.tokens
+    assert cache is not None
+    cache.miss_refresh_seconds = 0  # a token not yet seen always sends it to the store
+    signer, admin = _bearer(tokens[Role.SIGNER]), _bearer(tokens[Role.ADMIN])
+    async with _client(app) as http:
+        assert (await http.post(PATHS[0], json=_signing(), headers=signer)).status_code == 200
+        assert (await http.post(PATHS[0], json=_signing(), headers=admin)).status_code == 200
+        late = _bearer(store_app.create_api_token(name="late", role=Role.SIGNER).reveal_text())
+        store_app.database.dispose()
+        path = store_app.database.engine.url.database
+        assert path is not None
+        holder = lock_out_readers(path)
+        try:
+            response = await http.post(PATHS[0], json=_signing(), headers=late)
+            assert response.status_code == 503, response.text
+            assert "token store cannot be read" in response.json()["error"]["message"]
+            # Tokens already known go on signing meanwhile.
+            assert (await http.post(PATHS[0], json=_signing(), headers=signer)).status_code == 200
+        finally:
+            holder.close()
+        assert (await http.post(PATHS[0], json=_signing(), headers=late)).status_code == 200
+        unknown = await http.post(PATHS[0], json=_signing(), headers=_bearer("osti_nobody"))
+        _assert_refusal(unknown, 401)
+    # The admin token's use, pending when the store could not be read, was kept.
+    with store_app.database.read_session() as session:
+        row = session.query(ApiToken).filter_by(name=f"t-{Role.ADMIN.value}").one()
+        assert row.last_used_at is not None
+
+
 async def test_tokens_are_checked_in_memory_and_use_is_recorded_once(
     store_app: App, tokens: dict[Role, str]
 ) -> None:

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opensti.api._stir_messages import Headers, STIRRequest
-from opensti.core.errors import InvalidInput, NotAuthenticated, OpenSTIError, PermissionDenied
+from opensti.core.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    OpenSTIError,
+    PermissionDenied,
+    StoreUnavailable,
+)
 
 __all__ = [
     "KnownToken",
@@ -94,15 +100,18 @@ class TokenCache:
     _used: set[int] = field(default_factory=set)
     _lock: asyncio.Lock | None = None
     _behind: asyncio.Task[None] | None = None
+    #: Why the last reload failed (None: it did not); tokens it may have brought are
+    #: not known to be unknown.
+    _unreadable: OpenSTIError | None = None
     #: Live tokens by value, as requests presented them: what saves hashing every
     #: request's token. Filled only with tokens found, emptied with each reload (so a
     #: revoked token goes with the map it came from), and bounded.
     _by_value: dict[str, KnownToken] = field(default_factory=dict)
 
-    def _reload(self, used: Sequence[int]) -> Mapping[str, KnownToken] | None:
-        """The store's live tokens (None: kept the last ones), and the use recorded.
-        Blocking: run in a worker thread, which touches none of the cache's state."""
-        tokens = None
+    def _reload(self, used: Sequence[int]) -> Mapping[str, KnownToken] | OpenSTIError:
+        """The store's live tokens and the use recorded, or the error that kept them from
+        being read (the last ones are kept). Blocking: run in a worker thread, which
+        touches none of the cache's state."""
         try:
             tokens = self.load()
         except OpenSTIError as error:
@@ -110,6 +119,7 @@ class TokenCache:
                 raise  # nothing to go on: the request gets the store's 503
             # Keep the tokens known so far: a store hiccup must not stop signing.
             _log.warning("cannot reload the API tokens, keeping the last ones: %s", error)
+            return error  # and no write: it would wait out the busy timeout again
         if used and self.touch is not None:
             try:
                 self.touch(used)
@@ -126,9 +136,12 @@ class TokenCache:
             if self._loaded_at is not None and self.clock() - self._loaded_at < older_than:
                 return
             used, self._used = sorted(self._used), set()
-            tokens = await asyncio.to_thread(self._reload, used)
-            if tokens is not None:
-                self._tokens, self._by_value = tokens, {}
+            loaded = await asyncio.to_thread(self._reload, used)
+            if isinstance(loaded, OpenSTIError):
+                self._unreadable = loaded
+                self._used.update(used)  # recorded with the next reload
+            else:
+                self._tokens, self._by_value, self._unreadable = loaded, {}, None
             self._loaded_at = self.clock()
 
     def _refresh_behind(self) -> None:
@@ -166,6 +179,12 @@ class TokenCache:
         if token is None:
             await self.refresh(older_than=self.miss_refresh_seconds)
             token = self._tokens.get(digest)
+        if token is None and self._unreadable is not None:
+            # Not "unknown": a token made since the last good read may be live, and a
+            # 401 would tell the SBC its credential is wrong rather than to retry.
+            raise StoreUnavailable(
+                f"cannot check the API token: the token store cannot be read ({self._unreadable})"
+            ) from None
         if token is not None:
             if len(self._by_value) >= _MAX_REMEMBERED:
                 self._by_value = {}
