@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from opensti.calls import CallLog, certificate_info, find_calls, keyring_certificates
+from opensti.config import load_settings
 from opensti.core.errors import InvalidInput
 from opensti.signing import SigningService
 from opensti.sip import CallRecord
@@ -138,6 +139,24 @@ def test_retention_deletes_old_calls(site: Site) -> None:
     with site.database.read_session() as session:
         assert [m.call_id for m in session.scalars(select(SipMessage))] == ["call-9"]
     assert log.purge(NOW.timestamp(), days=1) == 1
+    assert rows(site.database) == 0
+
+
+def test_of_a_servers_processes_only_the_first_applies_retention(site: Site) -> None:
+    """``opensti serve --workers N``: N logs over one store; the forked workers' would
+    only repeat the first's deletes and wait on its lock."""
+    settings = load_settings(data_dir=site.data_dir, call_log_retention_days=30)
+    worker = CallLog.from_settings(site.database, settings, purges=False)
+    first = CallLog.from_settings(site.database, settings)
+    worker._clock = first._clock = NOW.timestamp
+    old = NOW - dt.timedelta(days=31)
+    with worker:
+        worker.record(record(1, at=old))
+        assert worker.flush()
+    assert worker.stats().purged == 0
+    assert rows(site.database) == 1
+    with first:
+        wait_for(lambda: first.stats().purged == 1)
     assert rows(site.database) == 0
 
 

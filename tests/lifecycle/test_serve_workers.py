@@ -24,8 +24,8 @@ pytestmark = pytest.mark.integration
 
 
 def _stoppable_env() -> dict[str, str]:
-    """These tests SIGSTOP one process and expect the other to answer. Each process
-    purges the call log when it starts; one stopped inside that write could hold
+    """These tests SIGSTOP one process and expect the other to answer. The first
+    process purges the call log when it starts; stopped inside that write it could hold
     SQLite's lock and leave the other's store reads waiting out the busy timeout (the
     server survives that, see tests/store/test_watch.py, but the request in hand does
     not). Keeping every call means no purge."""

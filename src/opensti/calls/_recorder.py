@@ -242,13 +242,16 @@ class CallLog:
         settings: Settings,
         *,
         certificate_for_x5u: CertificateLookup | None = None,
+        purges: bool = True,
     ) -> CallLog:
-        """The log as configured (``call_log_*`` settings); start it with :meth:`start`."""
+        """The log as configured (``call_log_*`` settings); start it with :meth:`start`.
+        ``purges``: whether this log applies the retention; of a server's processes one
+        does, as the others would only repeat its deletes and wait on its lock."""
         return cls(
             database,
             max_queue=settings.call_log_queue_size,
             batch_size=settings.call_log_batch_size,
-            retention_days=settings.call_log_retention_days or None,
+            retention_days=(settings.call_log_retention_days or None) if purges else None,
             certificate_for_x5u=certificate_for_x5u,
         )
 

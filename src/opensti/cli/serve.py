@@ -450,7 +450,8 @@ async def run_server(
     then the public STI-CR's (with ``public=True``) when it has a listener of its own.
     ``sockets``: listeners bound already (by :func:`bind_all`, shared with forked
     workers); without them this call binds its own. ``first``: the process that warns
-    about setup problems (the forked workers do not repeat them)."""
+    about setup problems and applies the call log's retention (the forked workers do
+    not repeat them)."""
     check_front(options)
     settings = application.settings
     tls = _tls(options, settings)
@@ -468,7 +469,10 @@ async def run_server(
     # off the request path.
     reloader = None if tls is None else CertificateReloader(tls)
     call_log = CallLog.from_settings(
-        application.database, settings, certificate_for_x5u=keyring_certificates(keyring)
+        application.database,
+        settings,
+        certificate_for_x5u=keyring_certificates(keyring),
+        purges=first,
     )
     async with AsyncExitStack() as stack:
         call_log.start()
