@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     stir_allow_networks: WordList = Field(default_factory=list)
     #: STIR API: CA bundle (PEM) whose client certificates are let in (mutual TLS).
     stir_client_ca_file: Path | None = None
-    #: How often ``serve`` looks for a renewed --tls-cert/--tls-key to load (seconds).
+    #: How often ``serve`` looks for a renewed --tls-cert/--tls-key or a changed client CA
+    #: file to load (seconds).
     tls_reload_seconds: float = Field(default=30.0, gt=0)
     #: Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or networks);
     #: empty: forwarded headers are ignored, the peer address is the client.

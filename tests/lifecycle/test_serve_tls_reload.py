@@ -17,12 +17,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 
 from opensti.cli._listeners import CertificateReloader, TLSMaterial
-from tests._servers import TLSFiles, free_port, make_tls_files
-from tests.lifecycle.test_serve_doors import OPENSTI, _env
+from tests._servers import TLSFiles, free_port, make_client_pki, make_tls_files
+from tests.lifecycle.test_serve_doors import OPENSTI, SIGNING, _env
 
 pytestmark = pytest.mark.integration
 
@@ -109,8 +110,8 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path, worke
         _, errors = node.communicate(timeout=30)
     assert node.returncode == 0, errors
     assert f"TLS certificate {cert} loaded again" in errors
-    assert "changed but does not load" in errors
-    assert "still serving the previous one" in errors
+    assert "changed but do not load" in errors
+    assert "still serving the previous ones" in errors
 
 
 def test_a_certificate_near_its_end_is_a_health_problem(tmp_path: Path) -> None:
@@ -194,3 +195,73 @@ def test_an_idle_tls_client_does_not_hold_the_stop(tmp_path: Path, workers: str)
         if node.poll() is None:
             node.kill()
             node.wait()
+
+
+def _let_in(url: str, root: Path, client: tuple[Path, Path]) -> bool:
+    """Whether a new connection with this client certificate gets to the STIR API
+    (404: no signing entry here) or is refused in the TLS handshake."""
+    context = ssl.create_default_context(cafile=str(root))
+    context.load_cert_chain(*client)
+    try:
+        with httpx.Client(base_url=url, verify=context, trust_env=False, timeout=10) as http:
+            status = http.post("/stir/v1/signing", json=SIGNING).status_code
+    except httpx.HTTPError:
+        return False
+    assert status == 404, status
+    return True
+
+
+def _wait_let_in(url: str, root: Path, client: tuple[Path, Path], expected: bool) -> None:
+    """Until eight new connections in a row are let in (or refused): each process looks
+    at the files on a timer of its own."""
+    deadline = time.monotonic() + 10
+    while {_let_in(url, root, client) for _ in range(8)} != {expected}:
+        assert time.monotonic() < deadline, f"{client[0].name} still {not expected}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_changed_client_ca_file_is_loaded_without_a_restart(tmp_path: Path, workers: str) -> None:
+    """An SBC with certificates from a new CA gets in, one whose CA left the file is
+    refused (a CA cannot be taken out of a live context), and a file caught
+    half-written is refused whole."""
+    server = make_tls_files(tmp_path / "server", label="server")
+    old_ca, *old_sbc = make_client_pki(tmp_path / "old")
+    new_ca, *new_sbc = make_client_pki(tmp_path / "new")
+    old, new = (old_sbc[0], old_sbc[1]), (new_sbc[0], new_sbc[1])
+    client_ca = tmp_path / "clients.pem"
+    shutil.copyfile(old_ca, client_ca)
+    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
+    command += ["--port", str(free_port()), "--workers", workers]
+    command += ["--tls-cert", str(server.cert_pem), "--tls-key", str(server.key_pem)]
+    env = _env(
+        OPENSTI_TLS_RELOAD_SECONDS=RELOAD_SECONDS,
+        OPENSTI_LOG_LEVEL="INFO",
+        OPENSTI_STIR_CLIENT_CA_FILE=str(client_ca),
+    )
+    node = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert node.stdout is not None
+        match = re.search(r"serving on (https://\S+)", node.stdout.readline())
+        assert match, node.stderr
+        url = match.group(1)
+        assert _let_in(url, server.root_pem, old)
+        assert not _let_in(url, server.root_pem, new)
+
+        client_ca.write_bytes(new_ca.read_bytes())
+        _wait_let_in(url, server.root_pem, new, True)
+        assert {_let_in(url, server.root_pem, old) for _ in range(8)} == {False}
+
+        client_ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nhalf")
+        time.sleep(10 * float(RELOAD_SECONDS))
+        assert {_let_in(url, server.root_pem, new) for _ in range(8)} == {True}
+        # The served certificate is the same throughout.
+        assert _served_certificate(int(url.rsplit(":", 1)[1])) == _der(server)
+    finally:
+        node.send_signal(signal.SIGTERM)
+        _, errors = node.communicate(timeout=30)
+    assert node.returncode == 0, errors
+    assert f"client CA file {client_ca} loaded again" in errors
+    assert "changed but do not load" in errors

@@ -24,6 +24,7 @@ from typing import Any
 
 import uvicorn
 from cryptography import x509
+from uvicorn.config import create_ssl_context
 
 from opensti.api._http_protocol import FastPath, http_protocol
 from opensti.core.errors import InvalidInput
@@ -68,31 +69,44 @@ def check_tls(material: TLSMaterial) -> None:
 
 
 class CertificateReloader:
-    """Loads a renewed certificate and key into the listeners' TLS contexts, so new
-    connections get it without a restart; open ones keep theirs.
+    """Loads a renewed certificate and key, and a changed client CA file, into the
+    listeners, so new connections get them without a restart; open ones keep theirs.
 
     The STI-CR's Web PKI certificate is renewed every 60 to 90 days. Loaded only at
     start, a renewal waited for a restart that is easily forgotten, and once the old
-    certificate expired every verifier failed to fetch the x5u.
+    certificate expired every verifier failed to fetch the x5u. The client CA file
+    (mutual TLS) changes when an SBC with certificates from a new CA is let in, or one
+    is shut out; a restart for that stopped signing for a moment.
 
-    The files are read once into memory, checked in a context of their own, then
-    loaded from that copy: a renewal caught half-written (the certificate new, the key
-    not yet) is refused whole, and never leaves a live context with a certificate whose
-    key it lacks. It is tried again when the files change again."""
+    A CA cannot be taken out of a live context, so each change makes new contexts, as
+    uvicorn made the listeners' first ones, and every new connection is switched to
+    them in the handshake's first callback (the server name's, which OpenSSL calls
+    whether or not the client names a server).
+
+    The files are read once into memory, checked and loaded from that copy: a renewal
+    caught half-written (the certificate new, the key not yet) is refused whole, and
+    never leaves a listener with a certificate whose key it lacks. It is tried again
+    when the files change again."""
 
     #: Within this much of its expiry the served certificate is a ``/health`` problem.
     EXPIRY_WARNING = dt.timedelta(days=14)
 
     def __init__(self, material: TLSMaterial) -> None:
         self._files = (material.cert, material.key)
-        self._contexts: list[ssl.SSLContext] = []
+        self._client_ca = material.client_ca
+        self._switches: list[_Switch] = []
         self._seen = self._stat()
         #: The served certificate's expiry (None if its file no longer parses).
         self.not_after = _not_after(material.cert.read_bytes())
 
-    def watch(self, contexts: Sequence[ssl.SSLContext]) -> None:
-        """The listeners' contexts (made as they start) that renewals are loaded into."""
-        self._contexts = list(contexts)
+    def watch(self, configs: Sequence[uvicorn.Config]) -> None:
+        """The listeners' configurations, loaded (their first contexts made): new
+        connections to them get what is loaded from now on."""
+        for config in configs:
+            assert config.ssl is not None, "a TLS listener's configuration"
+            switch = _Switch(config)
+            config.ssl.sni_callback = switch
+            self._switches.append(switch)
 
     def problems(self, now: dt.datetime | None = None) -> list[str]:
         """The served certificate expiring or expired, for ``/health``: a renewal that
@@ -111,36 +125,42 @@ class CertificateReloader:
             ]
         return []
 
+    def _watched(self) -> tuple[Path, ...]:
+        return self._files if self._client_ca is None else (*self._files, self._client_ca)
+
     def _stat(self) -> tuple[tuple[int, ...], ...] | None:
         try:
-            stats = [os.stat(path) for path in self._files]
+            stats = [os.stat(path) for path in self._watched()]
         except OSError:
             return None
         return tuple((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in stats)
 
     def check(self) -> bool:
-        """Load the files into the contexts if they changed and load together; True
-        when they were loaded."""
+        """Load the files if they changed and load together; True when they were."""
         seen = self._stat()
         if seen is None or seen == self._seen:
             return False
         self._seen = seen
         try:
-            cert, key = (path.read_bytes() for path in self._files)
-            with _in_memory(cert.rstrip() + b"\n" + key) as path:
-                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(path)
-                for context in self._contexts:
-                    context.load_cert_chain(path)
+            cert, key, *client_ca = (path.read_bytes() for path in self._watched())
+            with contextlib.ExitStack() as in_memory:
+                chain = in_memory.enter_context(_in_memory(cert.rstrip() + b"\n" + key))
+                ca = in_memory.enter_context(_in_memory(client_ca[0])) if client_ca else None
+                _context_like(None, chain, ca)  # checked, whatever is watched
+                contexts = [_context_like(s.config, chain, ca) for s in self._switches]
         except OSError as exc:  # ssl.SSLError is an OSError
             logger.warning(
-                "the TLS certificate %s or its key changed but does not load (%s): "
-                "still serving the previous one",
-                self._files[0],
+                "the TLS files (%s) changed but do not load (%s): still serving the previous ones",
+                ", ".join(str(path) for path in self._watched()),
                 _reason(exc),
             )
             return False
+        for switch, context in zip(self._switches, contexts, strict=True):
+            switch.current = context
         self.not_after = _not_after(cert)
         logger.info("TLS certificate %s loaded again: new connections get it", self._files[0])
+        if self._client_ca is not None:
+            logger.info("client CA file %s loaded again", self._client_ca)
         return True
 
     async def run(self, seconds: float) -> None:
@@ -148,6 +168,45 @@ class CertificateReloader:
         while True:
             await asyncio.sleep(seconds)
             self.check()
+
+
+class _Switch:
+    """A listener's first context's server-name callback: it moves each new connection
+    to the context last loaded (None: none yet, the first is current)."""
+
+    __slots__ = ("config", "current")
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self.config = config
+        self.current: ssl.SSLContext | None = None
+
+    def __call__(self, connection: Any, server_name: str | None, context: Any) -> None:
+        if self.current is not None:
+            connection.context = self.current
+
+
+def _context_like(
+    config: uvicorn.Config | None, chain: str, client_ca: str | None
+) -> ssl.SSLContext:
+    """A server context made as uvicorn made ``config``'s (None: a plain one), from a
+    certificate and key in one file and the client CA file when ``config`` asks for
+    client certificates."""
+    if config is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(chain)
+        if client_ca is not None:
+            context.load_verify_locations(client_ca)
+        return context
+    return create_ssl_context(
+        certfile=chain,
+        keyfile=None,
+        password=None,
+        ssl_version=config.ssl_version,
+        cert_reqs=config.ssl_cert_reqs,
+        ca_certs=client_ca if config.ssl_ca_certs else None,
+        ciphers=config.ssl_ciphers,
+        alpn_protocols=getattr(config.http_protocol_class, "alpn_protocols", None),
+    )
 
 
 def _not_after(pem: bytes) -> dt.datetime | None:

@@ -549,7 +549,7 @@ async def run_server(
             await asyncio.sleep(0.01)
         started = all(x.server.started for x in listeners)
         if started and reloader is not None:
-            reloader.watch([x.server.config.ssl for x in listeners if x.server.config.ssl])
+            reloader.watch([x.server.config for x in listeners if x.server.config.ssl])
             reloading = asyncio.create_task(reloader.run(settings.tls_reload_seconds))
             stack.push_async_callback(_cancel, reloading)
         if ready is not None and started and sockets.boards:
