@@ -4,6 +4,7 @@ whole (the previous certificate stays served); an idle TLS client does not hold 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -15,6 +16,8 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -64,6 +67,39 @@ def _install(files: TLSFiles, cert: Path, key: Path) -> None:
     shutil.copyfile(files.key_pem, key)
 
 
+@dataclass
+class _Node:
+    """A TLS ``opensti serve`` that looks at its files every RELOAD_SECONDS."""
+
+    port: int
+    #: Its log (stderr), once it has stopped.
+    log: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def _reloading(tmp_path: Path, cert: Path, key: Path, workers: str, **env: str) -> Iterator[_Node]:
+    node = _Node(free_port())
+    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
+    command += ["--port", str(node.port), "--tls-cert", str(cert), "--tls-key", str(key)]
+    command += ["--workers", workers]
+    env = _env(OPENSTI_TLS_RELOAD_SECONDS=RELOAD_SECONDS, OPENSTI_LOG_LEVEL="INFO", **env)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert re.search(r"serving on https://", process.stdout.readline()), process.stderr
+        yield node
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, node.log = process.communicate(timeout=30)
+    assert process.returncode == 0, node.log
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path, workers: str) -> None:
     first = make_tls_files(tmp_path / "first", label="first")
@@ -71,17 +107,8 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path, worke
     cert, key = tmp_path / "live" / "fullchain.pem", tmp_path / "live" / "key.pem"
     cert.parent.mkdir()
     _install(first, cert, key)
-    port = free_port()
-    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
-    command += ["--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)]
-    command += ["--workers", workers]
-    env = _env(OPENSTI_TLS_RELOAD_SECONDS=RELOAD_SECONDS, OPENSTI_LOG_LEVEL="INFO")
-    node = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert node.stdout is not None
-        assert re.search(r"serving on https://", node.stdout.readline()), node.stderr
+    with _reloading(tmp_path, cert, key, workers) as node:
+        port = node.port
         assert _served_certificate(port) == _der(first)
         # A kept-alive connection that trusts only the first certificate's root.
         trusting_first = ssl.create_default_context(cafile=str(first.root_pem))
@@ -105,13 +132,9 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path, worke
         shutil.copyfile(third.key_pem, key)
         _wait_served(port, third)
         kept.close()
-    finally:
-        node.send_signal(signal.SIGTERM)
-        _, errors = node.communicate(timeout=30)
-    assert node.returncode == 0, errors
-    assert f"TLS certificate {cert} loaded again" in errors
-    assert "changed but do not load" in errors
-    assert "still serving the previous ones" in errors
+    assert f"TLS certificate {cert} loaded again" in node.log
+    assert "changed but do not load" in node.log
+    assert "still serving the previous ones" in node.log
 
 
 def test_a_certificate_near_its_end_is_a_health_problem(tmp_path: Path) -> None:
@@ -231,22 +254,9 @@ def test_a_changed_client_ca_file_is_loaded_without_a_restart(tmp_path: Path, wo
     old, new = (old_sbc[0], old_sbc[1]), (new_sbc[0], new_sbc[1])
     client_ca = tmp_path / "clients.pem"
     shutil.copyfile(old_ca, client_ca)
-    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
-    command += ["--port", str(free_port()), "--workers", workers]
-    command += ["--tls-cert", str(server.cert_pem), "--tls-key", str(server.key_pem)]
-    env = _env(
-        OPENSTI_TLS_RELOAD_SECONDS=RELOAD_SECONDS,
-        OPENSTI_LOG_LEVEL="INFO",
-        OPENSTI_STIR_CLIENT_CA_FILE=str(client_ca),
-    )
-    node = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert node.stdout is not None
-        match = re.search(r"serving on (https://\S+)", node.stdout.readline())
-        assert match, node.stderr
-        url = match.group(1)
+    ca_env = {"OPENSTI_STIR_CLIENT_CA_FILE": str(client_ca)}
+    with _reloading(tmp_path, server.cert_pem, server.key_pem, workers, **ca_env) as node:
+        url = node.url
         assert _let_in(url, server.root_pem, old)
         assert not _let_in(url, server.root_pem, new)
 
@@ -258,10 +268,6 @@ def test_a_changed_client_ca_file_is_loaded_without_a_restart(tmp_path: Path, wo
         time.sleep(10 * float(RELOAD_SECONDS))
         assert {_let_in(url, server.root_pem, new) for _ in range(8)} == {True}
         # The served certificate is the same throughout.
-        assert _served_certificate(int(url.rsplit(":", 1)[1])) == _der(server)
-    finally:
-        node.send_signal(signal.SIGTERM)
-        _, errors = node.communicate(timeout=30)
-    assert node.returncode == 0, errors
-    assert f"client CA file {client_ca} loaded again" in errors
-    assert "changed but do not load" in errors
+        assert _served_certificate(node.port) == _der(server)
+    assert f"client CA file {client_ca} loaded again" in node.log
+    assert "changed but do not load" in node.log

@@ -146,8 +146,9 @@ class CertificateReloader:
             with contextlib.ExitStack() as in_memory:
                 chain = in_memory.enter_context(_in_memory(cert.rstrip() + b"\n" + key))
                 ca = in_memory.enter_context(_in_memory(client_ca[0])) if client_ca else None
-                _context_like(None, chain, ca)  # checked, whatever is watched
                 contexts = [_context_like(s.config, chain, ca) for s in self._switches]
+                if not contexts:
+                    _context_like(None, chain, ca)  # no listener yet: checked all the same
         except OSError as exc:  # ssl.SSLError is an OSError
             logger.warning(
                 "the TLS files (%s) changed but do not load (%s): still serving the previous ones",
