@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,8 @@ def test_toml_file_below_environment_below_arguments(
         ('public_base_url = "cr.example"', "public_base_url: .*http"),
         ('spc_pattern = "[unclosed"', "spc_pattern: .*regular expression"),
         ("unknown_field = 1", "unknown_field"),
+        ("workers = 0", "workers: .*greater than or equal to 1"),
+        ('workers = "all"', "workers: .*valid integer"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
@@ -90,6 +93,24 @@ def test_bad_configuration_is_one_clear_error(tmp_path: Path, content: str, mess
     config.write_text(content + "\n")
     with pytest.raises(InvalidInput, match=message):
         load_settings(config)
+
+
+def test_auto_workers_are_one_per_core_this_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A container's or cgroup's cores (the affinity), not the host's."""
+    cores = os.sched_getaffinity(0)
+    monkeypatch.setenv("OPENSTI_WORKERS", "auto")
+    assert load_settings().workers == min(len(cores), 64)
+    os.sched_setaffinity(0, {min(cores)})  # a container given one core
+    try:
+        assert load_settings(workers="AUTO").workers == 1
+    finally:
+        os.sched_setaffinity(0, cores)
+    # No machine here has more than 64 cores to give.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(200)))
+    assert load_settings().workers == 64  # the most serve forks
+    assert load_settings(workers=5).workers == 5
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -18,7 +18,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -42,6 +49,21 @@ _toml_file: ContextVar[Path | None] = ContextVar("opensti_toml_file", default=No
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 #: A list from TOML, or from the environment as comma-separated words.
 WordList = Annotated[list[str], NoDecode]
+
+MAX_WORKERS = 64
+
+
+def _cores_for_auto(value: object) -> object:
+    """``auto``: one process per core this one may run on (a container's or a cgroup's
+    cores, not the host's), at most :data:`MAX_WORKERS`."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    return value
+
+
+#: ``opensti serve``'s process count: a number, or ``auto``.
+WorkerCount = Annotated[int, BeforeValidator(_cores_for_auto), Field(ge=1, le=MAX_WORKERS)]
+WORKER_COUNT: TypeAdapter[int] = TypeAdapter(WorkerCount)
 
 
 def _default_data_dir() -> Path:
@@ -134,8 +156,9 @@ class Settings(BaseSettings):
     #: The public STI-CR listener, ``host:port``; unset, it shares the internal one.
     sti_cr_listen: str | None = None
     #: ``opensti serve``: processes answering HTTP (the STIR API above all) and SIP on
-    #: the same sockets; one per core uses the machine. Renewals run in the first only.
-    workers: int = Field(default=1, ge=1, le=64)
+    #: the same sockets; one per core (``auto``) uses the machine. Renewals run in the
+    #: first only.
+    workers: WorkerCount = 1
 
     @classmethod
     def settings_customise_sources(

@@ -70,6 +70,30 @@ def _options_request(transport: str, sock: socket.socket) -> bytes:
     ).encode()
 
 
+def test_auto_workers_are_one_per_core(tmp_path: Path) -> None:
+    """``--workers auto``: the cores ``serve`` may run on, here limited to two (or the
+    one a single-core machine has)."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
+    command += ["--insecure-http", "--port", str(free_port()), "--workers", "auto"]
+    node = subprocess.Popen(
+        command,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
+    try:
+        assert node.stdout is not None
+        assert "serving on" in node.stdout.readline(), node.stderr.read() if node.stderr else ""
+        assert len(child_pids(node.pid)) == len(cores) - 1
+    finally:
+        node.send_signal(signal.SIGTERM)
+        _, errors = node.communicate(timeout=30)
+    assert node.returncode == 0, errors
+
+
 def test_a_forked_worker_answers_while_the_first_process_is_stopped(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     made = _run(data_dir, "token", "create", "--role", "signer", "--name", "sbc")

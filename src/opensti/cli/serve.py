@@ -36,6 +36,7 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from opensti.api._stir_access import STIRAccess, parse_networks, store_tokens
 from opensti.api.stir import STIRApp, create_stir_app
@@ -56,7 +57,7 @@ from opensti.cli.lifecycle_loop import (
     stop_on_signals,
 )
 from opensti.cli.users import first_run_link
-from opensti.config import Settings, split_host_port
+from opensti.config import WORKER_COUNT, Settings, split_host_port
 from opensti.core.errors import InvalidInput, OpenSTIError
 from opensti.eventloop import run_server_loop
 from opensti.lifecycle.branding import IconFetch, refresh_icons
@@ -595,6 +596,15 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def _worker_count(value: str) -> int:
+    """``--workers``: a number of processes (1 to 64) or ``auto``, as the setting."""
+    try:
+        return WORKER_COUNT.validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise typer.BadParameter(f"{value!r}: {reason} (a number of processes, or auto)") from None
+
+
 @app.command("serve")
 def serve_command(
     ctx: typer.Context,
@@ -631,10 +641,10 @@ def serve_command(
         typer.Option(
             "--workers",
             "--http-workers",
-            min=1,
-            max=64,
+            parser=_worker_count,
+            metavar="N|auto",
             help="Processes answering HTTP and SIP on the same sockets (default: "
-            "$OPENSTI_WORKERS, else 1); one per core uses them all.",
+            "$OPENSTI_WORKERS, else 1); auto: one per core, which uses them all.",
         ),
     ] = None,
     tick: TickOption = _DEFAULTS.tick,
