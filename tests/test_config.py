@@ -98,7 +98,7 @@ def test_bad_configuration_is_one_clear_error(tmp_path: Path, content: str, mess
 def test_auto_workers_are_one_per_core_this_process_may_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A container's or cgroup's cores (the affinity), not the host's."""
+    """The cores of the process's CPU affinity (a container's CPU set), not the host's."""
     cores = os.sched_getaffinity(0)
     monkeypatch.setenv("OPENSTI_WORKERS", "auto")
     assert load_settings().workers == min(len(cores), 64)

@@ -54,8 +54,9 @@ MAX_WORKERS = 64
 
 
 def _cores_for_auto(value: object) -> object:
-    """``auto``: one process per core this one may run on (a container's or a cgroup's
-    cores, not the host's), at most :data:`MAX_WORKERS`."""
+    """``auto``: one process per core this one may run on, at most :data:`MAX_WORKERS`.
+    That is its CPU affinity: a CPU set given to a container counts, a CPU quota
+    (``docker --cpus``) does not."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
     return value
