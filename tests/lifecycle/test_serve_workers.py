@@ -73,20 +73,9 @@ def _options_request(transport: str, sock: socket.socket) -> bytes:
 def test_auto_workers_are_one_per_core(tmp_path: Path) -> None:
     """``--workers auto``: the cores ``serve`` may run on, here limited to two (or the
     one a single-core machine has)."""
-    cores = sorted(os.sched_getaffinity(0))[:2]
-    command = [OPENSTI, "--data-dir", str(tmp_path / "data"), "serve", "--no-worker"]
-    command += ["--insecure-http", "--port", str(free_port()), "--workers", "auto"]
-    node = subprocess.Popen(
-        command,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-    )
+    cores = set(sorted(os.sched_getaffinity(0))[:2])
+    node = _serving_with_workers(tmp_path / "data", free_port(), workers="auto", cores=cores)
     try:
-        assert node.stdout is not None
-        assert "serving on" in node.stdout.readline(), node.stderr.read() if node.stderr else ""
         assert len(child_pids(node.pid)) == len(cores) - 1
     finally:
         node.send_signal(signal.SIGTERM)
@@ -209,11 +198,19 @@ def _burst_goes_to(
     assert held[worker] >= 12, held
 
 
-def _serving_with_workers(data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
+def _serving_with_workers(
+    data_dir: Path, port: int, *args: str, workers: str = "2", cores: set[int] | None = None
+) -> subprocess.Popen[str]:
+    """``cores``: the CPUs the server may run on (None: this process's)."""
     command = [OPENSTI, "--data-dir", str(data_dir), "serve", "--no-worker"]
-    command += ["--insecure-http", "--port", str(port), "--workers", "2", *args]
+    command += ["--insecure-http", "--port", str(port), "--workers", workers, *args]
     node = subprocess.Popen(
-        command, env=_stoppable_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=_stoppable_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if cores is None else lambda: os.sched_setaffinity(0, cores),
     )
     assert node.stdout is not None
     assert "serving on" in node.stdout.readline(), node.stderr.read() if node.stderr else ""
